@@ -1,0 +1,87 @@
+/**
+ * A published message as it travels from the router to the gateways' connections.
+ *
+ * One `Message` object is shared by every connection that receives it: the transport frames (SSE
+ * event, WebSocket frame, chunk) are encoded once, on first use, and cached on the object. This is
+ * the "framed once per message, not once per connection" rule of DESIGN.md; the only per-connection
+ * bytes are the article's `#N` counter on the `/test` route.
+ */
+
+/** Longest body accepted by default (64 KB), see `maxMessageBytes`. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+
+export class Message {
+  /** Event id, unique in the cluster: `<epoch>-<seq>`. SSE `id:` lines and resume use it. */
+  readonly eid: string;
+  /** The id the message was sent to (the article's subject: who played the song). */
+  readonly subject: string;
+  /** The text delivered to clients. */
+  readonly body: string;
+  /** Publish time, milliseconds since the Unix epoch. */
+  readonly ts: number;
+
+  /** Frame caches, filled by the gateway's frame encoders (internal). */
+  sseFrame: Buffer | undefined = undefined;
+  wsFrame: Buffer | undefined = undefined;
+  chunkFrame: Buffer | undefined = undefined;
+  testTail: Buffer | undefined = undefined;
+  jsonText: string | undefined = undefined;
+
+  constructor(eid: string, subject: string, body: string, ts: number) {
+    this.eid = eid;
+    this.subject = subject;
+    this.body = body;
+    this.ts = ts;
+  }
+
+  /** Bytes of the body as UTF-8. */
+  get size(): number {
+    return Buffer.byteLength(this.body);
+  }
+
+  /** The message as a client sees it in JSON transports (long-poll). */
+  toJSON(): { id: string; subject: string; data: string; ts: number } {
+    return { id: this.eid, subject: this.subject, data: this.body, ts: this.ts };
+  }
+}
+
+/**
+ * Turns an API `msg` value into the body text: strings go as they are, any other JSON value is
+ * serialised once.
+ */
+export function bodyOf(msg: unknown): string {
+  return typeof msg === 'string' ? msg : JSON.stringify(msg);
+}
+
+/**
+ * Issues event ids: a random epoch per process start plus a counter. Ids from different
+ * processes never collide, and a client resuming with an id from an earlier process start is
+ * told it cannot resume rather than being given the wrong messages.
+ */
+export class EventIds {
+  readonly epoch: string;
+  #seq = 0;
+
+  constructor(epoch: string = randomEpoch()) {
+    this.epoch = epoch;
+  }
+
+  next(): string {
+    this.#seq++;
+    return `${this.epoch}-${this.#seq}`;
+  }
+
+  /** The sequence number of an id issued by this generator, or `undefined` if it is foreign. */
+  seqOf(eid: string): number | undefined {
+    const dash = eid.lastIndexOf('-');
+    if (dash <= 0 || eid.slice(0, dash) !== this.epoch) return undefined;
+    const seq = Number(eid.slice(dash + 1));
+    return Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
+  }
+}
+
+function randomEpoch(): string {
+  const bytes = new Uint8Array(6);
+  globalThis.crypto.getRandomValues(bytes);
+  return Buffer.from(bytes).toString('base64url');
+}

@@ -1,0 +1,58 @@
+/**
+ * The subscription store: who is subscribed to whom (the article's `subsmanager`, Mnesia bag
+ * with an index on subscribee). A subscription `{subscriber, subscribee}` means: a message sent
+ * to `subscribee` also reaches `subscriber`.
+ *
+ * Implementations: SQLite (default, a file under `--data`) and PostgreSQL (shared by many
+ * hosts). Both pass the same contract suite (`test/store-contract.ts`).
+ */
+
+/** One subscription: `subscriber` receives what is sent to `subscribee`. */
+export interface Subscription {
+  readonly subscriber: string;
+  readonly subscribee: string;
+}
+
+/** Counters a store reports for `/api/stats` and `/metrics`. */
+export interface StoreStats {
+  readonly subscriptions: number;
+}
+
+export interface SubscriptionStore {
+  /** `sqlite` or `postgres`. */
+  readonly kind: string;
+  /** Where the data lives, safe to log (no password). */
+  readonly location: string;
+
+  /**
+   * Adds subscriptions with set semantics (a pair already present is kept once), all or
+   * nothing. Resolves to how many pairs were new.
+   */
+  addSubscriptions(subs: readonly Subscription[]): Promise<number>;
+
+  /** Removes subscriptions, all or nothing; absent pairs are ignored. Resolves to how many were removed. */
+  removeSubscriptions(subs: readonly Subscription[]): Promise<number>;
+
+  /** Everyone subscribed to `user`, in no particular order, each once. */
+  getSubscribers(user: string): Promise<string[]>;
+
+  /** Everyone `user` is subscribed to, each once. */
+  getSubscriptions(user: string): Promise<string[]>;
+
+  /**
+   * The subscribers of `user` in pages of at most `pageSize`, so a user with 100,000 subscribers
+   * can be fanned out without one long blocking read. Pages are disjoint and their union is
+   * {@link getSubscribers}.
+   */
+  subscriberPages(user: string, pageSize: number): AsyncIterable<string[]>;
+
+  /**
+   * Bulk load: adds every pair from `batches` as fast as the backend allows (transactions of
+   * whole batches, COPY on PostgreSQL), with set semantics. Memory stays bounded by one batch.
+   */
+  bulkLoad(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }>;
+
+  stats(): Promise<StoreStats>;
+
+  close(): Promise<void>;
+}
