@@ -47,7 +47,7 @@ class LineLogger implements Logger {
   #write(level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void {
     if (rank[level] > rank[this.level]) return;
     let line = `${new Date().toISOString()} ${level.padEnd(5)} ${this.#component ? `${this.#component}: ` : ''}${msg}`;
-    if (fields !== undefined) line += ` ${JSON.stringify(fields, errorReplacer)}`;
+    if (fields !== undefined) line += ` ${JSON.stringify(plain(fields))}`;
     this.#sink.write(`${line}\n`);
   }
 
@@ -72,12 +72,21 @@ class LineLogger implements Logger {
   }
 }
 
-function errorReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Error) {
-    const code = (value as { code?: unknown }).code;
-    return code === undefined ? value.message : `${value.message} (${String(code)})`;
+/**
+ * Errors become `message (code)`. Done before JSON.stringify, which would otherwise call an
+ * error's own `toJSON` (our API body shape) ahead of any replacer.
+ */
+function plain(fields: LogFields): LogFields {
+  const out: LogFields = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (value instanceof Error) {
+      const code = (value as { code?: unknown }).code;
+      out[key] = code === undefined ? value.message : `${value.message} (${String(code)})`;
+    } else {
+      out[key] = value;
+    }
   }
-  return value;
+  return out;
 }
 
 /** A logger at `level` writing to `sink` (stderr by default). */

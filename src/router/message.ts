@@ -71,6 +71,11 @@ export class EventIds {
     return `${this.epoch}-${this.#seq}`;
   }
 
+  /** The last id issued (`<epoch>-0` before the first): a cursor meaning "from now on". */
+  current(): string {
+    return `${this.epoch}-${this.#seq}`;
+  }
+
   /** The sequence number of an id issued by this generator, or `undefined` if it is foreign. */
   seqOf(eid: string): number | undefined {
     const dash = eid.lastIndexOf('-');

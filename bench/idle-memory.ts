@@ -1,0 +1,149 @@
+/**
+ * Idle-connection memory: server RSS per connection with N idle `/test/<id>` streams (the
+ * DESIGN.md budget: ≤ 2 KB). Starts `switchboard serve` as its own process, reads its RSS from
+ * /proc before and after opening N connections from many 127.x source addresses, and prints JSON.
+ *
+ *   node dist/bench/idle-memory.js --count 15000 [--semi-space 1] [--settle 5]
+ *
+ * `perConnKB` is (RSS after − RSS before) / N: the marginal cost of a connection, the figure the
+ * article's 45 KB → 8 KB and the reference measurements compare. `totalPerConnKB` divides the
+ * whole RSS, base process included, as the article's 450 MB / 10k did.
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '15000' },
+    'semi-space': { type: 'string', default: '0' },
+    settle: { type: 'string', default: '5' },
+    client: { type: 'boolean', default: false },
+    port: { type: 'string' },
+    from: { type: 'string', default: '0' },
+  },
+});
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+function rssKB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Client side (a child process): opens `count` streams from 127.0.<k>.<j> addresses, lean. */
+async function client(): Promise<void> {
+  const net = await import('node:net');
+  const port = Number(values.port);
+  const count = Number(values.count);
+  const base = Number(values.from);
+  let open = 0;
+  let failed = 0;
+  const onData = function (this: { got?: boolean }): void {
+    if (!this.got) {
+      this.got = true;
+      open++;
+    }
+  };
+  const onError = (): void => {
+    failed++;
+  };
+  const sockets: unknown[] = [];
+  for (let i = 0; i < count; i++) {
+    const n = base + i;
+    // 10,000 connections per source address, well inside the ~28k ephemeral ports per address.
+    const addr = `127.0.${1 + Math.floor(n / 10_000)}.${2 + (Math.floor(n / 250) % 200)}`;
+    const s = net.connect({ port, host: '127.0.0.1', localAddress: addr });
+    s.setNoDelay(true);
+    s.on('data', onData);
+    s.on('error', onError);
+    s.write(`GET /test/${n} HTTP/1.1\r\nHost: bench\r\n\r\n`);
+    sockets.push(s);
+    if (i % 500 === 499) await sleep(25);
+  }
+  while (open + failed < count) await sleep(50);
+  process.send?.({ open, failed });
+  setInterval(() => undefined, 1 << 30);
+}
+
+async function main(): Promise<void> {
+  const count = Number(values.count);
+  const data = mkdtempSync(path.join(tmpdir(), 'sb-bench-'));
+  const args = [MAIN, 'serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', data];
+  if (values['semi-space'] !== '0') args.push('--semi-space', values['semi-space']!);
+  const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
+    server.stderr.on('data', (d: Buffer) => {
+      log += d;
+      const c = /clients: http:\/\/[\d.]+:(\d+)/.exec(log);
+      const a = /publish API: http:\/\/[\d.]+:(\d+)/.exec(log);
+      if (c && a) resolve({ client: Number(c[1]), api: Number(a[1]) });
+    });
+    server.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
+  });
+  await sleep(1000);
+  const before = rssKB(server.pid!);
+  const stats = async (): Promise<{ connections: number; memory: { heapUsed: number; heapTotal: number } }> =>
+    (await (await fetch(`http://127.0.0.1:${ports.api}/api/stats`)).json()) as {
+      connections: number;
+      memory: { heapUsed: number; heapTotal: number };
+    };
+  const heapBefore = (await stats()).memory;
+  const started = Date.now();
+  const clients: ChildProcess[] = [];
+  const perClient = 15_000;
+  const opened: Promise<{ open: number; failed: number }>[] = [];
+  for (let from = 0; from < count; from += perClient) {
+    const n = Math.min(perClient, count - from);
+    const child = fork(fileURLToPath(import.meta.url), [
+      '--client',
+      '--port',
+      String(ports.client),
+      '--count',
+      String(n),
+      '--from',
+      String(from),
+    ]);
+    clients.push(child);
+    opened.push(
+      new Promise((resolve) => child.once('message', (m) => resolve(m as { open: number; failed: number }))),
+    );
+  }
+  const results = await Promise.all(opened);
+  const rampSeconds = (Date.now() - started) / 1000;
+  await sleep(Number(values.settle) * 1000);
+  const after = rssKB(server.pid!);
+  const st = await stats();
+  for (const c of clients) c.kill();
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+  rmSync(data, { recursive: true, force: true });
+  const open = results.reduce((a, r) => a + r.open, 0);
+  console.log(
+    JSON.stringify({
+      bench: 'idle-memory',
+      count,
+      open,
+      failed: results.reduce((a, r) => a + r.failed, 0),
+      serverConnections: st.connections,
+      semiSpaceMB: Number(values['semi-space']) || 'default',
+      rampSeconds: Math.round(rampSeconds * 10) / 10,
+      rssBeforeKB: before,
+      rssAfterKB: after,
+      perConnKB: Math.round(((after - before) / open) * 100) / 100,
+      totalPerConnKB: Math.round((after / open) * 100) / 100,
+      heapUsedPerConnB: Math.round((st.memory.heapUsed - heapBefore.heapUsed) / open),
+      heapTotalPerConnB: Math.round((st.memory.heapTotal - heapBefore.heapTotal) / open),
+      node: process.version,
+    }),
+  );
+}
+
+if (values.client) await client();
+else await main();

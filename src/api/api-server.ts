@@ -1,0 +1,232 @@
+/**
+ * The publish/admin API (default 127.0.0.1:8001), on `node:http`: it holds no long-lived
+ * connections, so the convenience is worth its per-request cost here.
+ *
+ * | method | path                      | body / answer                                               |
+ * |--------|---------------------------|-------------------------------------------------------------|
+ * | POST   | /api/send                 | `{"id","msg"}` → `{"delivered":N}`                           |
+ * | POST   | /api/send/batch           | JSON array or NDJSON of `{"id","msg"}` → `{"messages","delivered"}` |
+ * | POST   | /api/subscriptions        | `[{"subscriber","subscribee"}]` → `{"added":N}`              |
+ * | DELETE | /api/subscriptions        | `[{"subscriber","subscribee"}]` → `{"removed":N}`            |
+ * | GET    | /api/subscribers/<id>     | `{"id","subscribers":[…]}`                                   |
+ * | GET    | /api/subscriptions/<id>   | `{"id","subscriptions":[…]}`                                 |
+ * | GET    | /api/stats                | counters (see metrics.ts)                                   |
+ * | GET    | /metrics                  | the same, Prometheus text                                   |
+ * | GET    | /healthz                  | 200 when serving, 503 when the bus is down or draining      |
+ *
+ * Errors are JSON `{"error":{"code","message"}}` with the status of the error class. A batch is
+ * validated whole before any message is sent: a bad item rejects it, naming the item, and
+ * nothing is sent. With an API key set, every path but `/healthz` needs
+ * `Authorization: Bearer <key>` (or `X-Api-Key`).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { once } from 'node:events';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  errorMessage,
+  InvalidInputError,
+  isSwitchboardError,
+  SwitchboardError,
+  UnauthorizedError,
+} from '../errors.js';
+import { validateId } from '../ids.js';
+import type { Logger } from '../log.js';
+import type { Router } from '../router/router.js';
+import type { Subscription, SubscriptionStore } from '../store/store.js';
+import { asObject, parseBatch, parseJson, readBody } from './body.js';
+import { renderMetrics, type StatsSnapshot } from './metrics.js';
+
+/** What the API serves from. */
+export interface ApiBackend {
+  readonly router: Router;
+  readonly store: SubscriptionStore;
+  stats(): Promise<StatsSnapshot>;
+  /** Whether the process can serve publishes now, with reasons when not. */
+  health(): { ok: boolean; checks: Record<string, boolean> };
+}
+
+export interface ApiOptions {
+  readonly port: number;
+  readonly host: string;
+  readonly apiKey: string;
+  /** Largest request body, bytes. */
+  readonly maxBodyBytes: number;
+  /** Largest single message body, bytes (a send request may be up to twice this, for JSON escaping). */
+  readonly maxMessageBytes: number;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, param: string) => Promise<void>;
+
+export class ApiServer {
+  readonly #server: http.Server;
+  readonly #backend: ApiBackend;
+  readonly #opts: ApiOptions;
+  readonly #log: Logger;
+  readonly #key: Buffer | undefined;
+  /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
+  readonly #routes: [path: string, methods: Record<string, Handler>][];
+
+  constructor(backend: ApiBackend, opts: ApiOptions, log: Logger) {
+    this.#backend = backend;
+    this.#opts = opts;
+    this.#log = log;
+    this.#key = opts.apiKey ? Buffer.from(opts.apiKey) : undefined;
+    this.#routes = [
+      ['/api/send', { POST: (req, res) => this.#send(req, res) }],
+      ['/api/send/batch', { POST: (req, res) => this.#batch(req, res) }],
+      [
+        '/api/subscriptions',
+        {
+          POST: (req, res) => this.#subscribe(req, res, true),
+          DELETE: (req, res) => this.#subscribe(req, res, false),
+        },
+      ],
+      ['/api/subscribers/', { GET: (_req, res, id) => this.#list(res, id, 'subscribers') }],
+      ['/api/subscriptions/', { GET: (_req, res, id) => this.#list(res, id, 'subscriptions') }],
+      ['/api/stats', { GET: async (_req, res) => json(res, 200, await this.#backend.stats()) }],
+      ['/metrics', { GET: (_req, res) => this.#metrics(res) }],
+      ['/healthz', { GET: (_req, res) => this.#health(res) }],
+    ];
+    this.#server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+      this.#handle(req, res).catch((err: unknown) => this.#fail(res, err));
+    });
+    this.#server.keepAliveTimeout = 10_000;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    this.#server.listen({ port: this.#opts.port, host: this.#opts.host });
+    await once(this.#server, 'listening');
+    return this.address();
+  }
+
+  address(): AddressInfo {
+    return this.#server.address() as AddressInfo;
+  }
+
+  /** Stops accepting, finishes requests in flight, closes idle keep-alive sockets. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeIdleConnections();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const path = url.split('?', 1)[0]!;
+    const found = this.#match(path);
+    if (found === undefined) {
+      json(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `no API route for ${path}` } });
+      return;
+    }
+    const [methods, param] = found;
+    const handler = methods[req.method ?? ''];
+    if (handler === undefined) {
+      res.setHeader('Allow', Object.keys(methods).join(', '));
+      json(res, 405, {
+        error: { code: 'ERR_INVALID_INPUT', message: `${req.method} is not allowed on ${path}` },
+      });
+      return;
+    }
+    if (path !== '/healthz') this.#authorize(req);
+    await handler(req, res, param);
+  }
+
+  #match(path: string): [Record<string, Handler>, string] | undefined {
+    for (const [route, methods] of this.#routes) {
+      if (route.endsWith('/')) {
+        if (path.startsWith(route) && path.length > route.length)
+          return [methods, decodeURIComponent(path.slice(route.length))];
+      } else if (path === route) {
+        return [methods, ''];
+      }
+    }
+    return undefined;
+  }
+
+  #authorize(req: IncomingMessage): void {
+    if (this.#key === undefined) return;
+    const auth = req.headers.authorization;
+    const given = auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : req.headers['x-api-key'];
+    const buf = Buffer.from(typeof given === 'string' ? given : '');
+    if (buf.length !== this.#key.length || !timingSafeEqual(buf, this.#key)) {
+      throw new UnauthorizedError('a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
+    }
+  }
+
+  async #send(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(
+      req,
+      Math.min(this.#opts.maxBodyBytes, 2 * this.#opts.maxMessageBytes + 1024),
+    );
+    const obj = asObject(parseJson(body.toString()), 'request body');
+    const out = this.#backend.router.prepare(obj.id, obj.msg);
+    json(res, 200, { delivered: await this.#backend.router.sendPrepared(out) });
+  }
+
+  async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req, this.#opts.maxBodyBytes);
+    const router = this.#backend.router;
+    const outs = parseBatch(body.toString()).map(({ value, where }) => {
+      const obj = asObject(value, where);
+      return router.prepare(obj.id, obj.msg, where);
+    });
+    json(res, 200, { messages: outs.length, delivered: await router.sendAll(outs) });
+  }
+
+  async #subscribe(req: IncomingMessage, res: ServerResponse, add: boolean): Promise<void> {
+    const value = parseJson((await readBody(req, this.#opts.maxBodyBytes)).toString());
+    const list = Array.isArray(value) ? value : [value];
+    const subs: Subscription[] = list.map((item, i) => {
+      const obj = asObject(item, `subscriptions[${i}]`);
+      return { subscriber: obj.subscriber as string, subscribee: obj.subscribee as string };
+    });
+    const store = this.#backend.store;
+    if (add) json(res, 200, { added: await store.addSubscriptions(subs) });
+    else json(res, 200, { removed: await store.removeSubscriptions(subs) });
+  }
+
+  async #list(res: ServerResponse, rawId: string, which: 'subscribers' | 'subscriptions'): Promise<void> {
+    const id = validateId(rawId);
+    const store = this.#backend.store;
+    const ids = which === 'subscribers' ? await store.getSubscribers(id) : await store.getSubscriptions(id);
+    json(res, 200, { id, [which]: ids.sort() });
+  }
+
+  async #metrics(res: ServerResponse): Promise<void> {
+    const text = renderMetrics(await this.#backend.stats());
+    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    res.end(text);
+  }
+
+  async #health(res: ServerResponse): Promise<void> {
+    const h = this.#backend.health();
+    json(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'unavailable', checks: h.checks });
+  }
+
+  #fail(res: ServerResponse, err: unknown): void {
+    let e: SwitchboardError;
+    if (isSwitchboardError(err)) e = err;
+    else if (err instanceof URIError) e = new InvalidInputError('path is not valid percent-encoding');
+    else {
+      this.#log.error('API request failed', { err });
+      e = new SwitchboardError('ERR_INTERNAL', `internal error: ${errorMessage(err)}`);
+    }
+    if (e.status >= 500) this.#log.warn('API request failed', { err: e });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // A body we refused to read must not be drained into the next request on this socket.
+    if (e.status === 413) res.setHeader('Connection', 'close');
+    if (e.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+    json(res, e.status, e.toJSON());
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,90 @@
+/**
+ * The stats snapshot behind `GET /api/stats`, and its Prometheus text rendering for `GET /metrics`
+ * (exposition format 0.0.4: `# HELP`, `# TYPE`, one sample per line).
+ */
+
+/** Everything `/api/stats` reports. Counters are since process start. */
+export interface StatsSnapshot {
+  readonly role: string;
+  readonly uptimeSeconds: number;
+  /** Open client sockets. */
+  readonly connections: number;
+  /** Open connections by transport (`head`: still sending their request). */
+  readonly streams: Readonly<Record<string, number>>;
+  /** Ids with at least one connection here. */
+  readonly ids: number;
+  /** (connection, id) logins here. */
+  readonly logins: number;
+  /** Messages accepted for sending by this process's router. */
+  readonly messagesIn: number;
+  /** Message frames written to clients by this gateway. */
+  readonly messagesOut: number;
+  /** Connections reached, summed over this router's sends (the `delivered` answers). */
+  readonly delivered: number;
+  readonly bytesOut: number;
+  readonly accepted: number;
+  readonly closed: number;
+  readonly slowConsumers: number;
+  readonly headTimeouts: number;
+  readonly rejected: number;
+  readonly authFailures: number;
+  readonly expired: number;
+  readonly stale: number;
+  readonly resumed: number;
+  readonly gaps: number;
+  readonly subscriptions: number | null;
+  readonly bus: { readonly kind: string; readonly connected: boolean; readonly gateways: number };
+  readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
+}
+
+type Metric = [name: string, type: 'counter' | 'gauge', help: string, value: number | null];
+
+/** Renders `s` as Prometheus text. */
+export function renderMetrics(s: StatsSnapshot): string {
+  const metrics: Metric[] = [
+    ['switchboard_uptime_seconds', 'gauge', 'Seconds since the process started.', s.uptimeSeconds],
+    ['switchboard_connections', 'gauge', 'Open client sockets.', s.connections],
+    ['switchboard_ids', 'gauge', 'Ids with at least one connection on this gateway.', s.ids],
+    ['switchboard_logins', 'gauge', 'Connection-id logins on this gateway.', s.logins],
+    ['switchboard_messages_in_total', 'counter', 'Messages accepted by this router.', s.messagesIn],
+    ['switchboard_messages_out_total', 'counter', 'Message frames written to clients.', s.messagesOut],
+    ['switchboard_delivered_total', 'counter', 'Connections reached, summed over sends.', s.delivered],
+    ['switchboard_bytes_out_total', 'counter', 'Bytes written to clients.', s.bytesOut],
+    ['switchboard_accepted_total', 'counter', 'Client sockets accepted.', s.accepted],
+    ['switchboard_closed_total', 'counter', 'Client sockets closed.', s.closed],
+    [
+      'switchboard_slow_consumers_total',
+      'counter',
+      'Connections cut off for a full outbound queue.',
+      s.slowConsumers,
+    ],
+    [
+      'switchboard_head_timeouts_total',
+      'counter',
+      'Connections closed for a late request head.',
+      s.headTimeouts,
+    ],
+    ['switchboard_rejected_total', 'counter', 'Client requests answered with an error status.', s.rejected],
+    ['switchboard_auth_failures_total', 'counter', 'Client requests refused for the token.', s.authFailures],
+    ['switchboard_token_expired_total', 'counter', 'Streams ended because their token expired.', s.expired],
+    ['switchboard_stale_total', 'counter', 'WebSockets closed for not answering pings.', s.stale],
+    ['switchboard_resumed_total', 'counter', 'Resumes answered from history.', s.resumed],
+    ['switchboard_resume_gaps_total', 'counter', 'Resumes that could not be served.', s.gaps],
+    ['switchboard_subscriptions', 'gauge', 'Subscriptions in the store.', s.subscriptions],
+    ['switchboard_bus_connected', 'gauge', '1 when the bus can carry messages.', s.bus.connected ? 1 : 0],
+    ['switchboard_bus_gateways', 'gauge', 'Gateways known on the bus.', s.bus.gateways],
+    ['switchboard_resident_memory_bytes', 'gauge', 'Resident set size.', s.memory.rss],
+    ['switchboard_heap_used_bytes', 'gauge', 'V8 heap in use.', s.memory.heapUsed],
+    ['switchboard_heap_total_bytes', 'gauge', 'V8 heap reserved.', s.memory.heapTotal],
+  ];
+  let out = '';
+  for (const [name, type, help, value] of metrics) {
+    if (value === null) continue;
+    out += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
+  }
+  out +=
+    '# HELP switchboard_streams Open client connections by transport.\n# TYPE switchboard_streams gauge\n';
+  for (const [transport, n] of Object.entries(s.streams))
+    out += `switchboard_streams{transport="${transport}"} ${n}\n`;
+  return out;
+}

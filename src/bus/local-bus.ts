@@ -1,0 +1,68 @@
+/**
+ * The in-process bus: router and gateway share one process, so "publishing" is a direct call into
+ * the gateway's registry. Interest is tracked only for stats; delivery already goes only to ids
+ * with local connections.
+ */
+import { ClosedError } from '../errors.js';
+import type { Message } from '../router/message.js';
+import type { Bus, BusStats, BusStatusListener, Deliverer } from './bus.js';
+
+export class LocalBus implements Bus {
+  readonly kind = 'local';
+  #deliverer: Deliverer | undefined;
+  #interests = 0;
+  #published = 0;
+  #received = 0;
+  #closed = false;
+
+  get connected(): boolean {
+    return !this.#closed;
+  }
+
+  attach(deliverer: Deliverer): void {
+    if (this.#deliverer !== undefined) throw new Error('a deliverer is already attached to this bus');
+    this.#deliverer = deliverer;
+  }
+
+  interest(_id: string): void {
+    this.#interests++;
+  }
+
+  disinterest(_id: string): void {
+    this.#interests--;
+  }
+
+  publish(msg: Message, recipients: readonly string[]): Promise<number> {
+    if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
+    this.#published += recipients.length;
+    if (this.#deliverer === undefined) return Promise.resolve(0);
+    this.#received += recipients.length;
+    try {
+      return Promise.resolve(this.#deliverer.deliver(msg, recipients));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  onStatus(_listener: BusStatusListener): void {
+    // The in-process bus never goes down while open.
+  }
+
+  stats(): BusStats {
+    return {
+      gateways: this.#deliverer === undefined ? 0 : 1,
+      published: this.#published,
+      received: this.#received,
+    };
+  }
+
+  /** Ids with local interest (for tests and stats). */
+  get interests(): number {
+    return this.#interests;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    return Promise.resolve();
+  }
+}

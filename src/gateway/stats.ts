@@ -1,0 +1,39 @@
+/**
+ * Gateway counters: plain numeric fields bumped on the hot path (no maps, no labels), read by
+ * `/api/stats` and `/metrics`.
+ */
+export class GatewayStats {
+  /** Sockets accepted since start. */
+  accepted = 0;
+  /** Sockets closed since start. */
+  closed = 0;
+  /** Message frames written to clients. */
+  deliveries = 0;
+  /** Bytes written to clients (frames and response heads). */
+  bytesOut = 0;
+  /** Connections cut off because their outbound queue passed the limit. */
+  slowConsumers = 0;
+  /** Connections closed because their request head did not arrive in time. */
+  headTimeouts = 0;
+  /** Requests answered with a 4xx/5xx status. */
+  rejected = 0;
+  /** Requests refused for a missing, bad or expired token. */
+  authFailures = 0;
+  /** Streams ended because their token expired. */
+  expired = 0;
+  /** WebSocket connections closed for not answering pings. */
+  stale = 0;
+  /** Resume requests answered from history, and those that could not be (gap). */
+  resumed = 0;
+  gaps = 0;
+}
+
+/** Open connections by transport, computed from the connection list on demand. */
+export interface OpenByKind {
+  head: number;
+  test: number;
+  plain: number;
+  sse: number;
+  ws: number;
+  poll: number;
+}

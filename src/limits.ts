@@ -1,0 +1,27 @@
+/**
+ * Process limits that decide how many connections one process can hold. The open-files limit is
+ * the wall here (20,000 on this machine, not raisable): every socket is a file descriptor.
+ */
+import { readFileSync } from 'node:fs';
+
+/** The soft and hard open-files limits of this process, or `undefined` where /proc is not there. */
+export function openFilesLimit(): { soft: number; hard: number } | undefined {
+  try {
+    const text = readFileSync('/proc/self/limits', 'utf8');
+    const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(text);
+    if (!m) return undefined;
+    const val = (s: string): number => (s === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(s));
+    return { soft: val(m[1]!), hard: val(m[2]!) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** File descriptors kept back from client connections: store, bus, API sockets, log files. */
+export const RESERVED_FDS = 256;
+
+/** The most client connections this process can hold without running out of descriptors. */
+export function connectionCeiling(): number {
+  const limit = openFilesLimit();
+  return limit === undefined ? 0 : Math.max(1, limit.soft - RESERVED_FDS);
+}

@@ -1,0 +1,164 @@
+/**
+ * The router: the article's `router.erl` with `router.erl.2`'s pub/sub fan-out.
+ *
+ * - `login(id, conn)` / `logout(conn)` register connections in this gateway's {@link Registry};
+ *   the registry tells the bus when an id gains its first or loses its last local connection.
+ * - `send(id, msg)` resolves the recipients — `id` itself plus every subscriber of `id` from the
+ *   {@link SubscriptionStore} — and publishes the message once per recipient id on the bus, which
+ *   delivers only where there is interest. It answers how many connections were reached.
+ *
+ * Big fan-outs are paged (`pageSize` subscribers per bus publish) with a turn of the event loop
+ * between pages, so a user with 100,000 subscribers does not freeze the gateway's other clients.
+ */
+import type { Bus } from '../bus/bus.js';
+import { InvalidInputError, PayloadTooLargeError } from '../errors.js';
+import { validateId } from '../ids.js';
+import type { SubscriptionStore } from '../store/store.js';
+import type { History, Replay } from './history.js';
+import { bodyOf, type EventIds, Message } from './message.js';
+import type { Receiver, Registry } from './registry.js';
+
+export interface RouterOptions {
+  readonly bus: Bus;
+  readonly store: SubscriptionStore;
+  readonly ids: EventIds;
+  /** This gateway's registry; absent on a router-only process. */
+  readonly registry?: Registry;
+  readonly history?: History;
+  /** Subscribers per bus publish. */
+  readonly pageSize?: number;
+  /** Largest message body, bytes. */
+  readonly maxMessageBytes: number;
+}
+
+/** One validated message, ready to send. */
+export interface Outgoing {
+  readonly id: string;
+  readonly body: string;
+}
+
+/** Router counters. */
+export interface RouterStats {
+  /** Messages accepted by `send`. */
+  readonly messagesIn: number;
+  /** Connections reached, summed over all sends. */
+  readonly delivered: number;
+  /** Recipient ids resolved (id plus subscribers), summed over all sends. */
+  readonly recipients: number;
+}
+
+export const DEFAULT_PAGE_SIZE = 1000;
+
+export class Router {
+  readonly #bus: Bus;
+  readonly #store: SubscriptionStore;
+  readonly #ids: EventIds;
+  readonly #registry: Registry | undefined;
+  readonly #history: History | undefined;
+  readonly #pageSize: number;
+  readonly #maxBytes: number;
+  #messagesIn = 0;
+  #delivered = 0;
+  #recipients = 0;
+
+  constructor(opts: RouterOptions) {
+    this.#bus = opts.bus;
+    this.#store = opts.store;
+    this.#ids = opts.ids;
+    this.#registry = opts.registry;
+    this.#history = opts.history;
+    this.#pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
+    this.#maxBytes = opts.maxMessageBytes;
+  }
+
+  /** Registers `conn` to receive messages for `id`. One connection may log in as many ids. */
+  login(id: string, conn: Receiver): void {
+    this.#requireRegistry().login(id, conn);
+  }
+
+  /** Stops all deliveries to `conn`. */
+  logout(conn: Receiver): void {
+    this.#requireRegistry().logout(conn);
+  }
+
+  #requireRegistry(): Registry {
+    if (this.#registry === undefined)
+      throw new Error('this router has no local gateway to log connections into');
+    return this.#registry;
+  }
+
+  /**
+   * Checks an API message: a valid id and a body within the size limit. `where` names it in
+   * errors (e.g. `messages[3]`). Throws InvalidInputError or PayloadTooLargeError.
+   */
+  prepare(id: unknown, msg: unknown, where = ''): Outgoing {
+    const at = where ? `${where}.` : '';
+    const valid = validateId(id, `${at}id`);
+    if (msg === undefined) throw new InvalidInputError(`${at}msg is missing`);
+    const body = bodyOf(msg);
+    const bytes = Buffer.byteLength(body);
+    if (bytes > this.#maxBytes) {
+      throw new PayloadTooLargeError(
+        `${at}msg is ${bytes} bytes, the limit is ${this.#maxBytes}`,
+        this.#maxBytes,
+      );
+    }
+    return { id: valid, body };
+  }
+
+  /** The article's `send(Id, Msg)`: reaches `id` and its subscribers; resolves to connections reached. */
+  send(id: string, msg: unknown): Promise<number> {
+    return this.sendPrepared(this.prepare(id, msg));
+  }
+
+  /** Sends a message already checked by {@link prepare}. */
+  async sendPrepared(out: Outgoing): Promise<number> {
+    const msg = new Message(this.#ids.next(), out.id, out.body, Date.now());
+    this.#messagesIn++;
+    this.#history?.append(msg);
+    let delivered = 0;
+    let first = true;
+    for await (const page of this.#store.subscriberPages(out.id, this.#pageSize)) {
+      const recipients = first ? [out.id, ...page] : page;
+      this.#recipients += recipients.length;
+      delivered += await this.#bus.publish(msg, recipients);
+      first = false;
+    }
+    if (first) {
+      this.#recipients++;
+      delivered += await this.#bus.publish(msg, [out.id]);
+    }
+    this.#delivered += delivered;
+    return delivered;
+  }
+
+  /**
+   * Sends messages in order (each after the previous one's delivery), as the batch API does.
+   * Validate them all with {@link prepare} first, so a bad one rejects the batch before any is sent.
+   */
+  async sendAll(outs: readonly Outgoing[]): Promise<number> {
+    let delivered = 0;
+    for (const out of outs) delivered += await this.sendPrepared(out);
+    return delivered;
+  }
+
+  /**
+   * What a client logged in as `ids` missed since `lastEid`: messages sent to one of its ids or
+   * to an id it is subscribed to.
+   */
+  async replay(ids: readonly string[], lastEid: string): Promise<Replay> {
+    if (this.#history === undefined || !this.#history.enabled) return { ok: false, reason: 'expired' };
+    const subjects = new Set<string>(ids);
+    for (const id of ids) for (const s of await this.#store.getSubscriptions(id)) subjects.add(s);
+    return this.#history.since(lastEid, (subject) => subjects.has(subject));
+  }
+
+  /** The newest event id this router issued: a resume cursor meaning "from now on". */
+  lastEid(): string {
+    return this.#ids.current();
+  }
+
+  stats(): RouterStats {
+    return { messagesIn: this.#messagesIn, delivered: this.#delivered, recipients: this.#recipients };
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * `Switchboard`: one server process, wired from its parts by role.
+ *
+ * ```
+ *   role all (default) : store + bus + registry + router + gateway (client port) + API
+ *   role gateway       : bus + registry + router + gateway + API   (routes via the shared store)
+ *   role router        : store + bus + router + API                 (no client port)
+ * ```
+ *
+ * Embedded defaults: a SQLite file under `--data` and the in-process bus; `--store postgres://…`
+ * and `--bus nats://…` for more than one process.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { ApiServer } from './api/api-server.js';
+import type { StatsSnapshot } from './api/metrics.js';
+import type { Bus } from './bus/bus.js';
+import { openBus } from './bus/open-bus.js';
+import { Gateway } from './gateway/gateway.js';
+import { connectionCeiling } from './limits.js';
+import { createLogger, type Logger } from './log.js';
+import { resolveOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
+import { History } from './router/history.js';
+import { EventIds } from './router/message.js';
+import { Registry } from './router/registry.js';
+import { Router } from './router/router.js';
+import { defaultStoreUrl, openStore } from './store/open-store.js';
+import type { SubscriptionStore } from './store/store.js';
+
+/** {@link Switchboard.start} input: any subset of the options, plus an optional logger. */
+export interface StartOptions extends ServerOptionsInput {
+  /** Where log lines go; by default stderr at `logLevel`. */
+  readonly logger?: Logger;
+}
+
+export class Switchboard {
+  readonly options: ServerOptions;
+  readonly router: Router;
+  readonly store: SubscriptionStore;
+  readonly bus: Bus;
+  readonly registry: Registry | undefined;
+  readonly gateway: Gateway | undefined;
+  readonly api: ApiServer;
+  readonly log: Logger;
+  readonly #started = Date.now();
+  #closing: Promise<void> | undefined;
+
+  private constructor(parts: {
+    options: ServerOptions;
+    router: Router;
+    store: SubscriptionStore;
+    bus: Bus;
+    registry: Registry | undefined;
+    gateway: Gateway | undefined;
+    log: Logger;
+  }) {
+    this.options = parts.options;
+    this.router = parts.router;
+    this.store = parts.store;
+    this.bus = parts.bus;
+    this.registry = parts.registry;
+    this.gateway = parts.gateway;
+    this.log = parts.log;
+    const o = parts.options;
+    this.api = new ApiServer(
+      this,
+      {
+        port: o.apiPort,
+        host: o.apiHost,
+        apiKey: o.apiKey,
+        maxBodyBytes: o.maxBodyBytes,
+        maxMessageBytes: o.maxMessageBytes,
+      },
+      this.log.child('api'),
+    );
+  }
+
+  /** Opens the store and bus, starts listening, and resolves once both ports accept. */
+  static async start(input: StartOptions = {}): Promise<Switchboard> {
+    const options = resolveOptions(input);
+    const log = input.logger ?? createLogger(options.logLevel);
+    const storeUrl = options.store || defaultStoreUrl(options.data);
+    const store = await openStore(storeUrl, { dataDir: options.data, logger: log.child('store') });
+    let bus: Bus | undefined;
+    let sb: Switchboard | undefined;
+    try {
+      bus = await openBus(options.bus, {
+        prefix: options.busPrefix,
+        logger: log.child('bus'),
+        role: options.role,
+      });
+      const ids = new EventIds();
+      const registry = options.role === 'router' ? undefined : new Registry(bus);
+      if (registry !== undefined) bus.attach(registry);
+      const history = new History(ids, {
+        maxMessages: options.historySize,
+        maxBytes: options.historyBytes,
+        ttlMs: options.historyTtlMs,
+      });
+      const router = new Router({
+        bus,
+        store,
+        ids,
+        registry,
+        history,
+        pageSize: options.pageSize,
+        maxMessageBytes: options.maxMessageBytes,
+      });
+      const maxConnections = options.maxConnections || connectionCeiling();
+      const gateway =
+        options.role === 'router'
+          ? undefined
+          : new Gateway({ ...options, maxConnections }, router, log.child('gateway'));
+      sb = new Switchboard({ options, router, store, bus, registry, gateway, log });
+      const client = await gateway?.listen();
+      const api = await sb.api.listen();
+      if (client)
+        log.info(`clients: http://${hostPort(client)}/test/<id> and /feed/<id>`, { maxConnections });
+      log.info(`publish API: http://${hostPort(api)}/api/send`);
+      log.info('store and bus', { store: store.location, bus: bus.kind, role: options.role });
+      if (options.allowAnonymous && gateway) {
+        log.warn(
+          'anonymous ids are allowed: any client may log in as any id from the URL (set --token-secret to require tokens)',
+        );
+      }
+      return sb;
+    } catch (err) {
+      if (sb) await sb.close().catch(() => undefined);
+      else {
+        await bus?.close().catch(() => undefined);
+        await store.close().catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  /** `http://host:port` of the client port. */
+  get clientUrl(): string {
+    if (this.gateway === undefined) throw new Error('this process has no client port (role router)');
+    return `http://${hostPort(this.gateway.address())}`;
+  }
+
+  /** `http://host:port` of the API port. */
+  get apiUrl(): string {
+    return `http://${hostPort(this.api.address())}`;
+  }
+
+  async stats(): Promise<StatsSnapshot> {
+    const g = this.gateway;
+    const gs = g?.stats;
+    const r = this.router.stats();
+    const b = this.bus.stats();
+    const mem = process.memoryUsage();
+    let subscriptions: number | null = null;
+    try {
+      subscriptions = (await this.store.stats()).subscriptions;
+    } catch {
+      // Store down: report it as unknown rather than fail the stats.
+    }
+    return {
+      role: this.options.role,
+      uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
+      connections: g?.open ?? 0,
+      streams: { ...(g?.openByKind() ?? {}) },
+      ids: this.registry?.ids ?? 0,
+      logins: this.registry?.logins ?? 0,
+      messagesIn: r.messagesIn,
+      messagesOut: gs?.deliveries ?? 0,
+      delivered: r.delivered,
+      bytesOut: gs?.bytesOut ?? 0,
+      accepted: gs?.accepted ?? 0,
+      closed: gs?.closed ?? 0,
+      slowConsumers: gs?.slowConsumers ?? 0,
+      headTimeouts: gs?.headTimeouts ?? 0,
+      rejected: gs?.rejected ?? 0,
+      authFailures: gs?.authFailures ?? 0,
+      expired: gs?.expired ?? 0,
+      stale: gs?.stale ?? 0,
+      resumed: gs?.resumed ?? 0,
+      gaps: gs?.gaps ?? 0,
+      subscriptions,
+      bus: { kind: this.bus.kind, connected: this.bus.connected, gateways: b.gateways },
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal },
+    };
+  }
+
+  health(): { ok: boolean; checks: Record<string, boolean> } {
+    const checks = {
+      bus: this.bus.connected,
+      accepting: !(this.gateway?.draining ?? false) && !this.#closing,
+    };
+    return { ok: checks.bus && checks.accepting, checks };
+  }
+
+  /**
+   * Graceful shutdown: the gateway stops accepting and tells clients to reconnect, the API
+   * finishes requests in flight, then the bus and store close.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.gateway?.close();
+      await this.api.close();
+      await this.bus.close();
+      await this.store.close();
+      this.log.info('stopped');
+    })();
+    return this.#closing;
+  }
+}
+
+function hostPort(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/** Waits for SIGINT or SIGTERM (used by `serve`; exported for tests of shutdown). */
+export async function untilSignal(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  await once(signal, 'abort');
+}

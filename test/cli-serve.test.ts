@@ -1,0 +1,102 @@
+/** `switchboard serve` as a user runs it: help, bad flags, the README session, SIGTERM. */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { get, RawClient } from './support/server.js';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+function run(
+  args: string[],
+  opts: { cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { cwd: opts.cwd });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('serve --help lists the flags; switchboard --help lists the commands', async () => {
+  const r = await run(['serve', '--help']);
+  assert.equal(r.code, 0);
+  for (const flag of ['--port', '--host', '--api-port', '--api-host', '--data', '--log-level', '--ticker']) {
+    assert.ok(r.stdout.includes(flag), `${flag} in help`);
+  }
+  const top = await run(['--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /serve\s+Run the comet server/);
+});
+
+for (const [args, message] of [
+  [['serve', '--bogus'], /unknown option --bogus/],
+  [['serve', '--port', 'eighty'], /--port must be a whole number/],
+  [['serve', '--port', '99999'], /--port must be at most 65535/],
+  [['serve', '--log-level', 'loud'], /--log-level must be one of/],
+  [['serve', '--api-host', '0.0.0.0'], /not loopback: set an API key/],
+  [['nosuchcommand'], /unknown command 'nosuchcommand'/],
+] as const) {
+  test(`${args.join(' ')} exits 2 with a clear message`, async () => {
+    const r = await run([...args]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+  });
+}
+
+async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<string> {
+  let text = '';
+  return new Promise((resolve, reject) => {
+    const onData = (d: Buffer): void => {
+      text += d;
+      const m = pattern.exec(text);
+      if (m) {
+        child.stderr?.off('data', onData);
+        resolve(m[0]);
+      }
+    };
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`exited ${code} before ${pattern}: ${text}`)));
+  });
+}
+
+test('the README session: serve, curl a stream, publish, SIGTERM ends streams and exits 0', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-cli-'));
+  const child = spawn(
+    process.execPath,
+    [MAIN, 'serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1'],
+    { cwd: dir },
+  );
+  try {
+    const clientLine = await waitForLine(child, /clients: http:\/\/127\.0\.0\.1:(\d+)/);
+    const apiLine = await waitForLine(child, /publish API: http:\/\/127\.0\.0\.1:(\d+)/);
+    const clientPort = Number(/:(\d+)$/.exec(clientLine)![1]);
+    const apiPort = Number(/:(\d+)/.exec(apiLine.slice(apiLine.indexOf('127')))![1]);
+    const c = new RawClient(clientPort, get('/test/123'));
+    await c.waitFor('Your Id: 123');
+    const res = await fetch(`http://127.0.0.1:${apiPort}/api/send`, {
+      method: 'POST',
+      body: '{"id":"123","msg":"Hello World"}',
+    });
+    assert.deepEqual(await res.json(), { delivered: 1 });
+    await c.waitFor("Recvd msg #1: 'Hello World'<br/>");
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    await c.waitClosed();
+    assert.ok(c.text.endsWith('0\r\n\r\n'), 'stream ended with the last chunk');
+    assert.equal(await exited, 0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
