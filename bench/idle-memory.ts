@@ -7,7 +7,8 @@
  *
  * `perConnKB` is (RSS after − RSS before) / N: the marginal cost of a connection, the figure the
  * article's 45 KB → 8 KB and the reference measurements compare. `totalPerConnKB` divides the
- * whole RSS, base process included, as the article's 450 MB / 10k did.
+ * whole RSS, base process included, as the article's 450 MB / 10k did. `kernelSlabPerSocketKB` is
+ * the growth of kernel slab memory per socket (client and server ends both count), system-wide.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -32,6 +33,13 @@ const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 function rssKB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0);
+}
+
+/** Kernel slab memory (KB) and TCP buffer pages in use, system-wide. */
+function kernelKB(): { slab: number; tcpPages: number } {
+  const slab = Number(/^Slab:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+  const tcpPages = Number(/^TCP: .* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'))?.[1] ?? 0);
+  return { slab, tcpPages };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -89,6 +97,7 @@ async function main(): Promise<void> {
   });
   await sleep(1000);
   const before = rssKB(server.pid!);
+  const kernelBefore = kernelKB();
   const stats = async (): Promise<{ connections: number; memory: { heapUsed: number; heapTotal: number } }> =>
     (await (await fetch(`http://127.0.0.1:${ports.api}/api/stats`)).json()) as {
       connections: number;
@@ -119,6 +128,7 @@ async function main(): Promise<void> {
   const rampSeconds = (Date.now() - started) / 1000;
   await sleep(Number(values.settle) * 1000);
   const after = rssKB(server.pid!);
+  const kernelAfter = kernelKB();
   const st = await stats();
   for (const c of clients) c.kill();
   server.kill('SIGTERM');
@@ -140,6 +150,10 @@ async function main(): Promise<void> {
       totalPerConnKB: Math.round((after / open) * 100) / 100,
       heapUsedPerConnB: Math.round((st.memory.heapUsed - heapBefore.heapUsed) / open),
       heapTotalPerConnB: Math.round((st.memory.heapTotal - heapBefore.heapTotal) / open),
+      // Both ends of each connection are on this box: two sockets per connection. System-wide,
+      // so other activity on the machine adds noise.
+      kernelSlabPerSocketKB: Math.round(((kernelAfter.slab - kernelBefore.slab) / (2 * open)) * 100) / 100,
+      tcpBufferPerSocketKB: Math.round((((kernelAfter.tcpPages - kernelBefore.tcpPages) * 4) / (2 * open)) * 100) / 100,
       node: process.version,
     }),
   );

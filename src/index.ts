@@ -1,0 +1,34 @@
+/**
+ * Switchboard's public surface. Everything not exported here is internal and may change.
+ */
+export type { ApiBackend } from './api/api-server.js';
+export type { StatsSnapshot } from './api/metrics.js';
+export type { Bus, BusStats, BusStatusListener, Deliverer } from './bus/bus.js';
+export { LocalBus } from './bus/local-bus.js';
+export { type OpenBusOptions, openBus } from './bus/open-bus.js';
+export {
+  ClosedError,
+  ConfigError,
+  Disconnect,
+  type DisconnectReason,
+  type ErrorCode,
+  ForbiddenError,
+  InvalidInputError,
+  isSwitchboardError,
+  PayloadTooLargeError,
+  SwitchboardError,
+  TimeoutError,
+  UnauthorizedError,
+  UnavailableError,
+  UsageError,
+} from './errors.js';
+export { type TokenClaims, signToken, verifyToken } from './gateway/token.js';
+export { ID_PATTERN, idProblem, MAX_ID_LENGTH, validateId } from './ids.js';
+export { createLogger, type Logger, type LogLevel } from './log.js';
+export { DEFAULTS, type Role, resolveOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
+export { Message } from './router/message.js';
+export type { Receiver } from './router/registry.js';
+export type { Router, RouterStats } from './router/router.js';
+export { Switchboard, type StartOptions } from './server.js';
+export { defaultStoreUrl, openStore } from './store/open-store.js';
+export type { StoreStats, Subscription, SubscriptionStore } from './store/store.js';
