@@ -1,0 +1,396 @@
+/**
+ * NATS bus throughput and tally latency through a real nats-server, plus the two measurements
+ * behind design choices in src/bus: the wire codec (binary vs JSON) and the heap cost of one
+ * interest subscription (lean vs the client's public subscribe()).
+ *
+ *     node --expose-gc dist/bench/bus.js [--server nats://127.0.0.1:4222] [--seconds 10]
+ *          [--interests 10000] [--gateways 2] [--recipients 30] [--inflight 200] [--children]
+ *          [--parts load,codec,heap,publish]
+ *
+ * Gateways hold `interests` ids between them (one fake connection each) and run in this process,
+ * or with --children each in its own process. One router publishes messages to `recipients`
+ * distinct random ids as fast as it can with at most `inflight` publishes waiting for their count.
+ * CPU time is reported per delivery for the router and the gateways (with --children, per
+ * process), which stays meaningful when other work shares the machine. Prints one JSON object.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setImmediate as turn } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import type { Deliverer } from '../src/bus/bus.js';
+import { NatsBus } from '../src/bus/nats-bus.js';
+import * as codec from '../src/bus/nats-codec.js';
+import { Message } from '../src/router/message.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    server: { type: 'string', default: 'nats://127.0.0.1:4222' },
+    seconds: { type: 'string', default: '10' },
+    interests: { type: 'string', default: '10000' },
+    gateways: { type: 'string', default: '2' },
+    recipients: { type: 'string', default: '30' },
+    inflight: { type: 'string', default: '200' },
+    children: { type: 'boolean', default: false },
+    parts: { type: 'string', default: 'load,codec,heap,publish' },
+    // internal: run as a child gateway
+    'child-gateway': { type: 'string' },
+    prefix: { type: 'string' },
+  },
+});
+
+/** One fake connection per id; dedupes by Message identity like the real registry. */
+class CountingDeliverer implements Deliverer {
+  readonly #ids = new Set<string>();
+  #last: Message | undefined = undefined;
+  add(id: string): void {
+    this.#ids.add(id);
+  }
+  deliver(msg: Message, recipients: readonly string[]): number {
+    this.#last = msg;
+    let n = 0;
+    for (const id of recipients) if (this.#ids.has(id)) n++;
+    return this.#last === msg ? n : 0;
+  }
+}
+
+async function gateway(server: string, prefix: string, ids: readonly string[]): Promise<NatsBus> {
+  const bus = await NatsBus.connect({ servers: server, prefix, role: 'gateway' });
+  const d = new CountingDeliverer();
+  bus.attach(d);
+  for (const id of ids) {
+    d.add(id);
+    bus.interest(id);
+  }
+  await bus.flush();
+  return bus;
+}
+
+function idsOf(index: number, gateways: number, interests: number): string[] {
+  const ids: string[] = [];
+  for (let i = index; i < interests; i += gateways) ids.push(`user:${i}`);
+  return ids;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/**
+ * CPU ns per encode and per decode of a message with a ~100-byte body, binary (ours) vs JSON.
+ * A send is encoded once for all its recipients; a gateway decodes the head of every recipient's
+ * copy (or only checks `isSameSend` when copies arrive back to back) and the body once.
+ */
+function codecBench(): Record<string, number> {
+  const msg = new Message('AbCdEfGh-123456', 'user:123456', 'x'.repeat(90) + ' ünï ✓', Date.now());
+  const n = 200_000;
+  const time = (fn: () => void): number => {
+    for (let i = 0; i < 10_000; i++) fn();
+    // CPU time, not wall time: stays meaningful when other processes share the cores.
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) fn();
+    const c = process.cpuUsage(c0);
+    return ((c.user + c.system) * 1000) / n;
+  };
+  let sink = 0;
+  const bin = codec.encodeMessage('pubid123', 1, msg);
+  const pubBytes = Buffer.from('pubid123');
+  const json = Buffer.from(JSON.stringify(['pubid123', 1, msg.eid, msg.subject, msg.body, msg.ts]));
+  return {
+    binaryBytes: bin.length,
+    jsonBytes: json.length,
+    binaryEncodeNs: round(time(() => (sink += codec.encodeMessage('pubid123', 1, msg).length))),
+    jsonEncodeNs: round(
+      time(
+        () =>
+          (sink += Buffer.from(
+            JSON.stringify(['pubid123', 1, msg.eid, msg.subject, msg.body, msg.ts]),
+          ).length),
+      ),
+    ),
+    binaryDecodeNs: round(
+      time(() => {
+        const h = codec.decodeMessageHead(bin);
+        sink += codec.decodeMessageRest(bin, h).body.length;
+      }),
+    ),
+    binaryHeadOnlyNs: round(time(() => (sink += codec.decodeMessageHead(bin).seq))),
+    binarySameSendNs: round(time(() => (sink += codec.isSameSend(bin, pubBytes, 1) ? 1 : 0))),
+    jsonDecodeNs: round(
+      time(() => {
+        const a = JSON.parse(json.toString()) as [string, number, string, string, string, number];
+        sink += new Message(a[2], a[3], a[4], a[5]).body.length;
+      }),
+    ),
+    sink: sink > 0 ? 1 : 0,
+  };
+}
+
+/**
+ * Router CPU per recipient, framed publishing vs one `nc.publish()` per recipient: 10,000 sends
+ * to 30 ids nobody holds (no gateway, so no tally traffic), in batches of 100.
+ */
+async function publishCost(server: string, recipients: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const ids = Array.from({ length: recipients }, (_, i) => `user:${i * 7919}`);
+  for (const framed of [false, true, false, true]) {
+    const bus = await NatsBus.connect({
+      servers: server,
+      prefix: `pubcost-${process.pid}`,
+      role: 'router',
+      framedPublish: framed,
+      discoveryMs: 0,
+    });
+    const sends = 10_000;
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < sends; i += 100) {
+      const batch: Promise<number>[] = [];
+      for (let j = 0; j < 100; j++)
+        batch.push(bus.publish(new Message(`p${i + j}`, 's', 'publish cost probe body', 0), ids));
+      await Promise.all(batch);
+    }
+    await bus.flush();
+    const c = process.cpuUsage(c0);
+    // The second run of each kind counts (the first warms up).
+    out[framed ? 'framedCpuNsPerRecipient' : 'publishCallCpuNsPerRecipient'] = round(
+      ((c.user + c.system) * 1000) / (sends * recipients),
+    );
+    await bus.close();
+  }
+  out.recipients = recipients;
+  return out;
+}
+
+/** Heap bytes per interest, lean and public, over `n` subscriptions (needs --expose-gc). */
+async function interestHeap(server: string, n: number): Promise<Record<string, number> | string> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return 'run node with --expose-gc';
+  const out: Record<string, number> = {};
+  for (const lean of [true, false]) {
+    const bus = await NatsBus.connect({
+      servers: server,
+      prefix: `heap-${process.pid}-${lean}`,
+      leanInterests: lean,
+    });
+    bus.attach({ deliver: () => 0 });
+    const ids = Array.from({ length: n }, (_, i) => `user:${i}`);
+    await bus.flush();
+    gc();
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (const id of ids) bus.interest(id);
+    await bus.flush();
+    gc();
+    gc();
+    out[lean ? 'leanBytesPerInterest' : 'publicBytesPerInterest'] = round(
+      (process.memoryUsage().heapUsed - before) / n,
+      1,
+    );
+    await bus.close();
+  }
+  out.interests = n;
+  return out;
+}
+
+async function runChild(server: string, prefix: string, spec: string): Promise<void> {
+  const [index, gateways, interests] = spec.split(',').map(Number) as [number, number, number];
+  const bus = await gateway(server, prefix, idsOf(index, gateways, interests));
+  process.stdout.write(`${JSON.stringify({ id: bus.id })}\n`);
+  const cpu0 = process.cpuUsage();
+  process.once('SIGTERM', () => {
+    const cpu = process.cpuUsage(cpu0);
+    const { received } = bus.stats();
+    process.stdout.write(`${JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000, received })}\n`);
+    void bus.close().then(() => process.exit(0));
+  });
+  setInterval(() => undefined, 1 << 30);
+}
+
+async function main(): Promise<void> {
+  const server = flags.server;
+  if (flags['child-gateway'] !== undefined && flags.prefix !== undefined) {
+    await runChild(server, flags.prefix, flags['child-gateway']);
+    return;
+  }
+  const seconds = Number(flags.seconds);
+  const interests = Number(flags.interests);
+  const gateways = Number(flags.gateways);
+  const recipients = Number(flags.recipients);
+  const inflightLimit = Number(flags.inflight);
+  const prefix = `bench-${process.pid}-${Date.now().toString(36)}`;
+
+  const parts = new Set(flags.parts.split(','));
+  const codecFigures = parts.has('codec') ? codecBench() : undefined;
+  const heap = parts.has('heap') ? await interestHeap(server, 20_000) : undefined;
+  const publishCpu = parts.has('publish') ? await publishCost(server, recipients) : undefined;
+  const load = parts.has('load')
+    ? await loadBench(server, seconds, interests, gateways, recipients, inflightLimit, prefix)
+    : undefined;
+  const result = {
+    bench: 'bus',
+    server,
+    ...load,
+    codec: codecFigures,
+    interestHeap: heap,
+    publishCost: publishCpu,
+    node: process.version,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+async function loadBench(
+  server: string,
+  seconds: number,
+  interests: number,
+  gateways: number,
+  recipients: number,
+  inflightLimit: number,
+  prefix: string,
+): Promise<Record<string, unknown>> {
+  const local: NatsBus[] = [];
+  const children: ReturnType<typeof spawn>[] = [];
+  const gatewayIds: string[] = [];
+  for (let g = 0; g < gateways; g++) {
+    if (flags.children) {
+      const child = spawn(
+        process.execPath,
+        [
+          ...process.execArgv,
+          process.argv[1] as string,
+          '--server',
+          server,
+          '--prefix',
+          prefix,
+          '--child-gateway',
+          `${g},${gateways},${interests}`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      children.push(child);
+      const [line] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
+      gatewayIds.push((JSON.parse(line.toString()) as { id: string }).id);
+    } else {
+      const bus = await gateway(server, prefix, idsOf(g, gateways, interests));
+      local.push(bus);
+      gatewayIds.push(bus.id);
+    }
+  }
+  const router = await NatsBus.connect({ servers: server, prefix, role: 'router' });
+  while (!gatewayIds.every((id) => router.liveGateways().includes(id)))
+    await new Promise((r) => setTimeout(r, 10));
+
+  let x = 2463534242;
+  const rand = (n: number): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  const recipientsOf = (): string[] => {
+    const ids = new Set<string>();
+    while (ids.size < recipients) ids.add(`user:${rand(interests)}`);
+    return [...ids];
+  };
+
+  // Unloaded: one publish at a time, the tally's own latency (batch turn + round trips).
+  const idle: number[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const t0 = performance.now();
+    await router.publish(new Message(`idle-${i}`, 'song:1', 'idle probe', Date.now()), recipientsOf());
+    idle.push(performance.now() - t0);
+  }
+  const idleSorted = Float64Array.from(idle).sort();
+
+  const cpu0 = process.cpuUsage();
+  const latencies = new Float64Array(5_000_000);
+  let samples = 0;
+  let inflight = 0;
+  let sent = 0;
+  let delivered = 0;
+  let inexact = 0;
+  let failed = 0;
+  let wake: (() => void) | undefined;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  let seq = 0;
+  while (performance.now() < deadline) {
+    // A burst per event-loop turn: its publishes share one tally round.
+    for (let b = 0; b < 200 && inflight < inflightLimit; b++) {
+      const ids = recipientsOf();
+      const msg = new Message(
+        `bench-${++seq}`,
+        'song:1',
+        `message ${seq} body with some text in it`,
+        Date.now(),
+      );
+      const t0 = performance.now();
+      inflight++;
+      sent++;
+      router.publish(msg, ids).then(
+        (n) => {
+          if (samples < latencies.length) latencies[samples++] = performance.now() - t0;
+          delivered += n;
+          if (n !== recipients) inexact++;
+          inflight--;
+          wake?.();
+        },
+        () => {
+          failed++;
+          inflight--;
+          wake?.();
+        },
+      );
+    }
+    if (inflight >= inflightLimit) await new Promise<void>((r) => (wake = r));
+    else await turn();
+    wake = undefined;
+  }
+  const publishEnd = performance.now();
+  while (inflight > 0) await new Promise<void>((r) => (wake = r));
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const thisCpuMs = (cpu.user + cpu.system) / 1000;
+  const sorted = latencies.subarray(0, samples).sort();
+  const stats = router.stats();
+  await router.close();
+  await Promise.all(local.map((b) => b.close()));
+  const childCpuMs: number[] = [];
+  for (const c of children) {
+    const line = once(c.stdout as NodeJS.ReadableStream, 'data');
+    c.kill('SIGTERM');
+    const [data] = (await line) as [Buffer];
+    childCpuMs.push((JSON.parse(data.toString()) as { cpuMs: number }).cpuMs);
+    await once(c, 'exit');
+  }
+  const perDelivery = (ms: number): number => round((ms * 1000) / Math.max(1, delivered), 3);
+  return {
+    mode: flags.children ? 'gateways in child processes' : 'gateways in this process',
+    config: { seconds, interests, gateways, recipients, inflight: inflightLimit },
+    messages: sent,
+    delivered,
+    deliveriesPerSec: Math.round(delivered / elapsed),
+    messagesPerSec: Math.round(sent / elapsed),
+    publishSeconds: round((publishEnd - started) / 1000),
+    unloadedTallyMs: { p50: round(percentile(idleSorted, 50)), p99: round(percentile(idleSorted, 99)) },
+    tallyMs: {
+      p50: round(percentile(sorted, 50)),
+      p99: round(percentile(sorted, 99)),
+      max: round(percentile(sorted, 100)),
+    },
+    tallyRounds: stats.tallyRounds,
+    publishesPerRound: round(sent / Math.max(1, stats.tallyRounds), 1),
+    tallyTimeouts: stats.tallyTimeouts,
+    inexact,
+    failed,
+    cpuUsPerDelivery: flags.children
+      ? { router: perDelivery(thisCpuMs), gateways: childCpuMs.map(perDelivery) }
+      : { routerAndGateways: perDelivery(thisCpuMs) },
+  };
+}
+
+await main();

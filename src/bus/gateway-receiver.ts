@@ -1,0 +1,134 @@
+/**
+ * The gateway half of the NATS bus: turns bus messages into `deliver()` calls and answers tally
+ * requests with what they reached.
+ *
+ * One send to several recipients arrives as one NATS message per recipient. The local registry
+ * counts a connection logged in as two of them once only if it sees the same Message object both
+ * times, so the receiver keeps the last `recentMessages` Messages by eid and reuses them (and
+ * skips decoding the body again).
+ */
+import type { Logger } from '../log.js';
+import type { Message } from '../router/message.js';
+import type { Deliverer } from './bus.js';
+import * as codec from './nats-codec.js';
+import { DeliveryCounts } from './tally.js';
+
+/** Where the receiver reports payloads it cannot decode. */
+export type BadPayloadHandler = (subject: string, err: unknown) => void;
+
+/** What a {@link GatewayReceiver} needs from its bus. */
+export interface GatewayReceiverOptions {
+  readonly deliverer: Deliverer;
+  /** This gateway's id, sent in tally replies. */
+  readonly gatewayId: string;
+  /** `<prefix>.u.`: stripped from a subject to get the recipient's token. */
+  readonly userSubjectPrefix: string;
+  readonly recentMessages: number;
+  /** Counts of a publisher whose tally never comes are dropped after this long. */
+  readonly countsIdleMs: number;
+  readonly log: Logger;
+  readonly bad: BadPayloadHandler;
+}
+
+/** Receives the bus messages of one gateway's interests and answers tally requests. */
+export class GatewayReceiver {
+  readonly #deliverer: Deliverer;
+  readonly #gatewayId: string;
+  readonly #prefixLength: number;
+  readonly #maxRecent: number;
+  readonly #recent = new Map<string, Message>();
+  readonly #counts: DeliveryCounts;
+  readonly #log: Logger;
+  readonly #bad: BadPayloadHandler;
+  #received = 0;
+  /** The last send seen (publisher id bytes, seq, Message, id), for the back-to-back fast path. */
+  #lastPubBytes: Uint8Array = new Uint8Array(0);
+  #lastPubId = '';
+  #lastSeq = -1;
+  #lastMsg: Message | undefined = undefined;
+
+  constructor(o: GatewayReceiverOptions) {
+    this.#deliverer = o.deliverer;
+    this.#gatewayId = o.gatewayId;
+    this.#prefixLength = o.userSubjectPrefix.length;
+    this.#maxRecent = o.recentMessages;
+    this.#counts = new DeliveryCounts(o.countsIdleMs);
+    this.#log = o.log;
+    this.#bad = o.bad;
+  }
+
+  /** Messages received for our interests. */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** Per-publish counts waiting for their tally. */
+  get heldCounts(): number {
+    return this.#counts.size;
+  }
+
+  /** Hands one bus message (one recipient) to the deliverer and counts what it reached. */
+  onUserMessage(subject: string, data: Uint8Array): void {
+    this.#received++;
+    const buf = codec.view(data);
+    let msg = this.#lastMsg;
+    if (msg === undefined || !codec.isSameSend(buf, this.#lastPubBytes, this.#lastSeq)) {
+      try {
+        msg = this.#decode(buf);
+      } catch (err) {
+        this.#bad(subject, err);
+        return;
+      }
+    }
+    const id = codec.tokenToId(subject.slice(this.#prefixLength));
+    let n = 0;
+    try {
+      n = this.#deliverer.deliver(msg, [id]);
+    } catch (err) {
+      this.#log.error('deliverer failed', { id, eid: msg.eid, err });
+    }
+    if (n > 0) this.#counts.add(this.#lastPubId, this.#lastSeq, n);
+  }
+
+  /** Reads a payload of a send not seen just before, and makes it the last send. */
+  #decode(buf: Buffer): Message {
+    const head = codec.decodeMessageHead(buf);
+    let msg = this.#recent.get(head.eid);
+    if (msg === undefined) {
+      msg = codec.decodeMessageRest(buf, head);
+      this.#remember(msg);
+    }
+    if (head.pubId !== this.#lastPubId) {
+      this.#lastPubId = head.pubId;
+      this.#lastPubBytes = Buffer.from(head.pubId, 'latin1');
+    }
+    this.#lastSeq = head.seq;
+    this.#lastMsg = msg;
+    return msg;
+  }
+
+  /** The reply payload for a tally request, or `undefined` if the request is not one. */
+  answer(subject: string, data: Uint8Array): Buffer | undefined {
+    let req: codec.TallyRequest;
+    try {
+      req = codec.decodeTallyRequest(data);
+    } catch (err) {
+      this.#bad(subject, err);
+      return undefined;
+    }
+    return codec.encodeTallyReply(req.round, this.#gatewayId, this.#counts.take(req.pubId, req.seqs));
+  }
+
+  /** Periodic: advances the counts' clock and drops counts of vanished publishers. */
+  sweep(now: number): void {
+    this.#counts.sweep(now);
+  }
+
+  #remember(msg: Message): void {
+    this.#recent.set(msg.eid, msg);
+    if (this.#recent.size > this.#maxRecent) {
+      const oldest = this.#recent.keys().next();
+      if (oldest.done !== true) this.#recent.delete(oldest.value);
+    }
+  }
+}

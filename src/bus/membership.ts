@@ -1,0 +1,82 @@
+/**
+ * Which gateways are alive, as one bus instance sees them: the set a router's tally rounds wait
+ * for. Gateways announce themselves on `<prefix>.gw.hb` (`hb <id>` every heartbeat period and in
+ * answer to a router's `who`, `bye <id>` on close); one not heard from for `timeoutMs` is gone.
+ *
+ * Expiry is careful about this process's own stalls: time in which the event loop was blocked
+ * is not counted against anyone (heartbeats were likely waiting unread in the socket), and the
+ * expiry check runs after the event loop has polled for I/O once more.
+ */
+import type { Logger } from '../log.js';
+import { decodeAnnouncement } from './nats-codec.js';
+
+/** The live gateways, by id, with the time each was last heard from. */
+export class Membership {
+  readonly timeoutMs: number;
+  readonly #lastSeen = new Map<string, number>();
+  readonly #log: Logger;
+  readonly #gone: (id: string) => void;
+
+  /** `gone` is called for every gateway that says bye or expires. */
+  constructor(timeoutMs: number, log: Logger, gone: (id: string) => void) {
+    this.timeoutMs = timeoutMs;
+    this.#log = log;
+    this.#gone = gone;
+  }
+
+  /** Handles an announcement payload; throws `WireFormatError` when it is not one. */
+  hear(data: Uint8Array, now: number): void {
+    const a = decodeAnnouncement(data);
+    if (a.kind === 'hb') {
+      if (this.seen(a.gatewayId, now)) this.#log.debug('gateway joined', { gateway: a.gatewayId });
+    } else if (this.#lastSeen.delete(a.gatewayId)) {
+      this.#log.debug('gateway left', { gateway: a.gatewayId });
+      this.#gone(a.gatewayId);
+    }
+  }
+
+  /** Records a sign of life (heartbeat or tally answer); true when `id` was not known. */
+  seen(id: string, now: number): boolean {
+    const known = this.#lastSeen.has(id);
+    this.#lastSeen.set(id, now);
+    return !known;
+  }
+
+  /**
+   * Periodic: expires the gateways not heard from for longer than `timeoutMs`. `stalledMs` is how
+   * much later than planned this call runs; that much time is forgiven to every gateway.
+   */
+  sweep(stalledMs: number, isClosed: () => boolean): void {
+    if (stalledMs > 0) {
+      for (const [id, at] of this.#lastSeen) this.#lastSeen.set(id, at + stalledMs);
+    }
+    // In the check phase, after this turn has read whatever heartbeats arrived.
+    setImmediate(() => {
+      if (isClosed()) return;
+      const now = Date.now();
+      for (const [id, at] of this.#lastSeen) {
+        if (now - at <= this.timeoutMs) continue;
+        this.#lastSeen.delete(id);
+        this.#log.info('gateway expired (no heartbeat)', { gateway: id, silentMs: now - at });
+        this.#gone(id);
+      }
+    });
+  }
+
+  /** Forgets everyone (after a reconnect membership is relearned). */
+  clear(): void {
+    this.#lastSeen.clear();
+  }
+
+  has(id: string): boolean {
+    return this.#lastSeen.has(id);
+  }
+
+  get size(): number {
+    return this.#lastSeen.size;
+  }
+
+  ids(): IterableIterator<string> {
+    return this.#lastSeen.keys();
+  }
+}

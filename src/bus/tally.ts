@@ -1,0 +1,334 @@
+/**
+ * The tally: how a router learns the exact number of connections a publish reached, when the
+ * connections sit on gateways it never talks to directly.
+ *
+ *     router                         NATS                       gateway (each live one)
+ *     publish m1 → sb.u.alice  ─────────────────────────────▶  deliver, counts[pub][seq1] += n
+ *     publish m1 → sb.u.bob    ─────────────────────────────▶  deliver, counts[pub][seq1] += n
+ *     … every publish of this event-loop turn …
+ *     tally round r [seq1, …]  ─────────────────────────────▶  reply {r, [index, count]…}
+ *     wait for every live gateway ◀──────────────────────────  (counts for seq1… deleted)
+ *
+ * Correctness rests on NATS ordering: messages from one publishing connection reach each
+ * subscribing connection in the order they were published, whatever their subjects, so a gateway
+ * has delivered every message of a round before it sees the round's tally request.
+ *
+ * {@link TallyRounds} batches publishes into rounds and collects replies (which gateways are
+ * alive is membership.ts's business), {@link DeliveryCounts} is the gateway's side: counts per
+ * publish, kept only until tallied.
+ */
+import type { TallyReply } from './nats-codec.js';
+
+/** What a publish learned from its tally round. */
+export interface PublishResult {
+  /** Connections reached, summed over the gateways that answered. */
+  readonly delivered: number;
+  /**
+   * True when every gateway the router knew to be alive answered, so `delivered` is exact.
+   * False when the round timed out: `delivered` is then a lower bound.
+   */
+  readonly complete: boolean;
+  /** Ids of the gateways that were waited for and did not answer in time. */
+  readonly missing: readonly string[];
+}
+
+/** The gateways a round waits for: those known alive when it is sent (membership.ts). */
+export interface LiveGateways {
+  ids(): IterableIterator<string>;
+}
+
+/** What {@link TallyRounds} needs from the bus. */
+export interface TallyHooks {
+  /** Publishes the tally request of `round` for `seqs`; may throw if the connection is gone. */
+  send(round: number, seqs: readonly number[]): void;
+  /** A round ended without answers from `missing`; it covered `publishes` publishes. */
+  timedOut(round: number, missing: readonly string[], publishes: number): void;
+}
+
+class Pending {
+  readonly seq: number;
+  readonly resolve: (r: PublishResult) => void;
+  readonly reject: (err: unknown) => void;
+  delivered = 0;
+
+  constructor(seq: number, resolve: (r: PublishResult) => void, reject: (err: unknown) => void) {
+    this.seq = seq;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+}
+
+class Round {
+  readonly id: number;
+  readonly items: Pending[];
+  /** Gateways not yet answered. */
+  readonly waiting: Set<string>;
+  /** Gateways that answered (guards against counting one gateway twice). */
+  readonly answered = new Set<string>();
+  timer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(id: number, items: Pending[], waiting: Set<string>) {
+    this.id = id;
+    this.items = items;
+    this.waiting = waiting;
+  }
+}
+
+const COMPLETE_EMPTY: readonly string[] = Object.freeze([]);
+
+/**
+ * Router side. Publishes made in one event-loop turn share one round (one tally request, one
+ * reply per gateway), flushed from `setImmediate`. A round ends when every gateway that was live
+ * when it was sent has answered, or a live gateway expires or says bye, or after `timeoutMs`.
+ */
+export class TallyRounds {
+  readonly #gateways: LiveGateways;
+  readonly #timeoutMs: number;
+  readonly #hooks: TallyHooks;
+  readonly #rounds = new Map<number, Round>();
+  #batch: Pending[] = [];
+  #scheduled = false;
+  #held = true;
+  #nextRound = 0;
+  #pending = 0;
+  #idle: (() => void)[] = [];
+  #roundsSent = 0;
+
+  constructor(gateways: LiveGateways, timeoutMs: number, hooks: TallyHooks) {
+    this.#gateways = gateways;
+    this.#timeoutMs = timeoutMs;
+    this.#hooks = hooks;
+  }
+
+  /** Counts publish `seq` (its messages are already published) in the next round. */
+  add(seq: number): Promise<PublishResult> {
+    return new Promise<PublishResult>((resolve, reject) => {
+      this.#batch.push(new Pending(seq, resolve, reject));
+      this.#pending++;
+      this.#schedule();
+    });
+  }
+
+  /** Stops sending rounds (membership not yet known, after connect or reconnect). */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Sends the held batch, if any, and rounds as usual from now on. */
+  release(): void {
+    this.#held = false;
+    this.#schedule();
+  }
+
+  /** Publishes not yet settled. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Rounds sent so far. */
+  get roundsSent(): number {
+    return this.#roundsSent;
+  }
+
+  /** Resolves when no publish is waiting for its count. */
+  idle(): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** A gateway answered. Answers from gateways not waited for still count (they joined late). */
+  onReply(reply: TallyReply): void {
+    const round = this.#rounds.get(reply.round);
+    if (round === undefined || round.answered.has(reply.gatewayId)) return;
+    round.answered.add(reply.gatewayId);
+    const { pairs } = reply;
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const item = round.items[pairs[i] as number];
+      if (item !== undefined) item.delivered += pairs[i + 1] as number;
+    }
+    round.waiting.delete(reply.gatewayId);
+    if (round.waiting.size === 0) this.#finish(round, COMPLETE_EMPTY);
+  }
+
+  /** A gateway left or expired: rounds stop waiting for it. */
+  gatewayGone(id: string): void {
+    for (const round of this.#rounds.values()) {
+      if (round.waiting.delete(id) && round.waiting.size === 0) this.#finish(round, COMPLETE_EMPTY);
+    }
+  }
+
+  /** Rejects every unsettled publish (connection lost: their fate is unknown). */
+  failAll(err: unknown): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    for (const item of batch) this.#settle(item, undefined, err);
+    const rounds = [...this.#rounds.values()];
+    this.#rounds.clear();
+    for (const round of rounds) {
+      clearTimeout(round.timer);
+      for (const item of round.items) this.#settle(item, undefined, err);
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#held || this.#batch.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#held || this.#batch.length === 0) return;
+    const items = this.#batch;
+    this.#batch = [];
+    const waiting = new Set(this.#gateways.ids());
+    if (waiting.size === 0) {
+      // Nobody can have delivered: no gateway is alive.
+      for (const item of items) this.#settle(item, { delivered: 0, complete: true, missing: COMPLETE_EMPTY });
+      return;
+    }
+    this.#nextRound = (this.#nextRound + 1) >>> 0;
+    const round = new Round(this.#nextRound, items, waiting);
+    const seqs = items.map((item) => item.seq);
+    try {
+      this.#hooks.send(round.id, seqs);
+    } catch (err) {
+      for (const item of items) this.#settle(item, undefined, err);
+      return;
+    }
+    this.#roundsSent++;
+    this.#rounds.set(round.id, round);
+    round.timer = setTimeout(() => this.#timeout(round), this.#timeoutMs);
+  }
+
+  #timeout(round: Round): void {
+    // Timers run before I/O in each event-loop turn: after a stall, answers may be sitting unread
+    // in the socket. Decide in the check phase, after one more poll for I/O.
+    setImmediate(() => {
+      if (!this.#rounds.has(round.id)) return;
+      const missing = Object.freeze([...round.waiting]);
+      this.#hooks.timedOut(round.id, missing, round.items.length);
+      this.#finish(round, missing);
+    });
+  }
+
+  #finish(round: Round, missing: readonly string[]): void {
+    this.#rounds.delete(round.id);
+    clearTimeout(round.timer);
+    const complete = missing.length === 0;
+    for (const item of round.items) this.#settle(item, { delivered: item.delivered, complete, missing });
+  }
+
+  #settle(item: Pending, result: PublishResult | undefined, err?: unknown): void {
+    if (result === undefined) item.reject(err);
+    else item.resolve(result);
+    this.#pending--;
+    if (this.#pending === 0 && this.#idle.length > 0) {
+      const waiters = this.#idle;
+      this.#idle = [];
+      for (const w of waiters) w();
+    }
+  }
+}
+
+/** Counts of one publisher: seq → connections reached, in arrival (= publish) order. */
+class PublisherCounts {
+  readonly counts = new Map<number, number>();
+  touched: number;
+
+  constructor(now: number) {
+    this.touched = now;
+  }
+}
+
+/**
+ * Gateway side: connections reached per publish, kept until the publisher's tally asks for them.
+ * Bounded three ways, so a router that dies before tallying leaks nothing: a tally drops any
+ * older entry of the same publisher (its tally was lost), a publisher not heard from for `idleMs`
+ * is dropped whole, and each publisher keeps at most `maxPerPublisher` entries (oldest go first).
+ * Publishes that reached no connection take no entry.
+ */
+export class DeliveryCounts {
+  readonly #byPublisher = new Map<string, PublisherCounts>();
+  readonly #maxPerPublisher: number;
+  readonly #idleMs: number;
+  /** Coarse clock, advanced by {@link sweep}: no Date.now() per delivered message. */
+  #now: number;
+  #dropped = 0;
+
+  constructor(idleMs: number, maxPerPublisher = 100_000, now = Date.now()) {
+    this.#idleMs = idleMs;
+    this.#maxPerPublisher = maxPerPublisher;
+    this.#now = now;
+  }
+
+  add(pubId: string, seq: number, n: number): void {
+    let pc = this.#byPublisher.get(pubId);
+    if (pc === undefined) {
+      pc = new PublisherCounts(this.#now);
+      this.#byPublisher.set(pubId, pc);
+    }
+    pc.touched = this.#now;
+    const { counts } = pc;
+    counts.set(seq, (counts.get(seq) ?? 0) + n);
+    if (counts.size > this.#maxPerPublisher) {
+      const oldest = counts.keys().next();
+      if (oldest.done !== true) counts.delete(oldest.value);
+      this.#dropped++;
+    }
+  }
+
+  /**
+   * Answers a tally: flat `[index, count, …]` for the seqs this gateway delivered to, and forgets
+   * them together with any older entry of the same publisher.
+   */
+  take(pubId: string, seqs: readonly number[]): number[] {
+    const pairs: number[] = [];
+    const pc = this.#byPublisher.get(pubId);
+    if (pc === undefined || seqs.length === 0) return pairs;
+    pc.touched = this.#now;
+    const { counts } = pc;
+    let min = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i] as number;
+      if (seq < min) min = seq;
+      const n = counts.get(seq);
+      if (n !== undefined) {
+        pairs.push(i, n);
+        counts.delete(seq);
+      }
+    }
+    for (const seq of counts.keys()) {
+      if (seq >= min) break;
+      counts.delete(seq);
+      this.#dropped++;
+    }
+    if (counts.size === 0) this.#byPublisher.delete(pubId);
+    return pairs;
+  }
+
+  /** Advances the coarse clock and drops publishers idle for longer than `idleMs`. */
+  sweep(now: number): void {
+    this.#now = now;
+    for (const [pubId, pc] of this.#byPublisher) {
+      if (now - pc.touched > this.#idleMs) {
+        this.#dropped += pc.counts.size;
+        this.#byPublisher.delete(pubId);
+      }
+    }
+  }
+
+  /** Entries held, over all publishers. */
+  get size(): number {
+    let n = 0;
+    for (const pc of this.#byPublisher.values()) n += pc.counts.size;
+    return n;
+  }
+
+  /** Entries dropped untallied (lost tallies, dead routers, overflow). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The contract every {@link Bus} passes, run against each implementation by
+ * test/bus-local.test.ts and test/bus-nats.test.ts.
+ *
+ * The gateway side is a fake registry that behaves like the real one where it matters: a
+ * connection may be logged in as several ids, an id may have several connections, the bus is
+ * told `interest` on an id's first login and `disinterest` on its last logout, and a connection
+ * counts a message once however many of its ids it was sent to — recognised by Message object
+ * identity, as the real registry does.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Bus, Deliverer } from '../src/bus/bus.js';
+import { ClosedError } from '../src/errors.js';
+import { Message } from '../src/router/message.js';
+
+/** A fake client connection: what it got, each Message once. */
+export class FakeConn {
+  readonly name: string;
+  readonly seen = new Set<Message>();
+  readonly got: Message[] = [];
+
+  constructor(name: string) {
+    this.name = name;
+  }
+}
+
+/** A fake gateway registry attached to one bus. */
+export class FakeRegistry implements Deliverer {
+  readonly bus: Bus;
+  readonly #byId = new Map<string, FakeConn[]>();
+  /** Sum of every `deliver()` return value. */
+  returned = 0;
+  calls = 0;
+
+  constructor(bus: Bus) {
+    this.bus = bus;
+    bus.attach(this);
+  }
+
+  login(id: string, conn: FakeConn): void {
+    let conns = this.#byId.get(id);
+    if (conns === undefined) {
+      conns = [];
+      this.#byId.set(id, conns);
+      this.bus.interest(id);
+    }
+    conns.push(conn);
+  }
+
+  logout(id: string, conn: FakeConn): void {
+    const conns = this.#byId.get(id);
+    if (conns === undefined) return;
+    const i = conns.indexOf(conn);
+    if (i >= 0) conns.splice(i, 1);
+    if (conns.length === 0) {
+      this.#byId.delete(id);
+      this.bus.disinterest(id);
+    }
+  }
+
+  deliver(msg: Message, recipients: readonly string[]): number {
+    this.calls++;
+    let n = 0;
+    for (const id of recipients) {
+      for (const conn of this.#byId.get(id) ?? []) {
+        if (conn.seen.has(msg)) continue;
+        conn.seen.add(msg);
+        conn.got.push(msg);
+        n++;
+      }
+    }
+    this.returned += n;
+    return n;
+  }
+}
+
+/** What a contract case runs against. */
+export interface BusPair {
+  /** Publishes. May be the same instance as `gateways[0]` (it is for the local bus). */
+  readonly publisher: Bus;
+  /** One or two gateway buses; cases that need two skip when there is one. */
+  readonly gateways: readonly Bus[];
+  /**
+   * Resolves when interests taken so far are effective everywhere and the publisher knows every
+   * gateway (NATS: flush each gateway, wait for membership). Immediate for the local bus.
+   */
+  settle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+let nextEid = 0;
+
+/** A message with a unique eid. */
+export function message(body: string, subject = 'song:1'): Message {
+  nextEid++;
+  return new Message(`contract-${process.pid}-${nextEid}`, subject, body, 1_700_000_000_000 + nextEid);
+}
+
+async function withPair(
+  makePair: () => Promise<BusPair>,
+  fn: (pair: BusPair) => Promise<void>,
+): Promise<void> {
+  const pair = await makePair();
+  try {
+    await fn(pair);
+  } finally {
+    await pair.close();
+  }
+}
+
+/** One registry per distinct gateway bus (the publisher's too, when it is one of them). */
+function registries(pair: BusPair): FakeRegistry[] {
+  return pair.gateways.map((bus) => new FakeRegistry(bus));
+}
+
+/** Registers the shared cases for `name`; `makePair` is called once per case. */
+export function busContract(name: string, makePair: () => Promise<BusPair>): void {
+  describe(`bus contract: ${name}`, () => {
+    test('publish to an id with interest reaches the deliverer with the same eid, subject, body, ts', async () => {
+      await withPair(makePair, async (pair) => {
+        const [reg] = registries(pair);
+        assert.ok(reg);
+        const conn = new FakeConn('c1');
+        reg.login('user:1.a', conn);
+        await pair.settle();
+        const msg = message('héllo wörld ✓ "quoted" <b>');
+        const delivered = await pair.publisher.publish(msg, ['user:1.a']);
+        assert.equal(delivered, 1);
+        assert.equal(conn.got.length, 1);
+        const got = conn.got[0];
+        assert.ok(got);
+        assert.equal(got.eid, msg.eid);
+        assert.equal(got.subject, msg.subject);
+        assert.equal(got.body, msg.body);
+        assert.equal(got.ts, msg.ts);
+      });
+    });
+
+    test('publish to an id without interest delivers nothing and resolves 0', async () => {
+      await withPair(makePair, async (pair) => {
+        const [reg] = registries(pair);
+        assert.ok(reg);
+        const conn = new FakeConn('c1');
+        reg.login('someone', conn);
+        await pair.settle();
+        assert.equal(await pair.publisher.publish(message('x'), ['nobody']), 0);
+        assert.equal(await pair.publisher.publish(message('y'), []), 0);
+        assert.equal(conn.got.length, 0);
+        assert.equal(reg.returned, 0);
+      });
+    });
+
+    test('delivered count equals the sum of what the deliverers returned', async () => {
+      await withPair(makePair, async (pair) => {
+        const [reg] = registries(pair);
+        assert.ok(reg);
+        const a1 = new FakeConn('a1');
+        const a2 = new FakeConn('a2');
+        const b1 = new FakeConn('b1');
+        reg.login('a', a1);
+        reg.login('a', a2);
+        reg.login('b', b1);
+        await pair.settle();
+        const results = await Promise.all([
+          pair.publisher.publish(message('m1'), ['a', 'b', 'c']),
+          pair.publisher.publish(message('m2'), ['b']),
+          pair.publisher.publish(message('m3'), ['c', 'a']),
+        ]);
+        assert.deepEqual(results, [3, 1, 2]);
+        assert.equal(reg.returned, 6);
+        assert.deepEqual(
+          [a1, a2, b1].map((c) => c.got.map((m) => m.body)),
+          [
+            ['m1', 'm3'],
+            ['m1', 'm3'],
+            ['m1', 'm2'],
+          ],
+        );
+      });
+    });
+
+    test('disinterest stops delivery', async () => {
+      await withPair(makePair, async (pair) => {
+        const [reg] = registries(pair);
+        assert.ok(reg);
+        const conn = new FakeConn('c1');
+        reg.login('leaver', conn);
+        await pair.settle();
+        assert.equal(await pair.publisher.publish(message('before'), ['leaver']), 1);
+        reg.logout('leaver', conn);
+        await pair.settle();
+        assert.equal(await pair.publisher.publish(message('after'), ['leaver']), 0);
+        assert.deepEqual(
+          conn.got.map((m) => m.body),
+          ['before'],
+        );
+      });
+    });
+
+    test('a connection logged in as two recipients counts once', async () => {
+      await withPair(makePair, async (pair) => {
+        const [reg] = registries(pair);
+        assert.ok(reg);
+        const both = new FakeConn('both');
+        const onlyB = new FakeConn('onlyB');
+        reg.login('x', both);
+        reg.login('y', both);
+        reg.login('y', onlyB);
+        await pair.settle();
+        assert.equal(await pair.publisher.publish(message('once'), ['x', 'y']), 2);
+        assert.equal(both.got.length, 1);
+        assert.equal(onlyB.got.length, 1);
+        assert.equal(reg.returned, 2);
+      });
+    });
+
+    test('recipients on two gateways: each gets it and the count is the sum', async (t) => {
+      await withPair(makePair, async (pair) => {
+        if (pair.gateways.length < 2) {
+          t.skip('this bus has a single gateway (router and gateway share one process)');
+          return;
+        }
+        const [r1, r2] = registries(pair);
+        assert.ok(r1 && r2);
+        const alice = new FakeConn('alice');
+        const bob = new FakeConn('bob');
+        const bob2 = new FakeConn('bob on gw1');
+        r1.login('alice', alice);
+        r2.login('bob', bob);
+        r1.login('bob', bob2);
+        await pair.settle();
+        assert.equal(await pair.publisher.publish(message('both'), ['alice', 'bob']), 3);
+        assert.deepEqual(
+          [alice, bob, bob2].map((c) => c.got.length),
+          [1, 1, 1],
+        );
+        assert.equal(r1.returned + r2.returned, 3);
+        assert.equal(await pair.publisher.publish(message('gw2 only'), ['bob', 'carol']), 2);
+      });
+    });
+
+    test('publish after close rejects with ClosedError', async () => {
+      const pair = await makePair();
+      await pair.close();
+      await assert.rejects(pair.publisher.publish(message('late'), ['a']), ClosedError);
+      assert.equal(pair.publisher.connected, false);
+    });
+  });
+}

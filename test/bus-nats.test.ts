@@ -1,0 +1,437 @@
+/**
+ * The NATS bus against the machine's nats-server (127.0.0.1:4222, or NATS_URL), each case under
+ * its own subject prefix: the shared contract three ways, then what only a distributed bus has —
+ * the NATS ordering it relies on, several gateways and publishers, gateways leaving and dying.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, describe, test } from 'node:test';
+import { connect } from '@nats-io/transport-node';
+import type { Bus } from '../src/bus/bus.js';
+import { Membership } from '../src/bus/membership.js';
+import { NatsBus, type NatsBusOptions } from '../src/bus/nats-bus.js';
+import * as codec from '../src/bus/nats-codec.js';
+import { openBus } from '../src/bus/open-bus.js';
+import { DeliveryCounts } from '../src/bus/tally.js';
+import { ConfigError, UnavailableError } from '../src/errors.js';
+import { silentLogger } from '../src/log.js';
+import { Message } from '../src/router/message.js';
+import { type BusPair, busContract, FakeConn, FakeRegistry, message } from './bus-contract.js';
+
+const SERVER = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const RUN = `sbtest-${process.pid}-${Date.now().toString(36)}`;
+let prefixes = 0;
+/** A subject prefix no other test run uses. */
+function freshPrefix(): string {
+  prefixes++;
+  return `${RUN}.${prefixes}`;
+}
+
+const opened: NatsBus[] = [];
+after(async () => {
+  await Promise.all(opened.map((b) => b.close().catch(() => undefined)));
+});
+
+async function bus(prefix: string, options: Partial<NatsBusOptions> = {}): Promise<NatsBus> {
+  const b = await NatsBus.connect({ servers: SERVER, prefix, ...options });
+  opened.push(b);
+  return b;
+}
+
+/** Polls `check` every 10 ms; fails the test after `limitMs` rather than hanging it. */
+async function until(what: string, check: () => boolean, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Flushes the gateways and waits until `router` knows all of them. */
+async function settle(router: NatsBus, gateways: readonly NatsBus[]): Promise<void> {
+  await Promise.all(gateways.map((g) => g.flush()));
+  await until('the router to know every gateway', () => {
+    const live = new Set(router.liveGateways());
+    return gateways.every((g) => live.has(g.id));
+  });
+}
+
+function pair(publisher: NatsBus, gateways: NatsBus[]): BusPair {
+  const distinct = [publisher, ...gateways].filter((b, i, all) => all.indexOf(b) === i);
+  return {
+    publisher,
+    gateways,
+    settle: () => settle(publisher, gateways),
+    close: async () => {
+      await Promise.all(distinct.map((b) => b.close()));
+    },
+  };
+}
+
+busContract('nats, a router and two gateways', async () => {
+  const p = freshPrefix();
+  const router = await bus(p, { role: 'router' });
+  const gws = [await bus(p, { role: 'gateway' }), await bus(p, { role: 'gateway' })];
+  assert.equal(router.framedPublish, true);
+  assert.equal(gws[0]?.leanInterests, true);
+  return pair(router, gws);
+});
+
+busContract('nats, the publisher is also a gateway', async () => {
+  const p = freshPrefix();
+  const both = await bus(p);
+  return pair(both, [both, await bus(p, { role: 'gateway' })]);
+});
+
+busContract('nats, public client API only (no lean interests, no framed publish)', async () => {
+  const p = freshPrefix();
+  const plain = { leanInterests: false, framedPublish: false };
+  const router = await bus(p, { role: 'router', ...plain });
+  const gws = [await bus(p, plain), await bus(p, plain)];
+  assert.equal(router.framedPublish, false);
+  assert.equal(gws[0]?.leanInterests, false);
+  return pair(router, gws);
+});
+
+describe('nats bus', () => {
+  test('NATS keeps one publisher’s order across subjects (the tally relies on it)', async () => {
+    const p = freshPrefix();
+    const pub = await connect({ servers: SERVER });
+    const sub = await connect({ servers: SERVER });
+    try {
+      const seen: number[] = [];
+      for (let s = 0; s < 64; s++) {
+        sub.subscribe(`${p}.ord.${s}`, {
+          callback: (_err, m) => {
+            seen.push(Number(m.string()));
+          },
+        });
+      }
+      await sub.flush();
+      const total = 20_000;
+      let x = 12345;
+      for (let i = 0; i < total; i++) {
+        x = (x * 1103515245 + 12345) & 0x7fffffff;
+        pub.publish(`${p}.ord.${x % 64}`, String(i));
+      }
+      await pub.flush();
+      await until('every message', () => seen.length >= total);
+      assert.equal(seen.length, total);
+      const firstOutOfOrder = seen.findIndex((v, i) => v !== i);
+      assert.equal(firstOutOfOrder, -1, `message ${firstOutOfOrder} arrived out of order`);
+    } finally {
+      await pub.close();
+      await sub.close();
+    }
+  });
+
+  test('cross-gateway delivery: A on gateway 1, B on gateway 2, one send reaches both', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router' });
+    const gw1 = await bus(p, { role: 'gateway' });
+    const gw2 = await bus(p, { role: 'gateway' });
+    const a = new FakeConn('A');
+    const b = new FakeConn('B');
+    new FakeRegistry(gw1).login('A', a);
+    new FakeRegistry(gw2).login('B', b);
+    await settle(router, [gw1, gw2]);
+    const msg = message('to both');
+    assert.deepEqual(await router.publishDetailed(msg, ['A', 'B']), {
+      delivered: 2,
+      complete: true,
+      missing: [],
+    });
+    assert.deepEqual(
+      [a, b].map((c) => c.got.map((m) => m.eid)),
+      [[msg.eid], [msg.eid]],
+    );
+    assert.deepEqual([gw1.stats().received, gw2.stats().received], [1, 1]);
+    assert.equal(router.stats().published, 2);
+    assert.equal(router.stats().gateways, 2);
+  });
+
+  test('every id character survives the subject encoding', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router' });
+    const gw = await bus(p, { role: 'gateway' });
+    const reg = new FakeRegistry(gw);
+    const ids = ['a.b', '.lead.trail.', 'user:1_x-Y', '...', 'Z'.repeat(128), 'a-b.c:d_e'];
+    const conns = ids.map((id) => {
+      const c = new FakeConn(id);
+      reg.login(id, c);
+      return c;
+    });
+    for (const id of ids) assert.equal(codec.tokenToId(codec.idToToken(id)), id);
+    assert.ok(ids.every((id) => !codec.idToToken(id).includes('.')));
+    await settle(router, [gw]);
+    assert.equal(await router.publish(message('all'), ids), ids.length);
+    assert.deepEqual(
+      conns.map((c) => c.got.length),
+      ids.map(() => 1),
+    );
+    assert.equal(await router.publish(message('not a.b'), ['a_b', 'a-b']), 0);
+    await assert.rejects(router.publish(message('bad'), ['ok', 'a~b']), /recipients\[1\] "a~b"/);
+  });
+
+  test('no message reaches a gateway for an id it dropped', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router' });
+    const gw = await bus(p, { role: 'gateway' });
+    const reg = new FakeRegistry(gw);
+    const c = new FakeConn('c');
+    reg.login('gone', c);
+    await settle(router, [gw]);
+    assert.equal(await router.publish(message('1'), ['gone']), 1);
+    reg.logout('gone', c);
+    await gw.flush();
+    const received = gw.stats().received;
+    assert.equal(await router.publish(message('2'), ['gone']), 0);
+    assert.equal(gw.stats().received, received);
+    assert.equal(reg.calls, 1);
+    assert.equal(gw.stats().interests, 0);
+  });
+
+  test('publishes made in one event-loop turn share one tally round', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router' });
+    const gw = await bus(p, { role: 'gateway' });
+    const reg = new FakeRegistry(gw);
+    reg.login('u1', new FakeConn('1'));
+    reg.login('u2', new FakeConn('2'));
+    await settle(router, [gw]);
+    const before = router.stats().tallyRounds;
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => router.publish(message(`b${i}`), ['u1', 'u2', 'u3'])),
+    );
+    assert.deepEqual(results, Array(100).fill(2));
+    assert.equal(router.stats().tallyRounds - before, 1);
+    assert.equal(gw.stats().heldCounts, 0, 'the gateway forgot the counts once tallied');
+  });
+
+  test('two publishers share the load; every count is exact', async () => {
+    const p = freshPrefix();
+    const routers = [await bus(p, { role: 'router' }), await bus(p, { role: 'router' })];
+    const gws = [await bus(p, { role: 'gateway' }), await bus(p, { role: 'gateway' })];
+    const regs = gws.map((g) => new FakeRegistry(g));
+    // The model: which connections each id reaches.
+    const connsOf = new Map<string, FakeConn[]>();
+    const login = (gw: number, id: string, conn: FakeConn): void => {
+      regs[gw]?.login(id, conn);
+      connsOf.set(id, [...(connsOf.get(id) ?? []), conn]);
+    };
+    for (let i = 0; i < 300; i++) {
+      const conn = new FakeConn(`c${i}`);
+      login(i % 2, `user:${i}`, conn);
+      if (i % 7 === 0) login(i % 2, `user:${i + 1000}`, conn); // one connection, two ids
+      if (i % 5 === 0) login((i + 1) % 2, `user:${i}`, new FakeConn(`c${i}b`)); // one id, two gateways
+    }
+    for (const r of routers) await settle(r, gws);
+    let x = 99;
+    const rand = (n: number): number => {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      return x % n;
+    };
+    const sends = Array.from({ length: 200 }, () => {
+      const ids = new Set<string>();
+      while (ids.size < 30) ids.add(`user:${rand(3) === 0 ? 1000 + rand(300) : rand(400)}`);
+      return [...ids];
+    });
+    const expected = sends.map((ids) => new Set(ids.flatMap((id) => connsOf.get(id) ?? [])).size);
+    const results = await Promise.all(sends.map((ids, i) => routers[i % 2]?.publish(message(`s${i}`), ids)));
+    assert.deepEqual(results, expected);
+    const total = expected.reduce((a, b) => a + b, 0);
+    assert.equal((regs[0]?.returned ?? 0) + (regs[1]?.returned ?? 0), total);
+    assert.ok(total > 1000, `the load reached many connections (${total})`);
+    for (const r of routers) assert.equal(r.stats().tallyTimeouts, 0);
+  });
+
+  test('a gateway that says bye is not waited for', async () => {
+    const p = freshPrefix();
+    // Expiry would take 3 minutes: only the bye can explain the gateway leaving.
+    const router = await bus(p, { role: 'router', heartbeatMs: 60_000 });
+    const stay = await bus(p, { role: 'gateway' });
+    const leave = await bus(p, { role: 'gateway' });
+    new FakeRegistry(stay).login('s', new FakeConn('s'));
+    new FakeRegistry(leave).login('l', new FakeConn('l'));
+    await settle(router, [stay, leave]);
+    assert.equal(await router.publish(message('1'), ['s', 'l']), 2);
+    await leave.close();
+    await until('the bye', () => !router.liveGateways().includes(leave.id));
+    const r = await router.publishDetailed(message('2'), ['s', 'l']);
+    assert.deepEqual(r, { delivered: 1, complete: true, missing: [] });
+    assert.equal(router.stats().tallyTimeouts, 0);
+    assert.equal(router.stats().gateways, 1);
+  });
+
+  test('a gateway killed without bye makes counts partial, then expires and is not waited for', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router', tallyTimeoutMs: 300 });
+    const gw = await bus(p, { role: 'gateway' });
+    new FakeRegistry(gw).login('alive', new FakeConn('a'));
+    const modulePath = new URL('../src/bus/nats-bus.js', import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { NatsBus } = await import(process.argv[1]);
+         const bus = await NatsBus.connect({ servers: process.argv[2], prefix: process.argv[3], role: 'gateway' });
+         bus.attach({ deliver: (_m, ids) => ids.length });
+         bus.interest('doomed');
+         await bus.flush();
+         process.stdout.write(JSON.stringify({ id: bus.id }) + '\\n');
+         setInterval(() => {}, 1 << 30);`,
+        modulePath,
+        SERVER,
+        p,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      const [line] = (await once(child.stdout, 'data')) as [Buffer];
+      const { id: childId } = JSON.parse(line.toString()) as { id: string };
+      await settle(router, [gw]);
+      await until('the router to know the child gateway', () => router.liveGateways().includes(childId));
+      assert.deepEqual(await router.publishDetailed(message('1'), ['doomed', 'alive']), {
+        delivered: 2,
+        complete: true,
+        missing: [],
+      });
+
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      const partial = await router.publishDetailed(message('2'), ['doomed', 'alive']);
+      assert.deepEqual(partial, { delivered: 1, complete: false, missing: [childId] });
+      assert.equal(router.stats().tallyTimeouts, 1);
+      assert.equal(router.stats().partialPublishes, 1);
+
+      await until('the dead gateway to expire', () => !router.liveGateways().includes(childId));
+      assert.deepEqual(await router.publishDetailed(message('3'), ['doomed', 'alive']), {
+        delivered: 1,
+        complete: true,
+        missing: [],
+      });
+      assert.equal(router.stats().tallyTimeouts, 1);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  test('roles: a router cannot attach, a gateway cannot publish', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router' });
+    const gw = await bus(p, { role: 'gateway' });
+    assert.throws(() => router.attach({ deliver: () => 0 }), ConfigError);
+    await assert.rejects(gw.publish(message('x'), ['a']), ConfigError);
+  });
+
+  test('bad options are refused, naming the option', async () => {
+    await assert.rejects(NatsBus.connect({ servers: SERVER, prefix: 'has space' }), /prefix "has space"/);
+    await assert.rejects(NatsBus.connect({ servers: SERVER, prefix: 'a..b' }), ConfigError);
+    await assert.rejects(NatsBus.connect({ servers: SERVER, tallyTimeoutMs: 0 }), /tallyTimeoutMs/);
+    await assert.rejects(NatsBus.connect({ servers: [] }), /servers/);
+  });
+
+  test('openBus: nats URLs connect, unreachable ones are unavailable, others are refused', async () => {
+    const b: Bus = await openBus(SERVER, { prefix: freshPrefix() });
+    try {
+      assert.equal(b.kind, 'nats');
+      assert.equal(b.connected, true);
+    } finally {
+      await b.close();
+    }
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    await assert.rejects(openBus('nats://127.0.0.1:1'), (err: unknown) => {
+      assert.ok(err instanceof UnavailableError);
+      assert.match(err.message, /nats:\/\/127\.0\.0\.1:1/);
+      return true;
+    });
+    await assert.rejects(openBus('redis://127.0.0.1:6379'), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /redis:\/\/127\.0\.0\.1:6379/);
+      assert.match(err.message, /local/);
+      return true;
+    });
+    await assert.rejects(openBus('nats://127.0.0.1:4222,http://x'), /server 2 "http:\/\/x"/);
+  });
+});
+
+describe('nats codec and counts', () => {
+  test('a message round-trips, and its head is read without the body', () => {
+    const msg = new Message('ep0ch-42', 'photo:789', 'ünïcødé ✓ '.repeat(50), 1_700_000_123_456);
+    const data = codec.encodeMessage('pub-1', 7, msg);
+    const head = codec.decodeMessageHead(data);
+    assert.equal(head.pubId, 'pub-1');
+    assert.equal(head.seq, 7);
+    assert.equal(head.eid, 'ep0ch-42');
+    const back = codec.decodeMessageRest(data, head);
+    assert.deepEqual(back.toJSON(), msg.toJSON());
+    const empty = new Message('e', 's', '', 0);
+    const e = codec.encodeMessage('p', 1, empty);
+    assert.equal(codec.decodeMessageRest(e, codec.decodeMessageHead(e)).body, '');
+    assert.equal(codec.isSameSend(data, Buffer.from('pub-1'), 7), true);
+    assert.equal(codec.isSameSend(data, Buffer.from('pub-1'), 8), false);
+    assert.equal(codec.isSameSend(data, Buffer.from('pub-2'), 7), false);
+    assert.equal(codec.isSameSend(data, Buffer.from('pub-'), 7), false);
+    assert.equal(codec.isSameSend(Buffer.from('xx'), Buffer.from('pub-1'), 7), false);
+    assert.throws(() => codec.decodeMessageHead(Buffer.from('{"json":1}')), codec.WireFormatError);
+    assert.throws(() => codec.decodeMessageHead(data.subarray(0, 10)), codec.WireFormatError);
+  });
+
+  test('tally requests and replies round-trip', () => {
+    const req = codec.decodeTallyRequest(codec.encodeTallyRequest(4_000_000_000, 'r1', [1, 2, 2 ** 40]));
+    assert.deepEqual(req, { round: 4_000_000_000, pubId: 'r1', seqs: [1, 2, 2 ** 40] });
+    const rep = codec.decodeTallyReply(codec.encodeTallyReply(9, 'gw', [0, 3, 2, 70_000]));
+    assert.deepEqual(rep, { round: 9, gatewayId: 'gw', pairs: [0, 3, 2, 70_000] });
+    assert.deepEqual(codec.decodeAnnouncement(Buffer.from(codec.encodeAnnouncement('bye', 'g1'))), {
+      kind: 'bye',
+      gatewayId: 'g1',
+    });
+  });
+
+  test('delivery counts are held only until tallied, and never without bound', () => {
+    const counts = new DeliveryCounts(30_000, 100, 0);
+    counts.add('r', 1, 2);
+    counts.add('r', 2, 1);
+    counts.add('r', 2, 1);
+    counts.add('r', 5, 4);
+    counts.add('s', 1, 9);
+    // Seq 1's tally was lost; the tally for 2 and 5 drops it too.
+    assert.deepEqual(counts.take('r', [2, 3, 5]), [0, 2, 2, 4]);
+    assert.equal(counts.size, 1);
+    assert.equal(counts.dropped, 1);
+    assert.deepEqual(counts.take('r', [6]), []);
+    // Publisher s never tallies: dropped once idle.
+    counts.sweep(10_000);
+    assert.equal(counts.size, 1);
+    counts.sweep(40_001);
+    assert.equal(counts.size, 0);
+    for (let i = 0; i < 250; i++) counts.add('flood', i, 1);
+    assert.equal(counts.size, 100);
+    assert.deepEqual(counts.take('flood', [249]), [0, 1]);
+    assert.equal(counts.size, 0);
+  });
+
+  test('membership: bye and silence remove a gateway, our own stall is forgiven', async () => {
+    const gone: string[] = [];
+    const m = new Membership(3000, silentLogger, (id) => gone.push(id));
+    const now = Date.now();
+    m.hear(Buffer.from('hb g1'), now);
+    m.hear(Buffer.from('hb g2'), now - 5000);
+    m.hear(Buffer.from('hb g3'), now - 5000);
+    m.hear(Buffer.from('hb g4'), now);
+    m.hear(Buffer.from('bye g4'), now);
+    assert.deepEqual(gone, ['g4']);
+    assert.throws(() => m.hear(Buffer.from('hello'), now), codec.WireFormatError);
+    // This process was blocked for 4 s: g2 and g3 were silent for 5 s of which 4 s do not count.
+    m.sweep(4000, () => false);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([...m.ids()].sort(), ['g1', 'g2', 'g3']);
+    m.seen('g5', Date.now() - 3500);
+    m.sweep(0, () => false);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([...m.ids()].sort(), ['g1', 'g2', 'g3']);
+    assert.deepEqual(gone, ['g4', 'g5']);
+  });
+});
