@@ -45,6 +45,9 @@ class CountingDeliverer implements Deliverer {
   add(id: string): void {
     this.#ids.add(id);
   }
+  load(): { connections: number; ids: number } {
+    return { connections: this.#ids.size, ids: this.#ids.size };
+  }
   deliver(msg: Message, recipients: readonly string[]): number {
     this.#last = msg;
     let n = 0;
@@ -177,7 +180,7 @@ async function interestHeap(server: string, n: number): Promise<Record<string, n
       prefix: `heap-${process.pid}-${lean}`,
       leanInterests: lean,
     });
-    bus.attach({ deliver: () => 0 });
+    bus.attach({ deliver: () => 0, load: () => ({ connections: 0, ids: 0 }) });
     const ids = Array.from({ length: n }, (_, i) => `user:${i}`);
     await bus.flush();
     gc();

@@ -91,7 +91,6 @@ export class Switchboard {
       });
       const ids = new EventIds();
       const registry = options.role === 'router' ? undefined : new Registry(bus);
-      if (registry !== undefined) bus.attach(registry);
       const history = new History(ids, {
         maxMessages: options.historySize,
         maxBytes: options.historyBytes,
@@ -111,6 +110,10 @@ export class Switchboard {
         options.role === 'router'
           ? undefined
           : new Gateway({ ...options, maxConnections }, router, log.child('gateway'));
+      if (registry !== undefined && gateway !== undefined) {
+        registry.connections = () => gateway.open;
+        bus.attach(registry);
+      }
       sb = new Switchboard({ options, router, store, bus, registry, gateway, log });
       const client = await gateway?.listen();
       const api = await sb.api.listen();
@@ -179,7 +182,9 @@ export class Switchboard {
       resumed: gs?.resumed ?? 0,
       gaps: gs?.gaps ?? 0,
       subscriptions,
+      partialSends: r.partialSends,
       bus: { kind: this.bus.kind, connected: this.bus.connected, gateways: b.gateways },
+      cluster: { gateways: b.gateways, ...b.cluster },
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal },
     };
   }

@@ -59,6 +59,13 @@ export class FakeRegistry implements Deliverer {
     }
   }
 
+  /** Distinct connections and ids logged in, as the real registry reports them. */
+  load(): { connections: number; ids: number } {
+    const conns = new Set<FakeConn>();
+    for (const list of this.#byId.values()) for (const c of list) conns.add(c);
+    return { connections: conns.size, ids: this.#byId.size };
+  }
+
   deliver(msg: Message, recipients: readonly string[]): number {
     this.calls++;
     let n = 0;
@@ -237,6 +244,32 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         );
         assert.equal(r1.returned + r2.returned, 3);
         assert.equal(await pair.publisher.publish(message('gw2 only'), ['bob', 'carol']), 2);
+      });
+    });
+
+    test('stats().cluster sums what every live gateway holds; publishDetailed says complete', async () => {
+      await withPair(makePair, async (pair) => {
+        const regs = registries(pair);
+        const conns = [new FakeConn('c1'), new FakeConn('c2'), new FakeConn('c3')];
+        regs[0]!.login('p', conns[0]!);
+        regs[0]!.login('q', conns[0]!);
+        regs[0]!.login('p', conns[1]!);
+        regs.at(-1)!.login('r', conns[2]!);
+        await pair.settle();
+        const expected = regs.reduce(
+          (acc, r) => ({ connections: acc.connections + r.load().connections, ids: acc.ids + r.load().ids }),
+          { connections: 0, ids: 0 },
+        );
+        // Loads travel with heartbeats (NATS: every heartbeat period); wait for the next one.
+        const deadline = Date.now() + 5000;
+        while (JSON.stringify(pair.publisher.stats().cluster) !== JSON.stringify(expected) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.deepEqual(pair.publisher.stats().cluster, expected);
+        const outcome = await pair.publisher.publishDetailed(message('detailed'), ['p', 'r']);
+        assert.equal(outcome.complete, true);
+        assert.equal(outcome.delivered, 3);
+        assert.equal(pair.publisher.stats().partialPublishes, 0);
       });
     });
 

@@ -277,7 +277,7 @@ describe('nats bus', () => {
         '-e',
         `const { NatsBus } = await import(process.argv[1]);
          const bus = await NatsBus.connect({ servers: process.argv[2], prefix: process.argv[3], role: 'gateway' });
-         bus.attach({ deliver: (_m, ids) => ids.length });
+         bus.attach({ deliver: (_m, ids) => ids.length, load: () => ({ connections: 1, ids: 1 }) });
          bus.interest('doomed');
          await bus.flush();
          process.stdout.write(JSON.stringify({ id: bus.id }) + '\\n');
@@ -322,7 +322,7 @@ describe('nats bus', () => {
     const p = freshPrefix();
     const router = await bus(p, { role: 'router' });
     const gw = await bus(p, { role: 'gateway' });
-    assert.throws(() => router.attach({ deliver: () => 0 }), ConfigError);
+    assert.throws(() => router.attach({ deliver: () => 0, load: () => ({ connections: 0, ids: 0 }) }), ConfigError);
     await assert.rejects(gw.publish(message('x'), ['a']), ConfigError);
   });
 
@@ -387,7 +387,16 @@ describe('nats codec and counts', () => {
     assert.deepEqual(codec.decodeAnnouncement(Buffer.from(codec.encodeAnnouncement('bye', 'g1'))), {
       kind: 'bye',
       gatewayId: 'g1',
+      connections: 0,
+      ids: 0,
     });
+    const hb = codec.encodeAnnouncement('hb', 'g2', { connections: 15_000, ids: 12_345 });
+    assert.equal(hb, 'hb g2 15000 12345');
+    assert.deepEqual(codec.decodeAnnouncement(Buffer.from(hb)), { kind: 'hb', gatewayId: 'g2', connections: 15_000, ids: 12_345 });
+    assert.deepEqual(codec.decodeAnnouncement(Buffer.from('hb g3')), { kind: 'hb', gatewayId: 'g3', connections: 0, ids: 0 });
+    for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3', 'hb g1 -1 2', 'hi g1']) {
+      assert.throws(() => codec.decodeAnnouncement(Buffer.from(bad)), /not a gateway announcement/);
+    }
   });
 
   test('delivery counts are held only until tallied, and never without bound', () => {

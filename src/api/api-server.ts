@@ -4,7 +4,7 @@
  *
  * | method | path                      | body / answer                                               |
  * |--------|---------------------------|-------------------------------------------------------------|
- * | POST   | /api/send                 | `{"id","msg"}` → `{"delivered":N}`                           |
+ * | POST   | /api/send                 | `{"id","msg"}` → `{"delivered":N}` (`"partial":true` if a gateway did not report in time) |
  * | POST   | /api/send/batch           | JSON array or NDJSON of `{"id","msg"}` → `{"messages","delivered"}` |
  * | POST   | /api/subscriptions        | `[{"subscriber","subscribee"}]` → `{"added":N}`              |
  * | DELETE | /api/subscriptions        | `[{"subscriber","subscribee"}]` → `{"removed":N}`            |
@@ -162,7 +162,8 @@ export class ApiServer {
     );
     const obj = asObject(parseJson(body.toString()), 'request body');
     const out = this.#backend.router.prepare(obj.id, obj.msg);
-    json(res, 200, { delivered: await this.#backend.router.sendPrepared(out) });
+    const r = await this.#backend.router.sendPrepared(out);
+    json(res, 200, r.complete ? { delivered: r.delivered } : { delivered: r.delivered, partial: true });
   }
 
   async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -172,7 +173,8 @@ export class ApiServer {
       const obj = asObject(value, where);
       return router.prepare(obj.id, obj.msg, where);
     });
-    json(res, 200, { messages: outs.length, delivered: await router.sendAll(outs) });
+    const r = await router.sendAll(outs);
+    json(res, 200, { messages: outs.length, delivered: r.delivered, ...(r.complete ? {} : { partial: true }) });
   }
 
   async #subscribe(req: IncomingMessage, res: ServerResponse, add: boolean): Promise<void> {

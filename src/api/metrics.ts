@@ -33,7 +33,11 @@ export interface StatsSnapshot {
   readonly resumed: number;
   readonly gaps: number;
   readonly subscriptions: number | null;
+  /** Sends whose delivered count is a lower bound (a gateway did not report in time). */
+  readonly partialSends: number;
   readonly bus: { readonly kind: string; readonly connected: boolean; readonly gateways: number };
+  /** Every live gateway together, as their heartbeats last said (this process alone on the local bus). */
+  readonly cluster: { readonly gateways: number; readonly connections: number; readonly ids: number };
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
 }
 
@@ -73,6 +77,9 @@ export function renderMetrics(s: StatsSnapshot): string {
     ['switchboard_subscriptions', 'gauge', 'Subscriptions in the store.', s.subscriptions],
     ['switchboard_bus_connected', 'gauge', '1 when the bus can carry messages.', s.bus.connected ? 1 : 0],
     ['switchboard_bus_gateways', 'gauge', 'Gateways known on the bus.', s.bus.gateways],
+    ['switchboard_partial_sends_total', 'counter', 'Sends whose delivered count is a lower bound.', s.partialSends],
+    ['switchboard_cluster_connections', 'gauge', 'Open client connections over all live gateways.', s.cluster.connections],
+    ['switchboard_cluster_ids', 'gauge', 'Ids logged in over all live gateways.', s.cluster.ids],
     ['switchboard_resident_memory_bytes', 'gauge', 'Resident set size.', s.memory.rss],
     ['switchboard_heap_used_bytes', 'gauge', 'V8 heap in use.', s.memory.heapUsed],
     ['switchboard_heap_total_bytes', 'gauge', 'V8 heap reserved.', s.memory.heapTotal],

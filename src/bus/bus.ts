@@ -9,10 +9,28 @@
  */
 import type { Message } from '../router/message.js';
 
+/** What one gateway holds, announced to the cluster with its heartbeats. */
+export interface GatewayLoad {
+  /** Open client connections. */
+  readonly connections: number;
+  /** Ids with at least one connection. */
+  readonly ids: number;
+}
+
 /** The gateway side: hands a message to every local connection logged in as one of `recipients`. */
 export interface Deliverer {
   /** Delivers `msg` to local connections of `recipients`; returns how many connections it reached. */
   deliver(msg: Message, recipients: readonly string[]): number;
+  /** What this gateway holds now (for cluster-wide stats). */
+  load(): GatewayLoad;
+}
+
+/** A publish's delivered count and whether every gateway answered in time. */
+export interface PublishOutcome {
+  /** Connections reached; a lower bound when `complete` is false. */
+  readonly delivered: number;
+  /** False when a gateway known to be alive did not report its count in time. */
+  readonly complete: boolean;
 }
 
 /** What the bus knows of the cluster, for `/api/stats` and tests. */
@@ -21,6 +39,10 @@ export interface BusStats {
   readonly gateways: number;
   readonly published: number;
   readonly received: number;
+  /** Sum of the load of every live gateway (this one included). */
+  readonly cluster: GatewayLoad;
+  /** Publishes answered with a partial count because a gateway did not report in time. */
+  readonly partialPublishes: number;
 }
 
 /** Called when the bus connection goes down or comes back. */
@@ -48,6 +70,9 @@ export interface Bus {
    * never reported as a silent success.
    */
   publish(msg: Message, recipients: readonly string[]): Promise<number>;
+
+  /** {@link publish}, also saying whether the count is complete (every live gateway answered). */
+  publishDetailed(msg: Message, recipients: readonly string[]): Promise<PublishOutcome>;
 
   onStatus(listener: BusStatusListener): void;
 

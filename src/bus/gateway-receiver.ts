@@ -9,7 +9,7 @@
  */
 import type { Logger } from '../log.js';
 import type { Message } from '../router/message.js';
-import type { Deliverer } from './bus.js';
+import type { Deliverer, GatewayLoad } from './bus.js';
 import * as codec from './nats-codec.js';
 import { DeliveryCounts } from './tally.js';
 
@@ -60,6 +60,11 @@ export class GatewayReceiver {
   /** Messages received for our interests. */
   get received(): number {
     return this.#received;
+  }
+
+  /** What the attached gateway holds now, for heartbeats. */
+  load(): GatewayLoad {
+    return this.#deliverer.load();
   }
 
   /** Per-publish counts waiting for their tally. */

@@ -5,7 +5,7 @@
  */
 import { ClosedError } from '../errors.js';
 import type { Message } from '../router/message.js';
-import type { Bus, BusStats, BusStatusListener, Deliverer } from './bus.js';
+import type { Bus, BusStats, BusStatusListener, Deliverer, PublishOutcome } from './bus.js';
 
 export class LocalBus implements Bus {
   readonly kind = 'local';
@@ -44,6 +44,10 @@ export class LocalBus implements Bus {
     }
   }
 
+  publishDetailed(msg: Message, recipients: readonly string[]): Promise<PublishOutcome> {
+    return this.publish(msg, recipients).then((delivered) => ({ delivered, complete: true }));
+  }
+
   onStatus(_listener: BusStatusListener): void {
     // The in-process bus never goes down while open.
   }
@@ -53,6 +57,8 @@ export class LocalBus implements Bus {
       gateways: this.#deliverer === undefined ? 0 : 1,
       published: this.#published,
       received: this.#received,
+      cluster: this.#deliverer?.load() ?? { connections: 0, ids: 0 },
+      partialPublishes: 0,
     };
   }
 

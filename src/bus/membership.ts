@@ -8,12 +8,15 @@
  * expiry check runs after the event loop has polled for I/O once more.
  */
 import type { Logger } from '../log.js';
+import type { GatewayLoad } from './bus.js';
 import { decodeAnnouncement } from './nats-codec.js';
 
 /** The live gateways, by id, with the time each was last heard from. */
 export class Membership {
   readonly timeoutMs: number;
   readonly #lastSeen = new Map<string, number>();
+  /** The load each live gateway last announced. */
+  readonly #load = new Map<string, GatewayLoad>();
   readonly #log: Logger;
   readonly #gone: (id: string) => void;
 
@@ -29,7 +32,8 @@ export class Membership {
     const a = decodeAnnouncement(data);
     if (a.kind === 'hb') {
       if (this.seen(a.gatewayId, now)) this.#log.debug('gateway joined', { gateway: a.gatewayId });
-    } else if (this.#lastSeen.delete(a.gatewayId)) {
+      this.#load.set(a.gatewayId, { connections: a.connections, ids: a.ids });
+    } else if (this.#forget(a.gatewayId)) {
       this.#log.debug('gateway left', { gateway: a.gatewayId });
       this.#gone(a.gatewayId);
     }
@@ -56,16 +60,33 @@ export class Membership {
       const now = Date.now();
       for (const [id, at] of this.#lastSeen) {
         if (now - at <= this.timeoutMs) continue;
-        this.#lastSeen.delete(id);
+        this.#forget(id);
         this.#log.info('gateway expired (no heartbeat)', { gateway: id, silentMs: now - at });
         this.#gone(id);
       }
     });
   }
 
+  #forget(id: string): boolean {
+    this.#load.delete(id);
+    return this.#lastSeen.delete(id);
+  }
+
   /** Forgets everyone (after a reconnect membership is relearned). */
   clear(): void {
     this.#lastSeen.clear();
+    this.#load.clear();
+  }
+
+  /** The summed load of the live gateways, as they last announced it. */
+  load(): GatewayLoad {
+    let connections = 0;
+    let ids = 0;
+    for (const l of this.#load.values()) {
+      connections += l.connections;
+      ids += l.ids;
+    }
+    return { connections, ids };
   }
 
   has(id: string): boolean {

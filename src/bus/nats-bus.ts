@@ -29,7 +29,7 @@ import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node'
 import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Message } from '../router/message.js';
-import type { Bus, BusStats, BusStatusListener, Deliverer } from './bus.js';
+import type { Bus, BusStats, BusStatusListener, Deliverer, GatewayLoad } from './bus.js';
 import { BusPublisher } from './bus-publisher.js';
 import { GatewayReceiver } from './gateway-receiver.js';
 import { createInterests, type InterestTable } from './interests.js';
@@ -257,6 +257,7 @@ export class NatsBus implements Bus {
       gateways: this.#gateways.size,
       published: this.#publisher?.published ?? 0,
       received: this.#receiver?.received ?? 0,
+      cluster: this.#gateways.load(),
       interests: this.#interests.size,
       tallyRounds: this.#publisher?.tallyRounds ?? 0,
       tallyTimeouts: this.#publisher?.tallyTimeouts ?? 0,
@@ -347,9 +348,19 @@ export class NatsBus implements Bus {
 
   #announce(kind: 'hb' | 'bye'): void {
     try {
-      this.#nc.publish(this.#subjects.hb, codec.encodeAnnouncement(kind, this.id));
+      this.#nc.publish(this.#subjects.hb, codec.encodeAnnouncement(kind, this.id, this.#load()));
     } catch (err) {
       this.#log.debug('announcement not sent', { kind, err });
+    }
+  }
+
+  /** The attached gateway's load; a failing load source must not silence the heartbeat. */
+  #load(): GatewayLoad | undefined {
+    try {
+      return this.#receiver?.load();
+    } catch (err) {
+      this.#log.warn('gateway load not available for the heartbeat', { err });
+      return undefined;
     }
   }
 

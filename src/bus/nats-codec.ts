@@ -25,6 +25,7 @@
  *
  * `index` points into the request's seq list, so a reply is as small as the gateway's share.
  */
+import type { GatewayLoad } from './bus.js';
 import { Message } from '../router/message.js';
 
 const FORMAT_MESSAGE = 1;
@@ -245,22 +246,39 @@ export function decodeTallyReply(data: Uint8Array): TallyReply {
   return { round, gatewayId, pairs };
 }
 
-/** Membership announcements on `<prefix>.gw.hb`: text, so `nats sub 'sb.gw.>'` is readable. */
-export type Announcement = { readonly kind: 'hb' | 'bye'; readonly gatewayId: string };
+/**
+ * Membership announcements on `<prefix>.gw.hb`: text, so `nats sub 'sb.gw.>'` is readable.
+ * A heartbeat may carry the gateway's load: `hb <id> <connections> <ids>`.
+ */
+export type Announcement = {
+  readonly kind: 'hb' | 'bye';
+  readonly gatewayId: string;
+  readonly connections: number;
+  readonly ids: number;
+};
 
-/** `hb <id>` or `bye <id>`. */
-export function encodeAnnouncement(kind: 'hb' | 'bye', gatewayId: string): string {
-  return `${kind} ${gatewayId}`;
+/** `hb <id> [<connections> <ids>]` or `bye <id>`. */
+export function encodeAnnouncement(kind: 'hb' | 'bye', gatewayId: string, load?: GatewayLoad): string {
+  return load === undefined || kind === 'bye' ? `${kind} ${gatewayId}` : `${kind} ${gatewayId} ${load.connections} ${load.ids}`;
 }
 
 /** Reads an announcement; throws {@link WireFormatError} on anything else. */
 export function decodeAnnouncement(data: Uint8Array): Announcement {
   const text = view(data).toString('latin1');
-  const space = text.indexOf(' ');
-  const kind = text.slice(0, space);
-  const gatewayId = text.slice(space + 1);
-  if (space <= 0 || gatewayId.length === 0 || (kind !== 'hb' && kind !== 'bye')) {
+  const [kind, gatewayId, connections = '0', ids = '0', ...extra] = text.split(' ');
+  const c = Number(connections);
+  const i = Number(ids);
+  if (
+    gatewayId === undefined ||
+    gatewayId.length === 0 ||
+    (kind !== 'hb' && kind !== 'bye') ||
+    extra.length > 0 ||
+    !Number.isSafeInteger(c) ||
+    !Number.isSafeInteger(i) ||
+    c < 0 ||
+    i < 0
+  ) {
     throw new WireFormatError(`not a gateway announcement: ${JSON.stringify(text.slice(0, 40))}`);
   }
-  return { kind, gatewayId };
+  return { kind, gatewayId, connections: c, ids: i };
 }

@@ -12,7 +12,7 @@
  * it out) keeps a consistent view. This closes the article's disconnect race: a receiver that
  * closed mid-delivery answers `false` from `push` and is not counted.
  */
-import type { Deliverer } from '../bus/bus.js';
+import type { Deliverer, GatewayLoad } from '../bus/bus.js';
 import type { Message } from './message.js';
 
 /** Size of the dedupe window of a receiver logged in as several ids. */
@@ -41,9 +41,16 @@ export class Registry implements Deliverer {
   readonly #byId = new Map<string, Receiver | Receiver[]>();
   readonly #listener: InterestListener | undefined;
   #logins = 0;
+  /** Open connections of the gateway this registry belongs to (for {@link load}). */
+  connections: () => number = () => 0;
 
   constructor(listener?: InterestListener) {
     this.#listener = listener;
+  }
+
+  /** What this gateway holds, announced to the cluster. */
+  load(): GatewayLoad {
+    return { connections: this.connections(), ids: this.#byId.size };
   }
 
   /** Ids with at least one receiver. */

@@ -37,6 +37,14 @@ export interface Outgoing {
   readonly body: string;
 }
 
+/** What a send reached. */
+export interface SendResult {
+  /** Connections reached (a lower bound when `complete` is false). */
+  readonly delivered: number;
+  /** False when some gateway did not report its count in time (see the NATS bus tally). */
+  readonly complete: boolean;
+}
+
 /** Router counters. */
 export interface RouterStats {
   /** Messages accepted by `send`. */
@@ -45,6 +53,8 @@ export interface RouterStats {
   readonly delivered: number;
   /** Recipient ids resolved (id plus subscribers), summed over all sends. */
   readonly recipients: number;
+  /** Sends whose delivered count is a lower bound (a gateway did not report in time). */
+  readonly partialSends: number;
 }
 
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -60,6 +70,7 @@ export class Router {
   #messagesIn = 0;
   #delivered = 0;
   #recipients = 0;
+  #partialSends = 0;
 
   constructor(opts: RouterOptions) {
     this.#bus = opts.bus;
@@ -107,39 +118,47 @@ export class Router {
   }
 
   /** The article's `send(Id, Msg)`: reaches `id` and its subscribers; resolves to connections reached. */
-  send(id: string, msg: unknown): Promise<number> {
-    return this.sendPrepared(this.prepare(id, msg));
+  async send(id: string, msg: unknown): Promise<number> {
+    return (await this.sendPrepared(this.prepare(id, msg))).delivered;
   }
 
   /** Sends a message already checked by {@link prepare}. */
-  async sendPrepared(out: Outgoing): Promise<number> {
+  async sendPrepared(out: Outgoing): Promise<SendResult> {
     const msg = new Message(this.#ids.next(), out.id, out.body, Date.now());
     this.#messagesIn++;
     this.#history?.append(msg);
     let delivered = 0;
+    let complete = true;
     let first = true;
-    for await (const page of this.#store.subscriberPages(out.id, this.#pageSize)) {
-      const recipients = first ? [out.id, ...page] : page;
+    const publish = async (recipients: readonly string[]): Promise<void> => {
       this.#recipients += recipients.length;
-      delivered += await this.#bus.publish(msg, recipients);
+      const outcome = await this.#bus.publishDetailed(msg, recipients);
+      delivered += outcome.delivered;
+      complete &&= outcome.complete;
+    };
+    for await (const page of this.#store.subscriberPages(out.id, this.#pageSize)) {
+      await publish(first ? [out.id, ...page] : page);
       first = false;
     }
-    if (first) {
-      this.#recipients++;
-      delivered += await this.#bus.publish(msg, [out.id]);
-    }
+    if (first) await publish([out.id]);
     this.#delivered += delivered;
-    return delivered;
+    if (!complete) this.#partialSends++;
+    return { delivered, complete };
   }
 
   /**
    * Sends messages in order (each after the previous one's delivery), as the batch API does.
    * Validate them all with {@link prepare} first, so a bad one rejects the batch before any is sent.
    */
-  async sendAll(outs: readonly Outgoing[]): Promise<number> {
+  async sendAll(outs: readonly Outgoing[]): Promise<SendResult> {
     let delivered = 0;
-    for (const out of outs) delivered += await this.sendPrepared(out);
-    return delivered;
+    let complete = true;
+    for (const out of outs) {
+      const r = await this.sendPrepared(out);
+      delivered += r.delivered;
+      complete &&= r.complete;
+    }
+    return { delivered, complete };
   }
 
   /**
@@ -159,6 +178,11 @@ export class Router {
   }
 
   stats(): RouterStats {
-    return { messagesIn: this.#messagesIn, delivered: this.#delivered, recipients: this.#recipients };
+    return {
+      messagesIn: this.#messagesIn,
+      delivered: this.#delivered,
+      recipients: this.#recipients,
+      partialSends: this.#partialSends,
+    };
   }
 }
