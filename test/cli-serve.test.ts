@@ -54,20 +54,29 @@ for (const [args, message] of [
   });
 }
 
-async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<string> {
+/** Collects a child's stderr from the start, so a line is found whichever chunk it came in. */
+function stderrOf(child: ChildProcess): { waitFor(pattern: RegExp): Promise<RegExpExecArray> } {
   let text = '';
-  return new Promise((resolve, reject) => {
-    const onData = (d: Buffer): void => {
-      text += d;
-      const m = pattern.exec(text);
-      if (m) {
-        child.stderr?.off('data', onData);
-        resolve(m[0]);
-      }
-    };
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`exited ${code} before ${pattern}: ${text}`)));
+  const waiters: (() => void)[] = [];
+  let exited: number | null | undefined;
+  child.stderr?.on('data', (d: Buffer) => {
+    text += d;
+    for (const w of waiters.splice(0)) w();
   });
+  child.once('exit', (code) => {
+    exited = code;
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    async waitFor(pattern) {
+      for (;;) {
+        const m = pattern.exec(text);
+        if (m) return m;
+        if (exited !== undefined) throw new Error(`exited ${exited} before ${pattern}: ${text}`);
+        await new Promise<void>((resolve) => waiters.push(resolve));
+      }
+    },
+  };
 }
 
 test('the README session: serve, curl a stream, publish, SIGTERM ends streams and exits 0', async () => {
@@ -78,10 +87,9 @@ test('the README session: serve, curl a stream, publish, SIGTERM ends streams an
     { cwd: dir },
   );
   try {
-    const clientLine = await waitForLine(child, /clients: http:\/\/127\.0\.0\.1:(\d+)/);
-    const apiLine = await waitForLine(child, /publish API: http:\/\/127\.0\.0\.1:(\d+)/);
-    const clientPort = Number(/:(\d+)$/.exec(clientLine)![1]);
-    const apiPort = Number(/:(\d+)/.exec(apiLine.slice(apiLine.indexOf('127')))![1]);
+    const log = stderrOf(child);
+    const clientPort = Number((await log.waitFor(/clients: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
+    const apiPort = Number((await log.waitFor(/publish API: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
     const c = new RawClient(clientPort, get('/test/123'));
     await c.waitFor('Your Id: 123');
     const res = await fetch(`http://127.0.0.1:${apiPort}/api/send`, {
