@@ -153,7 +153,8 @@ async function main(): Promise<void> {
       // Both ends of each connection are on this box: two sockets per connection. System-wide,
       // so other activity on the machine adds noise.
       kernelSlabPerSocketKB: Math.round(((kernelAfter.slab - kernelBefore.slab) / (2 * open)) * 100) / 100,
-      tcpBufferPerSocketKB: Math.round((((kernelAfter.tcpPages - kernelBefore.tcpPages) * 4) / (2 * open)) * 100) / 100,
+      tcpBufferPerSocketKB:
+        Math.round((((kernelAfter.tcpPages - kernelBefore.tcpPages) * 4) / (2 * open)) * 100) / 100,
       node: process.version,
     }),
   );

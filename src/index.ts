@@ -22,13 +22,19 @@ export {
   UnavailableError,
   UsageError,
 } from './errors.js';
-export { type TokenClaims, signToken, verifyToken } from './gateway/token.js';
+export { signToken, type TokenClaims, verifyToken } from './gateway/token.js';
 export { ID_PATTERN, idProblem, MAX_ID_LENGTH, validateId } from './ids.js';
 export { createLogger, type Logger, type LogLevel } from './log.js';
-export { DEFAULTS, type Role, resolveOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
+export {
+  DEFAULTS,
+  type Role,
+  resolveOptions,
+  type ServerOptions,
+  type ServerOptionsInput,
+} from './options.js';
 export { Message } from './router/message.js';
 export type { Receiver } from './router/registry.js';
 export type { Router, RouterStats } from './router/router.js';
-export { Switchboard, type StartOptions } from './server.js';
+export { type StartOptions, Switchboard } from './server.js';
 export { defaultStoreUrl, openStore } from './store/open-store.js';
 export type { StoreStats, Subscription, SubscriptionStore } from './store/store.js';

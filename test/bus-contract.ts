@@ -262,7 +262,10 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         );
         // Loads travel with heartbeats (NATS: every heartbeat period); wait for the next one.
         const deadline = Date.now() + 5000;
-        while (JSON.stringify(pair.publisher.stats().cluster) !== JSON.stringify(expected) && Date.now() < deadline) {
+        while (
+          JSON.stringify(pair.publisher.stats().cluster) !== JSON.stringify(expected) &&
+          Date.now() < deadline
+        ) {
           await new Promise((r) => setTimeout(r, 50));
         }
         assert.deepEqual(pair.publisher.stats().cluster, expected);

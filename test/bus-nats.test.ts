@@ -322,7 +322,10 @@ describe('nats bus', () => {
     const p = freshPrefix();
     const router = await bus(p, { role: 'router' });
     const gw = await bus(p, { role: 'gateway' });
-    assert.throws(() => router.attach({ deliver: () => 0, load: () => ({ connections: 0, ids: 0 }) }), ConfigError);
+    assert.throws(
+      () => router.attach({ deliver: () => 0, load: () => ({ connections: 0, ids: 0 }) }),
+      ConfigError,
+    );
     await assert.rejects(gw.publish(message('x'), ['a']), ConfigError);
   });
 
@@ -392,8 +395,18 @@ describe('nats codec and counts', () => {
     });
     const hb = codec.encodeAnnouncement('hb', 'g2', { connections: 15_000, ids: 12_345 });
     assert.equal(hb, 'hb g2 15000 12345');
-    assert.deepEqual(codec.decodeAnnouncement(Buffer.from(hb)), { kind: 'hb', gatewayId: 'g2', connections: 15_000, ids: 12_345 });
-    assert.deepEqual(codec.decodeAnnouncement(Buffer.from('hb g3')), { kind: 'hb', gatewayId: 'g3', connections: 0, ids: 0 });
+    assert.deepEqual(codec.decodeAnnouncement(Buffer.from(hb)), {
+      kind: 'hb',
+      gatewayId: 'g2',
+      connections: 15_000,
+      ids: 12_345,
+    });
+    assert.deepEqual(codec.decodeAnnouncement(Buffer.from('hb g3')), {
+      kind: 'hb',
+      gatewayId: 'g3',
+      connections: 0,
+      ids: 0,
+    });
     for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3', 'hb g1 -1 2', 'hi g1']) {
       assert.throws(() => codec.decodeAnnouncement(Buffer.from(bad)), /not a gateway announcement/);
     }

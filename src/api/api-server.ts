@@ -174,7 +174,11 @@ export class ApiServer {
       return router.prepare(obj.id, obj.msg, where);
     });
     const r = await router.sendAll(outs);
-    json(res, 200, { messages: outs.length, delivered: r.delivered, ...(r.complete ? {} : { partial: true }) });
+    json(res, 200, {
+      messages: outs.length,
+      delivered: r.delivered,
+      ...(r.complete ? {} : { partial: true }),
+    });
   }
 
   async #subscribe(req: IncomingMessage, res: ServerResponse, add: boolean): Promise<void> {

@@ -25,8 +25,9 @@
  *
  * `index` points into the request's seq list, so a reply is as small as the gateway's share.
  */
-import type { GatewayLoad } from './bus.js';
+
 import { Message } from '../router/message.js';
+import type { GatewayLoad } from './bus.js';
 
 const FORMAT_MESSAGE = 1;
 const FORMAT_TALLY_REQUEST = 2;
@@ -259,7 +260,9 @@ export type Announcement = {
 
 /** `hb <id> [<connections> <ids>]` or `bye <id>`. */
 export function encodeAnnouncement(kind: 'hb' | 'bye', gatewayId: string, load?: GatewayLoad): string {
-  return load === undefined || kind === 'bye' ? `${kind} ${gatewayId}` : `${kind} ${gatewayId} ${load.connections} ${load.ids}`;
+  return load === undefined || kind === 'bye'
+    ? `${kind} ${gatewayId}`
+    : `${kind} ${gatewayId} ${load.connections} ${load.ids}`;
 }
 
 /** Reads an announcement; throws {@link WireFormatError} on anything else. */

@@ -5,11 +5,21 @@ import type { Command } from './command.js';
 
 const spec: CommandSpec = {
   name: 'doctor',
-  summary: 'Check the limits that break at scale (open files, ports, backlogs, kernel memory) for a connection target.',
+  summary:
+    'Check the limits that break at scale (open files, ports, backlogs, kernel memory) for a connection target.',
   options: {
     connections: { type: 'int', description: 'Connections this box should hold', default: 1_000_000, min: 1 },
-    'local-clients': { type: 'boolean', description: 'The load generator runs on this box too (two sockets per connection)', default: true },
-    'server-kb': { type: 'number', description: 'Server KB per idle connection (see BENCHMARKS.md)', default: 2, min: 0 },
+    'local-clients': {
+      type: 'boolean',
+      description: 'The load generator runs on this box too (two sockets per connection)',
+      default: true,
+    },
+    'server-kb': {
+      type: 'number',
+      description: 'Server KB per idle connection (see BENCHMARKS.md)',
+      default: 2,
+      min: 0,
+    },
     'client-kb': { type: 'number', description: 'Load-generator KB per connection', default: 2, min: 0 },
     'kernel-kb': { type: 'number', description: 'Kernel KB per idle socket', default: 4, min: 0 },
     json: { type: 'boolean', description: 'Print the checks as JSON' },
@@ -29,7 +39,9 @@ export const command: Command = {
       kernelKBPerSocket: num(values, 'kernel-kb') ?? 4,
     });
     if (bool(values, 'json')) ctx.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
-    else for (const c of checks) ctx.stdout.write(`${MARK[c.status]}  ${c.name}: ${c.value}\n      ${c.advice}\n`);
+    else
+      for (const c of checks)
+        ctx.stdout.write(`${MARK[c.status]}  ${c.name}: ${c.value}\n      ${c.advice}\n`);
     return checks.some((c) => c.status === 'fail') ? 1 : 0;
   },
 };

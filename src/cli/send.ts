@@ -5,9 +5,15 @@ import type { Command } from './command.js';
 
 const spec: CommandSpec = {
   name: 'send',
-  summary: 'Publish <msg> to <id> (and its subscribers) through a running server; prints how many connections got it.',
+  summary:
+    'Publish <msg> to <id> (and its subscribers) through a running server; prints how many connections got it.',
   options: {
-    api: { type: 'string', description: 'API base URL', default: 'http://127.0.0.1:8001', placeholder: 'URL' },
+    api: {
+      type: 'string',
+      description: 'API base URL',
+      default: 'http://127.0.0.1:8001',
+      placeholder: 'URL',
+    },
     'api-key': { type: 'string', description: 'API key (or env SWITCHBOARD_API_KEY)', placeholder: 'KEY' },
   },
   positionals: [
@@ -30,7 +36,9 @@ export const command: Command = {
         signal: ctx.signal,
       });
     } catch (err) {
-      throw new UnavailableError(`cannot reach the API at ${base}: ${(err as Error).message}`, { cause: err });
+      throw new UnavailableError(`cannot reach the API at ${base}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const body = (await res.json()) as { delivered?: number; error?: { message: string } };
     if (!res.ok) {

@@ -81,7 +81,10 @@ export function runChecks(o: DoctorOptions): Check[] {
       name: 'fs.file-max (system-wide files)',
       value: fmt(fileMax),
       status: fileMax > sockets * 1.1 ? 'ok' : 'fail',
-      advice: fileMax > sockets * 1.1 ? `room for ${fmt(sockets)} sockets` : `needs more than ${fmt(Math.ceil(sockets * 1.1))}: sysctl -w fs.file-max=…`,
+      advice:
+        fileMax > sockets * 1.1
+          ? `room for ${fmt(sockets)} sockets`
+          : `needs more than ${fmt(Math.ceil(sockets * 1.1))}: sysctl -w fs.file-max=…`,
     });
   }
 
@@ -106,7 +109,10 @@ export function runChecks(o: DoctorOptions): Check[] {
       name: 'net.core.somaxconn (listen backlog)',
       value: fmt(somaxconn),
       status: somaxconn >= 4096 ? 'ok' : 'warn',
-      advice: somaxconn >= 4096 ? 'bursts of new connections queue up to 4096 deep' : 'connection bursts may be refused: sysctl -w net.core.somaxconn=4096',
+      advice:
+        somaxconn >= 4096
+          ? 'bursts of new connections queue up to 4096 deep'
+          : 'connection bursts may be refused: sysctl -w net.core.somaxconn=4096',
     });
   }
   const synBacklog = Number(sysctl('net.ipv4.tcp_max_syn_backlog') ?? Number.NaN);
@@ -115,7 +121,10 @@ export function runChecks(o: DoctorOptions): Check[] {
       name: 'net.ipv4.tcp_max_syn_backlog',
       value: fmt(synBacklog),
       status: synBacklog >= 2048 ? 'ok' : 'warn',
-      advice: synBacklog >= 2048 ? 'enough for fast ramp-ups' : 'fast ramp-ups may drop SYNs: sysctl -w net.ipv4.tcp_max_syn_backlog=4096',
+      advice:
+        synBacklog >= 2048
+          ? 'enough for fast ramp-ups'
+          : 'fast ramp-ups may drop SYNs: sysctl -w net.ipv4.tcp_max_syn_backlog=4096',
     });
   }
 
@@ -154,7 +163,10 @@ export function runChecks(o: DoctorOptions): Check[] {
     });
   }
 
-  const perConnKB = o.serverKBPerConn + (o.localClients ? o.clientKBPerConn : 0) + o.kernelKBPerSocket * (o.localClients ? 2 : 1);
+  const perConnKB =
+    o.serverKBPerConn +
+    (o.localClients ? o.clientKBPerConn : 0) +
+    o.kernelKBPerSocket * (o.localClients ? 2 : 1);
   const needMB = Math.ceil((n * perConnKB) / 1024);
   const availMB = Math.floor(freemem() / 1024 / 1024);
   checks.push({
