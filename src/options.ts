@@ -17,6 +17,8 @@ export interface ServerOptions {
   /** Client port (the article's 8000); 0 picks a free one. */
   readonly port: number;
   readonly host: string;
+  /** Serve the publish/admin API from this process (a cluster's gateways leave it to its routers). */
+  readonly api: boolean;
   /** Publish/admin API port. */
   readonly apiPort: number;
   /** API bind address; anything but loopback requires `apiKey`. */
@@ -66,6 +68,7 @@ export interface ServerOptions {
 export const DEFAULTS = {
   port: 8000,
   host: '0.0.0.0',
+  api: true,
   apiPort: 8001,
   apiHost: '127.0.0.1',
   apiKey: '',
@@ -140,6 +143,9 @@ export function resolveOptions(input: ServerOptionsInput = {}): ServerOptions {
         `option ${name} must be a whole number from ${range[0]} to ${range[1]}, got ${JSON.stringify(v)}`,
       );
     }
+  }
+  if (!merged.api && merged.role === 'router') {
+    throw new ConfigError('a router without its API would do nothing: drop --no-api or use --role gateway');
   }
   if (!ROLES.includes(merged.role))
     throw new ConfigError(

@@ -116,10 +116,10 @@ export class Switchboard {
       }
       sb = new Switchboard({ options, router, store, bus, registry, gateway, log });
       const client = await gateway?.listen();
-      const api = await sb.api.listen();
+      const api = options.api ? await sb.api.listen() : undefined;
       if (client)
         log.info(`clients: http://${hostPort(client)}/test/<id> and /feed/<id>`, { maxConnections });
-      log.info(`publish API: http://${hostPort(api)}/api/send`);
+      if (api) log.info(`publish API: http://${hostPort(api)}/api/send`);
       log.info('store and bus', { store: store.location, bus: bus.kind, role: options.role });
       if (options.allowAnonymous && gateway) {
         log.warn(
@@ -145,6 +145,7 @@ export class Switchboard {
 
   /** `http://host:port` of the API port. */
   get apiUrl(): string {
+    if (!this.options.api) throw new Error('this process serves no API (--no-api)');
     return `http://${hostPort(this.api.address())}`;
   }
 
@@ -204,7 +205,7 @@ export class Switchboard {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.gateway?.close();
-      await this.api.close();
+      if (this.options.api) await this.api.close();
       await this.bus.close();
       await this.store.close();
       this.log.info('stopped');

@@ -5,10 +5,8 @@
  * live again without the gateways doing anything.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,47 +14,7 @@ import { connect } from '@nats-io/transport-node';
 import { NatsBus, type NatsBusOptions } from '../src/bus/nats-bus.js';
 import { UnavailableError } from '../src/errors.js';
 import { FakeConn, FakeRegistry, message } from './bus-contract.js';
-
-const NATS_SERVER = '/usr/sbin/nats-server';
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const address = srv.address();
-  assert.ok(address !== null && typeof address === 'object');
-  srv.close();
-  await once(srv, 'close');
-  return address.port;
-}
-
-/** Starts nats-server on `port`; resolves once it logs that it is ready. */
-async function startServer(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-sd', dir], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      log += chunk.toString();
-      if (log.includes('Server is ready')) {
-        child.stderr?.off('data', onData);
-        child.stderr?.resume();
-        resolve();
-      }
-    };
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`nats-server exited with ${code} before ready:\n${log}`)));
-  });
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
+import { freePort, kill, startNatsServer as startServer } from './support/processes.js';
 
 async function until(what: string, check: () => boolean, limitMs = 15_000): Promise<void> {
   const deadline = Date.now() + limitMs;

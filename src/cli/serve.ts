@@ -3,7 +3,7 @@
  * (stop accepting, tell clients to reconnect, drain, close) and exits 0.
  */
 import { setFlagsFromString } from 'node:v8';
-import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { DEFAULTS, ROLES, type Role } from '../options.js';
 import { Switchboard, untilSignal } from '../server.js';
 import { bool, type CommandSpec, num, str } from './args.js';
@@ -23,6 +23,11 @@ const spec: CommandSpec = {
       placeholder: 'PORT',
     },
     host: { type: 'string', description: 'Client bind address', default: DEFAULTS.host, placeholder: 'ADDR' },
+    api: {
+      type: 'boolean',
+      description: 'Serve the publish API (--no-api: a cluster gateway leaving it to routers)',
+      default: true,
+    },
     'api-port': {
       type: 'int',
       description: 'Publish/admin API port',
@@ -169,9 +174,14 @@ export const command: Command = {
   async run({ values: v }, ctx) {
     const semiSpace = num(v, 'semi-space') ?? 0;
     if (semiSpace > 0) setFlagsFromString(`--max-semi-space-size=${semiSpace}`);
+    const level = str(v, 'log-level') as LogLevel;
+    // In a cluster, each worker's lines say which worker wrote them.
+    const logger = createLogger(level, process.stderr, process.env.SWITCHBOARD_WORKER ?? '');
     const sb = await Switchboard.start({
+      logger,
       port: num(v, 'port'),
       host: str(v, 'host'),
+      api: bool(v, 'api'),
       apiPort: num(v, 'api-port'),
       apiHost: str(v, 'api-host'),
       apiKey: str(v, 'api-key') ?? process.env.SWITCHBOARD_API_KEY ?? '',
@@ -180,7 +190,7 @@ export const command: Command = {
       bus: str(v, 'bus'),
       busPrefix: str(v, 'bus-prefix'),
       role: str(v, 'role') as Role,
-      logLevel: str(v, 'log-level') as LogLevel,
+      logLevel: level,
       tickerMs: num(v, 'ticker'),
       heartbeatMs: num(v, 'heartbeat'),
       headTimeoutMs: num(v, 'head-timeout'),

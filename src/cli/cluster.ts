@@ -1,0 +1,193 @@
+/**
+ * `switchboard cluster`: N gateway processes behind one client port plus M router processes on
+ * the API port, over a NATS bus and a shared subscription store, supervised (see
+ * src/cluster/supervisor.ts). This is how one box holds more than the 20,000 connections one
+ * process may (its open-files limit) and uses every core.
+ */
+
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Supervisor } from '../cluster/supervisor.js';
+import { UsageError } from '../errors.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
+import { DEFAULTS } from '../options.js';
+import { untilSignal } from '../server.js';
+import { defaultStoreUrl } from '../store/open-store.js';
+import { bool, type CommandSpec, num, str } from './args.js';
+import type { Command } from './command.js';
+
+const spec: CommandSpec = {
+  name: 'cluster',
+  summary:
+    'Run N gateway processes behind one client port and M router processes on the API port, supervised.',
+  options: {
+    gateways: {
+      type: 'int',
+      description: 'Gateway processes (each holds up to ~19,700 connections here)',
+      default: 2,
+      min: 1,
+      max: 512,
+    },
+    routers: {
+      type: 'int',
+      description: 'Router processes on the API port (0: the gateways serve the API)',
+      default: 1,
+      min: 0,
+      max: 64,
+    },
+    bus: { type: 'string', description: 'NATS URL (required: nats://host:port)', placeholder: 'URL' },
+    'bus-prefix': {
+      type: 'string',
+      description: 'Subject prefix on the bus',
+      default: DEFAULTS.busPrefix,
+      placeholder: 'NAME',
+    },
+    store: {
+      type: 'string',
+      description:
+        'Subscription store shared by all processes (default sqlite:DIR/switchboard.db; postgres://… across hosts)',
+      placeholder: 'URL',
+    },
+    data: { type: 'string', description: 'Where state lives', default: DEFAULTS.data, placeholder: 'DIR' },
+    port: {
+      type: 'int',
+      description: 'Client port, shared by the gateways',
+      default: DEFAULTS.port,
+      min: 0,
+      max: 65535,
+      short: 'p',
+    },
+    host: { type: 'string', description: 'Client bind address', default: DEFAULTS.host, placeholder: 'ADDR' },
+    'api-port': {
+      type: 'int',
+      description: 'API port, shared by the routers',
+      default: DEFAULTS.apiPort,
+      min: 0,
+      max: 65535,
+    },
+    'api-host': {
+      type: 'string',
+      description: 'API bind address (not loopback: needs SWITCHBOARD_API_KEY)',
+      default: DEFAULTS.apiHost,
+      placeholder: 'ADDR',
+    },
+    'log-level': {
+      type: 'string',
+      description: 'Log level',
+      default: DEFAULTS.logLevel,
+      choices: LOG_LEVELS.slice(1),
+    },
+    'node-args': {
+      type: 'string',
+      description: 'Node flags for the gateway processes',
+      default: '',
+      placeholder: 'FLAGS',
+    },
+    'stop-timeout': {
+      type: 'duration',
+      description: 'How long a worker may take to stop before it is killed',
+      default: 15_000,
+      min: 1000,
+    },
+    json: { type: 'boolean', description: 'Print the ready line as JSON (ports and pids)' },
+  },
+  positionals: [
+    { name: 'serve-args', description: 'After --: further `serve` flags for every worker', rest: true },
+  ],
+  epilog: [
+    'Secrets come from the environment, which every worker inherits: SWITCHBOARD_TOKEN_SECRET, SWITCHBOARD_API_KEY.',
+    '',
+    'Example: 4 gateways, 1 router, on the local NATS and a shared SQLite file',
+    '  switchboard cluster --gateways 4 --routers 1 --bus nats://127.0.0.1:4222',
+    '  switchboard cluster --gateways 2 --bus nats://127.0.0.1:4222 -- --heartbeat 10s --history 0',
+  ].join('\n'),
+};
+
+export const command: Command = {
+  spec,
+  async run({ values: v, positionals }, ctx) {
+    const bus = str(v, 'bus');
+    if (!bus?.startsWith('nats://')) {
+      throw new UsageError('cluster: --bus nats://host:port is required (processes talk over NATS)');
+    }
+    const level = str(v, 'log-level') as LogLevel;
+    const log = createLogger(level, process.stderr, 'cluster');
+    const data = path.resolve(str(v, 'data') ?? DEFAULTS.data);
+    const common = [
+      '--bus',
+      bus,
+      '--bus-prefix',
+      str(v, 'bus-prefix') ?? DEFAULTS.busPrefix,
+      '--store',
+      str(v, 'store') ?? defaultStoreUrl(data),
+      '--data',
+      data,
+      '--log-level',
+      level,
+      ...positionals,
+    ];
+    const routers = num(v, 'routers') ?? 1;
+    const host = str(v, 'host') ?? DEFAULTS.host;
+    const apiHost = str(v, 'api-host') ?? DEFAULTS.apiHost;
+    // node:cluster shares one listening handle per (address, port): two servers asking for port 0
+    // would get the same one. Pick concrete ports here instead.
+    const clientPort = (num(v, 'port') ?? DEFAULTS.port) || (await freePort(host));
+    let apiPort = (num(v, 'api-port') ?? DEFAULTS.apiPort) || (await freePort(apiHost));
+    while (apiPort === clientPort) apiPort = await freePort(apiHost);
+    const api = ['--api-port', String(apiPort), '--api-host', apiHost];
+    const client = ['--port', String(clientPort), '--host', host];
+    const nodeArgs = (str(v, 'node-args') ?? '').split(/\s+/).filter((a) => a.length > 0);
+    const supervisor = new Supervisor({
+      exec: fileURLToPath(new URL('./main.js', import.meta.url)),
+      gateways: num(v, 'gateways') ?? 2,
+      routers,
+      gatewaySpec: {
+        role: 'gateway',
+        args: ['serve', '--role', 'gateway', ...client, ...(routers > 0 ? ['--no-api'] : api), ...common],
+        execArgv: nodeArgs,
+      },
+      routerSpec: { role: 'router', args: ['serve', '--role', 'router', ...api, ...common], execArgv: [] },
+      stopTimeoutMs: num(v, 'stop-timeout') ?? 15_000,
+      log,
+    });
+    const stopping = untilSignal(ctx.signal).then(() => 'signal' as const);
+    const started = supervisor.start().then((a) => ({ addresses: a }));
+    const first = await Promise.race([started, stopping]);
+    if (first === 'signal') {
+      await supervisor.stop();
+      return 0;
+    }
+    const { client: c, api: a } = first.addresses;
+    const ready = {
+      clients: c ? `http://${c.address}:${c.port}` : null,
+      api: a ? `http://${a.address}:${a.port}` : null,
+      gateways: supervisor.running.gateways,
+      routers: supervisor.running.routers,
+      pids: supervisor.pids(),
+    };
+    if (bool(v, 'json')) ctx.stdout.write(`${JSON.stringify(ready)}\n`);
+    log.info(`ready: clients ${ready.clients}/test/<id>, API ${ready.api}/api/send`, {
+      gateways: ready.gateways,
+      routers: ready.routers,
+      pids: ready.pids,
+    });
+    await stopping;
+    log.info('stopping');
+    await supervisor.stop();
+    log.info('stopped', { restarts: supervisor.restarts });
+    return 0;
+  },
+};
+
+/** A port nobody listens on now at `host` (the kernel's pick for port 0). */
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

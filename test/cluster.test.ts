@@ -1,0 +1,107 @@
+/**
+ * `switchboard cluster`: gateways behind one client port and a router on the API port over the
+ * machine's NATS (a unique subject prefix per run) and a shared SQLite file. Cross-gateway fan-out
+ * with exact counts, a gateway SIGKILLed (its users stop counting within a bounded time, the
+ * supervisor restarts it), and SIGTERM ending everything with exit code 0.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { CliProcess } from './support/processes.js';
+import { get, RawClient, until } from './support/server.js';
+
+interface Ready {
+  clients: string;
+  api: string;
+  gateways: number;
+  routers: number;
+  pids: Record<string, number>;
+}
+
+let dir: string;
+let cluster: CliProcess;
+let ready: Ready;
+
+async function stats(): Promise<{ cluster: { gateways: number; connections: number; ids: number } }> {
+  return (await (await fetch(`${ready.api}/api/stats`)).json()) as {
+    cluster: { gateways: number; connections: number; ids: number };
+  };
+}
+
+async function send(id: string, msg: string): Promise<{ status: number; body: { delivered?: number } }> {
+  const res = await fetch(`${ready.api}/api/send`, { method: 'POST', body: JSON.stringify({ id, msg }) });
+  return { status: res.status, body: (await res.json()) as { delivered?: number } };
+}
+
+before(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'sb-cluster-'));
+  const prefix = `sbtest_cluster_${process.pid}_${Date.now()}`;
+  cluster = new CliProcess(
+    ['cluster', '--gateways', '2', '--routers', '1', '--bus', 'nats://127.0.0.1:4222', '--bus-prefix', prefix]
+      .concat(['--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', dir, '--json'])
+      .concat(['--', '--heartbeat', '5s']),
+    { cwd: dir },
+  );
+  ready = JSON.parse((await cluster.waitFor(/^\{.*\}$/m))[0]) as Ready;
+});
+
+after(async () => {
+  if (cluster.running) await cluster.stop('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('one client port and one API port for all processes, with distinct ports', () => {
+  assert.equal(ready.gateways, 2);
+  assert.equal(ready.routers, 1);
+  assert.notEqual(ready.clients, ready.api);
+  assert.equal(Object.keys(ready.pids).length, 3);
+});
+
+test('fan-out across gateways is exact; a SIGKILLed gateway stops counting and is restarted; SIGTERM exits 0', async () => {
+  const port = Number(new URL(ready.clients).port);
+  const clients = Array.from({ length: 10 }, (_, i) => new RawClient(port, get(`/test/c${i}`)));
+  for (const c of clients) await c.waitFor('welcomes you');
+  await until(async () => (await stats()).cluster.connections === 10, 'router sees 10 connections', 10_000);
+  assert.equal((await stats()).cluster.gateways, 2);
+
+  const subs = clients.map((_, i) => ({ subscriber: `c${i}`, subscribee: 'star' }));
+  const added = await fetch(`${ready.api}/api/subscriptions`, { method: 'POST', body: JSON.stringify(subs) });
+  assert.deepEqual(await added.json(), { added: 10 });
+  const fan = await send('star', 'to every fan');
+  assert.deepEqual(fan.body, { delivered: 10 });
+  for (const c of clients) await c.waitFor("'to every fan'");
+
+  // SIGKILL gateway 1: its clients drop, and the router stops counting them within ~3 s.
+  process.kill(ready.pids['gateway-1']!, 'SIGKILL');
+  await until(() => clients.some((c) => c.closed), 'some clients dropped', 5000);
+  await new Promise((r) => setTimeout(r, 200));
+  const survivors = clients.filter((c) => !c.closed);
+  assert.ok(
+    survivors.length > 0 && survivors.length < 10,
+    `round-robin spread: ${survivors.length} survived`,
+  );
+  await until(
+    async () => (await stats()).cluster.connections === survivors.length,
+    'dead gateway no longer counted',
+    8000,
+  );
+  await cluster.waitFor(/gateway 1 exited \(SIGKILL\); restarting/);
+  await cluster.waitFor(/gateway 1 ready[\s\S]*gateway 1 ready/, 15_000);
+  await until(async () => (await stats()).cluster.gateways === 2, 'restarted gateway announced', 10_000);
+  const again = await send('star', 'after the crash');
+  assert.deepEqual(again.body, { delivered: survivors.length });
+
+  // New streams land on both gateways again and are counted.
+  const fresh = Array.from({ length: 4 }, (_, i) => new RawClient(port, get(`/test/n${i}`)));
+  for (const c of fresh) await c.waitFor('welcomes you');
+  for (let i = 0; i < 4; i++) assert.deepEqual((await send(`n${i}`, 'hi')).body, { delivered: 1 });
+
+  const exit = await cluster.stop('SIGTERM');
+  assert.equal(exit.code, 0);
+  for (const c of [...survivors, ...fresh]) {
+    await c.waitClosed();
+    assert.ok(c.text.endsWith('0\r\n\r\n'), 'stream ended with the last chunk');
+  }
+});
