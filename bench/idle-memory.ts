@@ -3,7 +3,10 @@
  * DESIGN.md budget: ≤ 2 KB). Starts `switchboard serve` as its own process, reads its RSS from
  * /proc before and after opening N connections from many 127.x source addresses, and prints JSON.
  *
- *   node dist/bench/idle-memory.js --count 15000 [--semi-space 1] [--settle 5]
+ *   node dist/bench/idle-memory.js --count 15000 [--node-args '…'] [--settle 5]
+ *
+ * The server runs with the lean V8 flags the `switchboard` executable uses (LEAN_NODE_ARGS);
+ * `--node-args ''` measures plain node for comparison.
  *
  * `perConnKB` is (RSS after − RSS before) / N: the marginal cost of a connection, the figure the
  * article's 45 KB → 8 KB and the reference measurements compare. `totalPerConnKB` divides the
@@ -16,11 +19,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { LEAN_NODE_ARGS } from '../src/options.js';
 
 const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '15000' },
-    'semi-space': { type: 'string', default: '0' },
+    'node-args': { type: 'string', default: LEAN_NODE_ARGS.join(' ') },
     settle: { type: 'string', default: '5' },
     client: { type: 'boolean', default: false },
     port: { type: 'string' },
@@ -82,8 +86,20 @@ async function client(): Promise<void> {
 async function main(): Promise<void> {
   const count = Number(values.count);
   const data = mkdtempSync(path.join(tmpdir(), 'sb-bench-'));
-  const args = [MAIN, 'serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', data];
-  if (values['semi-space'] !== '0') args.push('--semi-space', values['semi-space']!);
+  const nodeArgs = values['node-args']!.split(/\s+/).filter((a) => a.length > 0);
+  const args = [
+    ...nodeArgs,
+    MAIN,
+    'serve',
+    '--port',
+    '0',
+    '--api-port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--data',
+    data,
+  ];
   const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
@@ -142,7 +158,7 @@ async function main(): Promise<void> {
       open,
       failed: results.reduce((a, r) => a + r.failed, 0),
       serverConnections: st.connections,
-      semiSpaceMB: Number(values['semi-space']) || 'default',
+      nodeArgs: nodeArgs.join(' '),
       rampSeconds: Math.round(rampSeconds * 10) / 10,
       rssBeforeKB: before,
       rssAfterKB: after,

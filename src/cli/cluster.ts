@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Supervisor } from '../cluster/supervisor.js';
 import { UsageError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
-import { DEFAULTS } from '../options.js';
+import { DEFAULTS, LEAN_NODE_ARGS } from '../options.js';
 import { untilSignal } from '../server.js';
 import { defaultStoreUrl } from '../store/open-store.js';
 import { bool, type CommandSpec, num, str } from './args.js';
@@ -81,7 +81,7 @@ const spec: CommandSpec = {
     'node-args': {
       type: 'string',
       description: 'Node flags for the gateway processes',
-      default: '',
+      default: LEAN_NODE_ARGS.join(' '),
       placeholder: 'FLAGS',
     },
     'stop-timeout': {

@@ -2,7 +2,6 @@
  * `switchboard serve`: runs the comet server until SIGINT/SIGTERM, then shuts down gracefully
  * (stop accepting, tell clients to reconnect, drain, close) and exits 0.
  */
-import { setFlagsFromString } from 'node:v8';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { DEFAULTS, ROLES, type Role } from '../options.js';
 import { Switchboard, untilSignal } from '../server.js';
@@ -153,13 +152,6 @@ const spec: CommandSpec = {
       default: DEFAULTS.shutdownTimeoutMs,
       min: 0,
     },
-    'semi-space': {
-      type: 'int',
-      description: 'V8 young-generation semi-space, MB (small: fewer KB per idle connection)',
-      default: 0,
-      min: 0,
-      max: 256,
-    },
   },
   epilog: [
     'Examples:',
@@ -172,8 +164,6 @@ const spec: CommandSpec = {
 export const command: Command = {
   spec,
   async run({ values: v }, ctx) {
-    const semiSpace = num(v, 'semi-space') ?? 0;
-    if (semiSpace > 0) setFlagsFromString(`--max-semi-space-size=${semiSpace}`);
     const level = str(v, 'log-level') as LogLevel;
     // In a cluster, each worker's lines say which worker wrote them.
     const logger = createLogger(level, process.stderr, process.env.SWITCHBOARD_WORKER ?? '');

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { openFilesLimit, RESERVED_FDS } from '../limits.js';
+import { LEAN_NODE_ARGS } from '../options.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -55,6 +56,18 @@ export function runChecks(o: DoctorOptions): Check[] {
     value: process.versions.node,
     status: node >= 20 ? 'ok' : 'fail',
     advice: node >= 20 ? 'Node 20 or newer' : 'Switchboard needs Node 20 or newer',
+  });
+
+  const lean = LEAN_NODE_ARGS.every((flag) => process.execArgv.includes(flag));
+  checks.push({
+    name: 'lean V8 flags',
+    value: lean
+      ? LEAN_NODE_ARGS.join(' ')
+      : `not set (node ${process.execArgv.join(' ') || 'without flags'})`,
+    status: lean ? 'ok' : 'warn',
+    advice: lean
+      ? 'idle connections cost under 2 KB each (the switchboard executable and npm start set these)'
+      : `run through the switchboard executable or npm start, or pass ${LEAN_NODE_ARGS.join(' ')} to node: about 3.9 KB per idle connection without them`,
   });
 
   const files = openFilesLimit();
