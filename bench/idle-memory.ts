@@ -6,7 +6,8 @@
  *   node dist/bench/idle-memory.js --count 15000 [--node-args '…'] [--settle 5]
  *
  * The server runs with the lean V8 flags the `switchboard` executable uses (LEAN_NODE_ARGS);
- * `--node-args ''` measures plain node for comparison.
+ * `--node-args ''` measures plain node for comparison; `--server naive-http` measures the reference
+ * server in bench/naive-http-server.ts (the obvious `node:http` implementation) the same way.
  *
  * `perConnKB` is (RSS after − RSS before) / N: the marginal cost of a connection, the figure the
  * article's 45 KB → 8 KB and the reference measurements compare. `totalPerConnKB` divides the
@@ -25,6 +26,7 @@ const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '15000' },
     'node-args': { type: 'string', default: LEAN_NODE_ARGS.join(' ') },
+    server: { type: 'string', default: 'switchboard' },
     settle: { type: 'string', default: '5' },
     client: { type: 'boolean', default: false },
     port: { type: 'string' },
@@ -87,19 +89,13 @@ async function main(): Promise<void> {
   const count = Number(values.count);
   const data = mkdtempSync(path.join(tmpdir(), 'sb-bench-'));
   const nodeArgs = values['node-args']!.split(/\s+/).filter((a) => a.length > 0);
-  const args = [
-    ...nodeArgs,
-    MAIN,
-    'serve',
-    '--port',
-    '0',
-    '--api-port',
-    '0',
-    '--host',
-    '127.0.0.1',
-    '--data',
-    data,
-  ];
+  const naive = values.server === 'naive-http';
+  if (!naive && values.server !== 'switchboard')
+    throw new Error('--server must be switchboard or naive-http');
+  const serve = ['serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', data];
+  const args = naive
+    ? [...nodeArgs, fileURLToPath(new URL('./naive-http-server.js', import.meta.url))]
+    : [...nodeArgs, MAIN, ...serve];
   const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
@@ -119,7 +115,8 @@ async function main(): Promise<void> {
       connections: number;
       memory: { heapUsed: number; heapTotal: number };
     };
-  const heapBefore = (await stats()).memory;
+  const noStats = { connections: Number.NaN, memory: { heapUsed: Number.NaN, heapTotal: Number.NaN } };
+  const heapBefore = naive ? noStats.memory : (await stats()).memory;
   const started = Date.now();
   const clients: ChildProcess[] = [];
   const perClient = 15_000;
@@ -145,7 +142,7 @@ async function main(): Promise<void> {
   await sleep(Number(values.settle) * 1000);
   const after = rssKB(server.pid!);
   const kernelAfter = kernelKB();
-  const st = await stats();
+  const st = naive ? noStats : await stats();
   for (const c of clients) c.kill();
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
@@ -154,6 +151,7 @@ async function main(): Promise<void> {
   console.log(
     JSON.stringify({
       bench: 'idle-memory',
+      server: values.server,
       count,
       open,
       failed: results.reduce((a, r) => a + r.failed, 0),
