@@ -146,6 +146,13 @@ const spec: CommandSpec = {
       default: DEFAULTS.historyTtlMs,
       min: 0,
     },
+    'page-size': {
+      type: 'int',
+      description: 'Subscribers per bus publish in a fan-out (a turn of the event loop between pages)',
+      default: DEFAULTS.pageSize,
+      min: 1,
+      max: 1_000_000,
+    },
     'shutdown-timeout': {
       type: 'duration',
       description: 'How long shutdown waits for clients',
@@ -195,6 +202,7 @@ export const command: Command = {
       historySize: num(v, 'history'),
       historyTtlMs: num(v, 'history-ttl'),
       shutdownTimeoutMs: num(v, 'shutdown-timeout'),
+      pageSize: num(v, 'page-size'),
     });
     await untilSignal(ctx.signal);
     sb.log.info('shutting down');
