@@ -1,0 +1,52 @@
+/**
+ * Chooses a {@link SubscriptionStore} implementation from a URL, so commands and the server take
+ * one `--store` option:
+ *
+ * - `sqlite:PATH` (or `sqlite://PATH`) — a SQLite file (relative paths resolve against the working directory; parent
+ *   folders are created). `sqlite::memory:` is a private in-memory database, for tests.
+ * - `postgres://…` or `postgresql://…` — a PostgreSQL database shared by many processes.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../errors.js';
+import { type Logger, silentLogger } from '../log.js';
+import type { SubscriptionStore } from './store.js';
+
+/** Options for {@link openStore}. */
+export interface OpenStoreOptions {
+  /** Unused by the URL forms themselves; kept so callers can pass their `--data` folder. */
+  readonly dataDir?: string;
+  readonly logger?: Logger;
+}
+
+/** The URL forms {@link openStore} accepts, for error messages and help text. */
+export const STORE_URL_FORMS = 'sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DB or postgresql://…';
+
+/** The default store: a SQLite file named `switchboard.db` in the data folder. */
+export function defaultStoreUrl(dataDir: string): string {
+  return `sqlite:${path.join(dataDir, 'switchboard.db')}`;
+}
+
+/**
+ * Opens (and migrates, when needed) the store named by `url`. Throws {@link ConfigError} for a URL
+ * of unknown form; resolves once the store is ready to answer.
+ */
+export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<SubscriptionStore> {
+  const logger = options.logger ?? silentLogger;
+  if (url.startsWith('sqlite:')) {
+    // `sqlite://PATH` is accepted as well: `sqlite:///abs/file.db` is the absolute path.
+    const rest = url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : url.slice('sqlite:'.length);
+    if (rest === '')
+      throw new ConfigError(`store URL ${JSON.stringify(url)} has no path; accepted: ${STORE_URL_FORMS}`);
+    const { SqliteStore } = await import('./sqlite-store.js');
+    if (rest === ':memory:') return SqliteStore.open(':memory:', { logger });
+    const file = path.resolve(rest);
+    mkdirSync(path.dirname(file), { recursive: true });
+    return SqliteStore.open(file, { logger });
+  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const { PostgresStore } = await import('./postgres-store.js');
+    return PostgresStore.open(url, { logger });
+  }
+  throw new ConfigError(`store URL ${JSON.stringify(url)} is not supported; accepted: ${STORE_URL_FORMS}`);
+}

@@ -1,0 +1,314 @@
+/**
+ * The PostgreSQL store against the machine's server (127.0.0.1:5432, trust auth, user root or
+ * postgres; SB_TEST_PG_URL overrides the admin URL): the shared contract in a fresh database made
+ * for this run, then what only a networked store has — migrations racing, and outages, which must
+ * reject with UnavailableError and never look like "no subscribers".
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import postgres from 'postgres';
+import { ConfigError, UnavailableError } from '../src/errors.js';
+import { openStore } from '../src/store/open-store.js';
+import { POSTGRES_SCHEMA_VERSION } from '../src/store/postgres-schema.js';
+import { PostgresStore } from '../src/store/postgres-store.js';
+import type { Subscription } from '../src/store/store.js';
+import { storeContract } from './store-contract.js';
+
+/** An admin connection to the `postgres` database, as the first user that works. */
+async function adminConnection(): Promise<{ sql: postgres.Sql; user: string; base: string }> {
+  const candidates = process.env.SB_TEST_PG_URL
+    ? [process.env.SB_TEST_PG_URL]
+    : ['postgres://root@127.0.0.1:5432/postgres', 'postgres://postgres@127.0.0.1:5432/postgres'];
+  let lastError: unknown;
+  for (const url of candidates) {
+    const sql = postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 5 });
+    try {
+      await sql`SELECT 1`;
+      const u = new URL(url);
+      return { sql, user: decodeURIComponent(u.username), base: `${u.protocol}//${u.username}@${u.host}` };
+    } catch (err) {
+      lastError = err;
+      await sql.end({ timeout: 0 });
+    }
+  }
+  throw new Error(`no PostgreSQL admin connection (tried ${candidates.join(', ')})`, { cause: lastError });
+}
+
+const admin = await adminConnection();
+const RUN = `sb_test_${process.pid}_${randomBytes(3).toString('hex')}`;
+const databases: string[] = [];
+
+async function createDatabase(suffix: string): Promise<string> {
+  const name = `${RUN}_${suffix}`;
+  await admin.sql.unsafe(`CREATE DATABASE ${name}`);
+  databases.push(name);
+  return name;
+}
+const urlOf = (db: string, host = admin.base): string => `${host}/${db}`;
+
+after(async () => {
+  for (const db of databases) await admin.sql.unsafe(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  await admin.sql.end({ timeout: 5 });
+});
+
+const contractDb = await createDatabase('contract');
+storeContract(
+  'postgres',
+  () => openStore(urlOf(contractDb)),
+  async () => {},
+);
+
+/** A TCP proxy in front of the real server, so a test can cut the database off and bring it back. */
+class TcpProxy {
+  readonly #server = net.createServer((client) => this.#pipe(client));
+  readonly #sockets = new Set<net.Socket>();
+  port = 0;
+
+  #pipe(client: net.Socket): void {
+    const upstream = net.connect(5432, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      this.#sockets.add(s);
+      s.on('error', () => s.destroy());
+      s.on('close', () => this.#sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  }
+
+  async start(port = 0): Promise<void> {
+    this.#server.listen(port, '127.0.0.1');
+    await once(this.#server, 'listening');
+    this.port = (this.#server.address() as net.AddressInfo).port;
+  }
+
+  /** Stops listening and cuts every open connection: the database is gone. */
+  async stop(): Promise<void> {
+    const closed = new Promise((r) => this.#server.close(r));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+const pair = (subscriber: string, subscribee: string): Subscription => ({ subscriber, subscribee });
+
+function assertUnavailable(err: unknown): true {
+  assert.ok(err instanceof UnavailableError, `expected UnavailableError, got ${String(err)}`);
+  assert.equal(err.status, 503);
+  assert.ok(err.cause !== undefined, 'the underlying error is kept');
+  return true;
+}
+
+describe('PostgreSQL store specifics', () => {
+  let db: string;
+  before(async () => {
+    db = await createDatabase('specifics');
+  });
+
+  test('several processes opening a fresh database at once migrate it once', async () => {
+    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open(urlOf(db))));
+    const [row] = await admin.sql`SELECT 1`;
+    assert.ok(row);
+    const check = postgres(urlOf(db), { max: 1, onnotice: () => {} });
+    try {
+      const versions = await check`SELECT version FROM switchboard_schema`;
+      assert.deepEqual(
+        versions.map((r) => r.version),
+        [POSTGRES_SCHEMA_VERSION],
+      );
+    } finally {
+      await check.end();
+    }
+    await stores[0]!.addSubscriptions([pair('a', 'b')]);
+    assert.deepEqual(await stores[3]!.getSubscribers('b'), ['a']);
+    await Promise.all(stores.map((s) => s.close()));
+  });
+
+  test('refuses a database written by a newer schema version', async () => {
+    const newer = await createDatabase('newer');
+    const sql = postgres(urlOf(newer), { max: 1, onnotice: () => {} });
+    await sql`CREATE TABLE switchboard_schema (version integer NOT NULL)`;
+    await sql`INSERT INTO switchboard_schema VALUES (${POSTGRES_SCHEMA_VERSION + 1})`;
+    await sql.end();
+    await assert.rejects(PostgresStore.open(urlOf(newer)), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.match(err.message, /schema version 2, newer than this build knows/);
+      return true;
+    });
+  });
+
+  test('a database that does not exist is a ConfigError, not an outage', async () => {
+    await assert.rejects(PostgresStore.open(urlOf(`${RUN}_missing`)), ConfigError);
+  });
+
+  test('a bulk load into an empty table rebuilds both indexes and keeps set semantics', async () => {
+    const empty = await createDatabase('emptyload');
+    const store = await PostgresStore.open(urlOf(empty));
+    try {
+      const subs = [pair('a', 'b'), pair('c', 'b'), pair('a', 'b'), pair('b', 'a')];
+      const result = await store.bulkLoad(
+        (async function* () {
+          yield subs.slice(0, 2);
+          yield subs.slice(2);
+        })(),
+      );
+      assert.deepEqual(result, { added: 3, seen: 4 });
+      assert.equal((await store.stats()).subscriptions, 3);
+      assert.deepEqual((await store.getSubscribers('b')).sort(), ['a', 'c']);
+      assert.deepEqual(await store.getSubscriptions('b'), ['a']);
+      assert.equal(await store.addSubscriptions([pair('c', 'b')]), 0, 'the primary key is back');
+      const sql = postgres(urlOf(empty), { max: 1, onnotice: () => {} });
+      try {
+        const indexes = await sql`
+          SELECT indexname FROM pg_indexes WHERE tablename = 'switchboard_subscriptions' ORDER BY 1`;
+        assert.deepEqual(
+          indexes.map((r) => r.indexname),
+          ['switchboard_subscriptions_by_subscriber', 'switchboard_subscriptions_pkey'],
+        );
+      } finally {
+        await sql.end();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('the location never shows the password', async () => {
+    const url = urlOf(db).replace(`${admin.user}@`, `${admin.user}:s3cret@`);
+    const store = await openStore(url);
+    assert.equal(store.kind, 'postgres');
+    assert.ok(!store.location.includes('s3cret'), store.location);
+    assert.ok(store.location.includes(db));
+    await store.close();
+  });
+});
+
+describe('PostgreSQL outages surface as UnavailableError', () => {
+  let db: string;
+  before(async () => {
+    db = await createDatabase('faults');
+  });
+
+  test('opening a closed port rejects with UnavailableError', async () => {
+    const port = await freePort();
+    await assert.rejects(
+      PostgresStore.open(`postgres://${admin.user}@127.0.0.1:${port}/${db}`, { connectTimeoutMs: 2000 }),
+      (err: unknown) => assertUnavailable(err) && /ECONNREFUSED/.test(String((err as Error).message)),
+    );
+  });
+
+  test('a server that accepts but never answers fails by the connect timeout', async () => {
+    const silent = net.createServer(() => {});
+    const held: net.Socket[] = [];
+    silent.on('connection', (s) => held.push(s));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const { port } = silent.address() as net.AddressInfo;
+    try {
+      await assert.rejects(
+        PostgresStore.open(`postgres://${admin.user}@127.0.0.1:${port}/${db}`, { connectTimeoutMs: 300 }),
+        (err: unknown) =>
+          assertUnavailable(err) && (err as { cause: { code: string } }).cause.code === 'CONNECT_TIMEOUT',
+      );
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
+  test('when the database goes away reads and writes reject (never []), and recover when it is back', async () => {
+    const proxy = new TcpProxy();
+    await proxy.start();
+    const store = await PostgresStore.open(`postgres://${admin.user}@127.0.0.1:${proxy.port}/${db}`, {
+      connectTimeoutMs: 1000,
+    });
+    try {
+      await store.addSubscriptions([pair('fan1', 'idol'), pair('fan2', 'idol')]);
+      assert.equal((await store.getSubscribers('idol')).length, 2);
+
+      await proxy.stop();
+      await assert.rejects(store.getSubscribers('idol'), assertUnavailable);
+      await assert.rejects(store.getSubscriptions('fan1'), assertUnavailable);
+      await assert.rejects(store.stats(), assertUnavailable);
+      await assert.rejects(store.addSubscriptions([pair('fan3', 'idol')]), assertUnavailable);
+
+      const back = new TcpProxy();
+      await back.start(proxy.port);
+      try {
+        assert.deepEqual((await store.getSubscribers('idol')).sort(), ['fan1', 'fan2']);
+      } finally {
+        await store.close();
+        await back.stop();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('terminated backends and a database closed to connections reject with UnavailableError', async () => {
+    const store = await PostgresStore.open(urlOf(db), { connectTimeoutMs: 2000 });
+    try {
+      await store.addSubscriptions([pair('t1', 'star')]);
+      await admin.sql.unsafe(`ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
+      await admin.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${db}`;
+      await assert.rejects(store.getSubscribers('star'), assertUnavailable);
+      await admin.sql.unsafe(`ALTER DATABASE ${db} ALLOW_CONNECTIONS true`);
+      assert.deepEqual(await store.getSubscribers('star'), ['t1']);
+    } finally {
+      await admin.sql.unsafe(`ALTER DATABASE ${db} ALLOW_CONNECTIONS true`);
+      await store.close();
+    }
+  });
+
+  test('a bulk load whose connection is terminated mid-COPY rejects and applies nothing', async () => {
+    const store = await PostgresStore.open(urlOf(db), { connectTimeoutMs: 2000 });
+    try {
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      async function* source(): AsyncGenerator<Subscription[]> {
+        yield Array.from({ length: 500 }, (_, i) => pair(`b${i}`, 'bulkstar'));
+        await gate;
+        yield Array.from({ length: 500 }, (_, i) => pair(`c${i}`, 'bulkstar'));
+      }
+      const loading = store.bulkLoad(source());
+      // Wait until the COPY is running, then kill the backend doing it.
+      for (let i = 0; i < 200; i++) {
+        const rows = await admin.sql`
+          SELECT pid FROM pg_stat_activity WHERE datname = ${db} AND query LIKE 'COPY switchboard_bulk_stage%'`;
+        if (rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const killed = await admin.sql`
+        SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+        WHERE datname = ${db} AND query LIKE 'COPY switchboard_bulk_stage%'`;
+      assert.equal(killed.length, 1, 'found the COPY backend');
+      release();
+      await assert.rejects(loading, assertUnavailable);
+      assert.deepEqual(await store.getSubscribers('bulkstar'), [], 'nothing half-loaded');
+      assert.deepEqual(
+        await store.bulkLoad(
+          (async function* () {
+            yield [pair('ok1', 'bulkstar')];
+          })(),
+        ),
+        { added: 1, seen: 1 },
+        'the store works again',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
