@@ -1,0 +1,101 @@
+/**
+ * The router's send path: recipients are the id and its subscribers, each connection is reached
+ * once, and a send that the store or the bus refuses leaves no trace (no event id, nothing in the
+ * resume history) so a retried publish is not delivered twice.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { LocalBus } from '../src/bus/local-bus.js';
+import { UnavailableError } from '../src/errors.js';
+import { History } from '../src/router/history.js';
+import { EventIds, type Message } from '../src/router/message.js';
+import { type Receiver, Registry } from '../src/router/registry.js';
+import { Router } from '../src/router/router.js';
+import { openStore } from '../src/store/open-store.js';
+import type { SubscriptionStore } from '../src/store/store.js';
+
+let store: SubscriptionStore;
+before(async () => {
+  store = await openStore('sqlite::memory:');
+});
+after(() => store.close());
+
+function receiver(): Receiver & { got: Message[] } {
+  const got: Message[] = [];
+  return { ids: null, recent: null, got, push: (m) => (got.push(m), true) };
+}
+
+function setup(s: SubscriptionStore): {
+  router: Router;
+  registry: Registry;
+  bus: LocalBus;
+  history: History;
+  ids: EventIds;
+} {
+  const bus = new LocalBus();
+  const registry = new Registry(bus);
+  bus.attach(registry);
+  const ids = new EventIds();
+  const history = new History(ids, { maxMessages: 100, maxBytes: 1 << 20, ttlMs: 60_000 });
+  return {
+    router: new Router({ bus, store: s, ids, registry, history, maxMessageBytes: 1024 }),
+    registry,
+    bus,
+    history,
+    ids,
+  };
+}
+
+test("send reaches the id and its subscribers, each connection once (router.erl.2's semantics)", async () => {
+  await store.addSubscriptions([
+    { subscriber: 'alice', subscribee: 'rj' },
+    { subscriber: 'bob', subscribee: 'rj' },
+  ]);
+  const { router, registry } = setup(store);
+  assert.equal(await router.send('rj', 'RJ did something'), 0, 'nobody logged in');
+  const alice = receiver();
+  const both = receiver();
+  router.login('alice', alice);
+  router.login('rj', both);
+  router.login('bob', both);
+  assert.equal(await router.send('rj', 'again'), 2);
+  assert.deepEqual(
+    alice.got.map((m) => m.body),
+    ['again'],
+  );
+  assert.equal(both.got.length, 1, 'logged in as rj and bob, reached once');
+  router.logout(both);
+  assert.equal(registry.logins, 1);
+  assert.equal(await router.send('bob', 'to bob'), 0);
+});
+
+test('a send the store refuses gets 503 and leaves nothing to replay', async () => {
+  const failing: SubscriptionStore = Object.create(store, {
+    subscriberPages: {
+      value: () => ({
+        [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new UnavailableError('database gone')) }),
+      }),
+    },
+  });
+  const { router, ids, history } = setup(failing);
+  const before = ids.current();
+  await assert.rejects(router.send('rj', 'never sent'), UnavailableError);
+  assert.equal(ids.current(), before, 'no event id was used');
+  assert.equal(history.size, 0);
+  assert.equal(router.stats().messagesIn, 0);
+});
+
+test('a send while the bus is down gets 503 and leaves nothing to replay', async () => {
+  const { router, bus, ids, history } = setup(store);
+  await bus.close();
+  const before = ids.current();
+  await assert.rejects(router.send('rj', 'bus gone'), UnavailableError);
+  assert.equal(ids.current(), before);
+  assert.equal(history.size, 0);
+});
+
+test('a message over the size limit is refused before anything happens', async () => {
+  const { router } = setup(store);
+  await assert.rejects(router.send('rj', 'x'.repeat(2000)), /2000 bytes, the limit is 1024/);
+  await assert.rejects(router.send('bad id', 'x'), /id "bad id" contains " "/);
+});
