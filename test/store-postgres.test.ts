@@ -16,26 +16,8 @@ import { POSTGRES_SCHEMA_VERSION } from '../src/store/postgres-schema.js';
 import { PostgresStore } from '../src/store/postgres-store.js';
 import type { Subscription } from '../src/store/store.js';
 import { storeContract } from './store-contract.js';
-
-/** An admin connection to the `postgres` database, as the first user that works. */
-async function adminConnection(): Promise<{ sql: postgres.Sql; user: string; base: string }> {
-  const candidates = process.env.SB_TEST_PG_URL
-    ? [process.env.SB_TEST_PG_URL]
-    : ['postgres://root@127.0.0.1:5432/postgres', 'postgres://postgres@127.0.0.1:5432/postgres'];
-  let lastError: unknown;
-  for (const url of candidates) {
-    const sql = postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 5 });
-    try {
-      await sql`SELECT 1`;
-      const u = new URL(url);
-      return { sql, user: decodeURIComponent(u.username), base: `${u.protocol}//${u.username}@${u.host}` };
-    } catch (err) {
-      lastError = err;
-      await sql.end({ timeout: 0 });
-    }
-  }
-  throw new Error(`no PostgreSQL admin connection (tried ${candidates.join(', ')})`, { cause: lastError });
-}
+import { adminConnection, TcpProxy } from './support/postgres.js';
+import { freePort } from './support/processes.js';
 
 const admin = await adminConnection();
 const RUN = `sb_test_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -60,46 +42,6 @@ storeContract(
   () => openStore(urlOf(contractDb)),
   async () => {},
 );
-
-/** A TCP proxy in front of the real server, so a test can cut the database off and bring it back. */
-class TcpProxy {
-  readonly #server = net.createServer((client) => this.#pipe(client));
-  readonly #sockets = new Set<net.Socket>();
-  port = 0;
-
-  #pipe(client: net.Socket): void {
-    const upstream = net.connect(5432, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      this.#sockets.add(s);
-      s.on('error', () => s.destroy());
-      s.on('close', () => this.#sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  }
-
-  async start(port = 0): Promise<void> {
-    this.#server.listen(port, '127.0.0.1');
-    await once(this.#server, 'listening');
-    this.port = (this.#server.address() as net.AddressInfo).port;
-  }
-
-  /** Stops listening and cuts every open connection: the database is gone. */
-  async stop(): Promise<void> {
-    const closed = new Promise((r) => this.#server.close(r));
-    for (const s of this.#sockets) s.destroy();
-    await closed;
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 const pair = (subscriber: string, subscribee: string): Subscription => ({ subscriber, subscribee });
 
