@@ -20,7 +20,10 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
   res.write(`Mochiconntest welcomes you! Your Id: ${id}\n`);
   let set = streams.get(id);
-  if (!set) streams.set(id, (set = new Set()));
+  if (!set) {
+    set = new Set();
+    streams.set(id, set);
+  }
   set.add(res);
   req.on('close', () => set.delete(res));
 });

@@ -22,7 +22,15 @@ after(() => store.close());
 
 function receiver(): Receiver & { got: Message[] } {
   const got: Message[] = [];
-  return { ids: null, recent: null, got, push: (m) => (got.push(m), true) };
+  return {
+    ids: null,
+    recent: null,
+    got,
+    push(m) {
+      got.push(m);
+      return true;
+    },
+  };
 }
 
 function setup(s: SubscriptionStore): {
