@@ -48,6 +48,11 @@ describe('parseArgs', () => {
     assert.deepEqual(positionals, ['f.txt']);
   });
 
+  test('a value with spaces is a value even when it starts with --', () => {
+    assert.equal(parseArgs(spec, ['--host', '--a --b']).values.host, '--a --b');
+    assert.throws(() => parseArgs(spec, ['--host', '--json']), /--host needs a value/);
+  });
+
   test('--no-flag turns a boolean off', () => {
     assert.equal(parseArgs(spec, ['--no-json']).values.json, false);
   });

@@ -188,7 +188,8 @@ export function parseArgs(cmd: CommandSpec, argv: readonly string[]): ParsedArgs
       raw = inline;
     } else {
       const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('--') && next.length > 2)) {
+      // `--node-args "--a --b"`: a value with spaces is a value, though it starts with --.
+      if (next === undefined || (next.startsWith('--') && next.length > 2 && !/\s/.test(next))) {
         throw new UsageError(`${cmd.name}: ${flagName(name)} needs a value`);
       }
       raw = next;

@@ -146,7 +146,7 @@ export type SampleResult =
  * Takes one sample now. Processes are looked up afresh every time (without explicit pids), so
  * cluster workers that start or die between samples are followed.
  */
-export async function takeSample(target: SampleTarget, now: Date = new Date()): Promise<SampleResult> {
+export async function takeSample(target: SampleTarget, at?: Date): Promise<SampleResult> {
   const explicit = target.pids !== undefined && target.pids.length > 0;
   const scan = await scanPort(target.port, !explicit);
   let pids: readonly number[];
@@ -159,6 +159,8 @@ export async function takeSample(target: SampleTarget, now: Date = new Date()): 
     pids = [...new Set([...owners.pids, ...workers])].sort((a, b) => a - b);
     unreadable = owners.unreadable;
   }
+  // Timestamp the sample when RSS is read: the port scan before may take seconds on a busy box.
+  const now = at ?? new Date();
   let rssKb = 0;
   let processes = 0;
   for (const pid of pids) {

@@ -148,6 +148,7 @@ class Sender {
     const t0 = performance.now();
     return new Promise<void>((resolve) => {
       let settled = false;
+      let retried = false;
       const done = (error: string | undefined, delivered: number): void => {
         if (settled) return;
         settled = true;
@@ -163,43 +164,57 @@ class Sender {
         if (this.inFlight === 0 && this.#drained) this.#drained();
         resolve();
       };
-      const req = http.request(
-        {
-          agent: this.#agent,
-          host: this.#host,
-          port: this.#port,
-          path,
-          method: 'POST',
-          headers: { ...this.#headers, 'content-length': String(Buffer.byteLength(body)) },
-          timeout: this.#timeout,
-        },
-        (res) => {
-          const parts: Buffer[] = [];
-          res.on('data', (b: Buffer) => parts.push(b));
-          res.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'ERESPONSE', 0));
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(Buffer.concat(parts).toString('utf8'));
-            } catch {
-              parsed = undefined;
-            }
-            if (status >= 200 && status < 300) {
-              const d = (parsed as { delivered?: unknown } | undefined)?.delivered;
-              done(undefined, typeof d === 'number' ? d : 0);
-            } else {
-              const code = (parsed as { error?: { code?: unknown } } | undefined)?.error?.code;
-              done(`HTTP_${status}${typeof code === 'string' ? ` ${code}` : ''}`, 0);
-            }
-          });
-        },
-      );
-      req.on('timeout', () =>
-        req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })),
-      );
-      req.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? errorMessage(err), 0));
-      req.end(body);
+      const attempt = (): void => {
+        let responded = false;
+        const req = http.request(
+          {
+            agent: this.#agent,
+            host: this.#host,
+            port: this.#port,
+            path,
+            method: 'POST',
+            headers: { ...this.#headers, 'content-length': String(Buffer.byteLength(body)) },
+            timeout: this.#timeout,
+          },
+          (res) => {
+            responded = true;
+            const parts: Buffer[] = [];
+            res.on('data', (b: Buffer) => parts.push(b));
+            res.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'ERESPONSE', 0));
+            res.on('end', () => {
+              const status = res.statusCode ?? 0;
+              let parsed: unknown;
+              try {
+                parsed = JSON.parse(Buffer.concat(parts).toString('utf8'));
+              } catch {
+                parsed = undefined;
+              }
+              if (status >= 200 && status < 300) {
+                const d = (parsed as { delivered?: unknown } | undefined)?.delivered;
+                done(undefined, typeof d === 'number' ? d : 0);
+              } else {
+                const code = (parsed as { error?: { code?: unknown } } | undefined)?.error?.code;
+                done(`HTTP_${status}${typeof code === 'string' ? ` ${code}` : ''}`, 0);
+              }
+            });
+          },
+        );
+        req.on('timeout', () =>
+          req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })),
+        );
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          // The server closed an idle keep-alive socket just as we reused it: the request never
+          // reached it (Node's documented `reusedSocket` race), so sending it again is safe.
+          if (!responded && !retried && req.reusedSocket && err.code === 'ECONNRESET') {
+            retried = true;
+            attempt();
+            return;
+          }
+          done(err.code ?? errorMessage(err), 0);
+        });
+        req.end(body);
+      };
+      attempt();
     });
   }
 
@@ -371,7 +386,8 @@ export async function runMsggen(options: MsggenOptions, hooks: MsggenHooks = {})
           void sender.send(items);
         }
         if (scheduled >= planned || stopped) break;
-        const nextDue = t0 + ((scheduled + batch) * 1000) / rate;
+        // Message k is due at t0 + k/rate; the next batch is complete when its last one is due.
+        const nextDue = t0 + ((scheduled + batch - 1) * 1000) / rate;
         const wait =
           sender.inFlight >= maxInFlight ? 1 : Math.min(100, Math.max(1, nextDue - performance.now()));
         await sleep(wait, stopSignal);
