@@ -2,15 +2,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { crc32, inflateSync } from 'node:zlib';
-import type { CommandContext } from '../src/cli/command.js';
-import { main } from '../src/cli/dispatch.js';
 import { InvalidInputError } from '../src/errors.js';
 import { chartFormatFor, defaultTitle, renderChart } from '../src/tools/chart.js';
 import { alignedAxis, formatCount, niceStep, pairedAxes, zeroBasedAxis } from '../src/tools/chart-axis.js';
 import { formatSample, type Sample } from '../src/tools/memlog.js';
+import { runCli } from './support/cli.js';
 
 const T0 = 1_224_518_244;
 
@@ -124,27 +122,7 @@ function assertWellFormed(svg: string): void {
 }
 
 async function cli(argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const stream = (onText: (t: string) => void) =>
-    new Writable({
-      write(chunk: Buffer | string, _enc, cb) {
-        onText(String(chunk));
-        cb();
-      },
-    });
-  const ctx: CommandContext = {
-    stdout: stream((t) => {
-      stdout += t;
-    }),
-    stderr: stream((t) => {
-      stderr += t;
-    }),
-    signal: new AbortController().signal,
-    isTTY: false,
-  };
-  const code = await main(argv, ctx);
-  return { code, stdout, stderr };
+  return runCli(argv);
 }
 
 describe('chart axes', () => {

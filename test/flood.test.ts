@@ -8,10 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import type { CommandContext } from '../src/cli/command.js';
-import { main } from '../src/cli/dispatch.js';
 import { ConfigError } from '../src/errors.js';
 import { type FloodOptions, runFlood } from '../src/tools/flood.js';
 import { type ConnOwner, FloodConn, FloodCounters } from '../src/tools/flood-conn.js';
@@ -19,6 +16,7 @@ import { parse } from '../src/tools/flood-parser.js';
 import { autoSources, type MachineLimits, parseSources, planFlood } from '../src/tools/flood-plan.js';
 import type { FloodReport, FloodSummary } from '../src/tools/flood-report.js';
 import { bucketOf, bucketRange, LatencyHistogram } from '../src/tools/latency.js';
+import { runCli } from './support/cli.js';
 import { api, startServer, type TestServer, until } from './support/server.js';
 
 const LIMITS: MachineLimits = { portLow: 32768, portHigh: 60999, maxFiles: 20_000 };
@@ -460,25 +458,10 @@ describe('flood source addresses', () => {
 /** Runs the CLI with captured output. */
 async function cli(
   argv: string[],
-  signal = new AbortController().signal,
+  signal?: AbortSignal,
 ): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const sink = (write: (s: string) => void): Writable =>
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        write(c.toString());
-        cb();
-      },
-    });
-  const ctx: CommandContext = {
-    stdout: sink((t) => (out += t)),
-    stderr: sink((t) => (err += t)),
-    signal,
-    isTTY: false,
-  };
-  const code = await main(argv, ctx);
-  return { code, out, err };
+  const r = await runCli(argv, { signal });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 describe('flood CLI', () => {

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import type { CommandContext } from '../src/cli/command.js';
 import { main } from '../src/cli/dispatch.js';
 import { openStore } from '../src/store/open-store.js';
 import { degreeStats, degreesFromEndpoints, fitPowerLaw, hurwitzZeta } from '../src/tools/degree-stats.js';
@@ -13,6 +12,7 @@ import { EdgeListError, openEdgeListFile, readEdgeBatches } from '../src/tools/e
 import { BarabasiAlbert, baEdgeCount, writeFriendsGraph } from '../src/tools/friends-generate.js';
 import { loadFriends } from '../src/tools/friends-load.js';
 import { Xoshiro128 } from '../src/tools/random.js';
+import { runCli } from './support/cli.js';
 
 /** A stream that keeps a copy of every byte written. */
 class Capture extends Writable {
@@ -34,11 +34,8 @@ interface Run {
 
 /** Runs `switchboard <argv>` in this process with captured output. */
 async function cli(...argv: string[]): Promise<Run> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const ctx: CommandContext = { stdout, stderr, signal: new AbortController().signal, isTTY: false };
-  const code = await main(argv, ctx);
-  return { code, stdout: stdout.bytes, stderr: stderr.bytes.toString() };
+  const r = await runCli(argv);
+  return { code: r.code, stdout: r.stdoutBytes, stderr: r.stderr };
 }
 
 /** Parses an edge-list text into numeric pairs. */

@@ -4,13 +4,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import type { CommandContext } from '../src/cli/command.js';
-import { main } from '../src/cli/dispatch.js';
 import { InvalidInputError } from '../src/errors.js';
 import { formatDate, formatSample, parseMemlog, type Sample, takeSample } from '../src/tools/memlog.js';
 import { findClusterWorkers, findSocketOwners, readRssKb, scanPort } from '../src/tools/proc-net.js';
+import { runCli } from './support/cli.js';
 
 /** A server in its own process (the test process must not be the one holding the port). */
 const SERVER = `
@@ -121,25 +119,8 @@ async function vmRss(pid: number): Promise<number> {
   return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1]);
 }
 
-/** Collects what a command writes. */
-function sink(onWrite?: (text: string) => void): { stream: NodeJS.WritableStream; text: () => string } {
-  let text = '';
-  const stream = new Writable({
-    write(chunk: Buffer | string, _enc, cb) {
-      text += String(chunk);
-      onWrite?.(String(chunk));
-      cb();
-    },
-  });
-  return { stream, text: () => text };
-}
-
-async function cli(argv: string[], signal = new AbortController().signal, onStdout?: (t: string) => void) {
-  const out = sink(onStdout);
-  const err = sink();
-  const ctx: CommandContext = { stdout: out.stream, stderr: err.stream, signal, isTTY: false };
-  const code = await main(argv, ctx);
-  return { code, stdout: out.text(), stderr: err.text() };
+async function cli(argv: string[], signal?: AbortSignal, onStdout?: (t: string) => void) {
+  return runCli(argv, { signal, onStdout });
 }
 
 /** The article's sample lines as they appear on the web page: tabs shown as spaces, line breaks lost. */

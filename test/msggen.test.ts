@@ -6,13 +6,11 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import type { CommandContext } from '../src/cli/command.js';
-import { main } from '../src/cli/dispatch.js';
 import { runFlood } from '../src/tools/flood.js';
 import type { FloodReport, FloodSummary } from '../src/tools/flood-report.js';
 import { runMsggen } from '../src/tools/msggen.js';
+import { runCli } from './support/cli.js';
 import { startServer, type TestServer, until } from './support/server.js';
 
 describe('msggen against Switchboard', () => {
@@ -201,22 +199,8 @@ describe('msggen requests', () => {
 });
 
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const sink = (write: (s: string) => void): Writable =>
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        write(c.toString());
-        cb();
-      },
-    });
-  const ctx: CommandContext = {
-    stdout: sink((t) => (out += t)),
-    stderr: sink((t) => (err += t)),
-    signal: new AbortController().signal,
-    isTTY: false,
-  };
-  return { code: await main(argv, ctx), out, err };
+  const r = await runCli(argv);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 describe('msggen CLI', () => {

@@ -3,6 +3,7 @@
  * delivered once and received once), and how the run's readings become the report's figures.
  */
 import os from 'node:os';
+import type { ResolvedC10kOptions } from './c10k-options.js';
 import type { FloodSummary } from './flood-report.js';
 import type { LatencySummary } from './latency.js';
 import type { Sample } from './memlog.js';
@@ -15,6 +16,23 @@ export type C10kPhase = 'server' | 'baseline' | 'ramp' | 'hold' | 'messages' | '
 export type MarkName = 'empty' | 'connected' | 'full' | 'after-messages' | 'drained' | 'disconnected';
 
 /** One reading at a named moment. */
+/** The settings a report records: the scenario's knobs, not its file paths. */
+export type C10kSettings = Pick<
+  ResolvedC10kOptions,
+  | 'connections'
+  | 'rampRate'
+  | 'rate'
+  | 'durationMs'
+  | 'holdMs'
+  | 'sampleEveryMs'
+  | 'drainMs'
+  | 'batch'
+  | 'seed'
+  | 'nodeArgs'
+  | 'serverArgs'
+  | 'title'
+>;
+
 export interface PhaseMark {
   readonly mark: MarkName;
   /** Milliseconds since the run began. */
@@ -47,20 +65,8 @@ export interface C10kReport {
   readonly startedAt: string;
   readonly endedAt: string;
   readonly elapsedMs: number;
-  readonly settings: {
-    readonly connections: number;
-    readonly rampRate: number;
-    readonly rate: number;
-    readonly durationMs: number;
-    readonly holdMs: number;
-    readonly sampleEveryMs: number;
-    readonly drainMs: number;
-    readonly batch: number;
-    readonly seed: number;
-    readonly nodeArgs: readonly string[];
-    readonly serverArgs: readonly string[];
-    readonly title: string;
-  };
+  /** The run's settings, as resolved (defaults filled in). */
+  readonly settings: C10kSettings;
   readonly machine: {
     readonly cpus: number;
     readonly node: string;
