@@ -2,12 +2,15 @@
  * Subscription store benchmark: bulk-loads a power-law friends graph, then times getSubscribers.
  *
  *   node dist/bench/store.js [--store URL] [--users N] [--m M] [--file fakefriends.txt]
- *                            [--batch 10000] [--samples 10000] [--seed 1]
+ *                            [--batch 10000] [--samples 10000] [--seed 1] [--reads-only]
  *
  * Without --file it generates a Barabási–Albert-like graph inline (each new user befriends `m`
  * users picked in proportion to their degree), like the article's `fakefriends.py`. Every
  * friendship is loaded both ways (2 subscriptions), as `friends load` does. The default store is a
  * fresh SQLite file in a temp folder, removed afterwards. Prints one JSON object to stdout.
+ *
+ * `--reads-only --store URL --users N` loads nothing and times reads of the store as it is (e.g.
+ * after `switchboard friends load`), for random users 1..N.
  */
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -28,8 +31,14 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '10000' },
     samples: { type: 'string', default: '10000' },
     seed: { type: 'string', default: '1' },
+    'reads-only': { type: 'boolean', default: false },
   },
 });
+const readsOnly = values['reads-only'] === true;
+if (readsOnly && values.store === undefined) {
+  process.stderr.write('bench store: --reads-only needs --store URL (an existing store)\n');
+  process.exit(2);
+}
 
 const users = Number(values.users);
 const m = Number(values.m);
@@ -110,7 +119,7 @@ const store = await openStore(url, { logger: createLogger('info') });
 try {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  const { added, seen } = await store.bulkLoad(batches());
+  const { added, seen } = readsOnly ? { added: 0, seen: 0 } : await store.bulkLoad(batches());
   const loadMs = performance.now() - t0;
   // This box is shared: CPU time shows the cost even when wall time includes waiting for a core.
   const loadCpu = process.cpuUsage(cpu0);
@@ -125,16 +134,28 @@ try {
     }
   }
 
-  const rnd = prng(Number(values.seed) + 1);
-  const lat: number[] = [];
-  let total = 0;
-  for (let i = 0; i < samples; i++) {
-    const user = String(1 + Math.floor(rnd() * maxUser));
-    const s = performance.now();
-    total += (await store.getSubscribers(user)).length;
-    lat.push(performance.now() - s);
-  }
-  lat.sort((a, b) => a - b);
+  /** Times `read` for `samples` random users 1..maxUser (the same users for every read kind). */
+  const timeReads = async (read: (user: string) => Promise<string[]>) => {
+    const rnd = prng(Number(values.seed) + 1);
+    const lat: number[] = [];
+    let total = 0;
+    for (let i = 0; i < samples; i++) {
+      const user = String(1 + Math.floor(rnd() * maxUser));
+      const s = performance.now();
+      total += (await read(user)).length;
+      lat.push(performance.now() - s);
+    }
+    lat.sort((a, b) => a - b);
+    return {
+      samples,
+      avgRows: Math.round((total / samples) * 10) / 10,
+      p50Ms: ms(quantile(lat, 0.5)),
+      p99Ms: ms(quantile(lat, 0.99)),
+      maxMs: ms(lat[lat.length - 1] ?? Number.NaN),
+    };
+  };
+  const getSubscribers = await timeReads((u) => store.getSubscribers(u));
+  const getSubscriptions = await timeReads((u) => store.getSubscriptions(u));
 
   // The most-followed user (in a BA graph, one of the first): its read is paged, so the longest
   // event-loop stall stays far below the whole read time.
@@ -162,19 +183,15 @@ try {
       seen,
       added,
       subscriptions: stats.subscriptions,
-      loadMs: Math.round(loadMs),
-      loadRowsPerSec: Math.round((seen / loadMs) * 1000),
-      loadCpuMs: Math.round((loadCpu.user + loadCpu.system) / 1000),
+      loadMs: readsOnly ? undefined : Math.round(loadMs),
+      loadRowsPerSec: readsOnly ? undefined : Math.round((seen / loadMs) * 1000),
+      loadCpuMs: readsOnly ? undefined : Math.round((loadCpu.user + loadCpu.system) / 1000),
       fileBytes,
       // Bytes per subscription is also MB per million subscriptions.
-      bytesPerSubscription: fileBytes === undefined ? undefined : Math.round((fileBytes / added) * 10) / 10,
-      getSubscribers: {
-        samples,
-        avgSubscribers: Math.round((total / samples) * 10) / 10,
-        p50Ms: ms(quantile(lat, 0.5)),
-        p99Ms: ms(quantile(lat, 0.99)),
-        maxMs: ms(lat[lat.length - 1] ?? Number.NaN),
-      },
+      bytesPerSubscription:
+        fileBytes === undefined ? undefined : Math.round((fileBytes / stats.subscriptions) * 10) / 10,
+      getSubscribers,
+      getSubscriptions,
       top,
       loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
     })}\n`,

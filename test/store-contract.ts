@@ -259,6 +259,31 @@ export function storeContract(
       assert.deepEqual(await store.bulkLoad(inBatches([], 10)), { added: 0, seen: 0 });
     });
 
+    test('bulk loads numeric ids, mutual and one-way, readable both ways', async () => {
+      const n = numericBase();
+      const id = (k: number): string => String(n + k);
+      // A ring of 40 mutual friendships, then one-way fans onto user 0.
+      const mutual: Subscription[] = [];
+      for (let k = 0; k < 40; k++) {
+        mutual.push({ subscriber: id(k), subscribee: id((k + 1) % 40) });
+        mutual.push({ subscriber: id((k + 1) % 40), subscribee: id(k) });
+      }
+      assert.deepEqual(await store.bulkLoad(inBatches(mutual, 7)), { added: 80, seen: 80 });
+      const fans = Array.from({ length: 30 }, (_, k) => ({ subscriber: id(100 + k), subscribee: id(0) }));
+      assert.deepEqual(await store.bulkLoad(inBatches([...fans, ...mutual.slice(0, 5)], 9)), {
+        added: 30,
+        seen: 35,
+      });
+      assert.deepEqual(sorted(await store.getSubscribers(id(5))), sorted([id(4), id(6)]));
+      assert.deepEqual(sorted(await store.getSubscriptions(id(5))), sorted([id(4), id(6)]));
+      assert.deepEqual(
+        sorted(await store.getSubscribers(id(0))),
+        sorted([id(1), id(39), ...fans.map((f) => f.subscriber)]),
+      );
+      assert.deepEqual(await store.getSubscriptions(id(107)), [id(0)]);
+      assert.deepEqual(await store.getSubscribers(id(107)), []);
+    });
+
     test('a bulk load with a bad pair, or whose source fails, applies nothing', async () => {
       const p = fresh();
       const good = fans(`${p}s`, `${p}f`, 250);

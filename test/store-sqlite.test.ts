@@ -1,6 +1,8 @@
 /**
  * The SQLite store: the shared contract on a real file in a fresh temp folder, then what only
- * SQLite has — the schema it creates, in-memory databases, URLs, and files from newer builds.
+ * SQLite has — the schema it creates and migrates, in-memory databases, URLs, files from newer
+ * builds, and the two bulk-load paths (sorted in memory, staged in SQLite), which must leave
+ * exactly the same store.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -8,9 +10,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { ConfigError, UnavailableError } from '../src/errors.js';
+import { ConfigError, InvalidInputError, UnavailableError } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
 import { defaultStoreUrl, openStore } from '../src/store/open-store.js';
-import { SQLITE_SCHEMA_VERSION, SqliteStore } from '../src/store/sqlite-store.js';
+import {
+  isSymmetric,
+  PairKeys,
+  type SortedKeys,
+  sameKeys,
+  smallNumericId,
+  transposeSorted,
+} from '../src/store/sqlite-pair-keys.js';
+import { SQLITE_SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
+import type { Subscription } from '../src/store/store.js';
 import { storeContract } from './store-contract.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-store-sqlite-'));
@@ -32,16 +44,24 @@ describe('SQLite store specifics', () => {
     try {
       assert.equal(db.pragma('user_version', { simple: true }), SQLITE_SCHEMA_VERSION);
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-      const indexes = db
-        .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'subscriptions'`)
+      const objects = db
+        .prepare(`SELECT type || ' ' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY 1`)
         .pluck()
         .all();
-      assert.ok(indexes.includes('subscriptions_by_subscriber'), String(indexes));
-      // A canonical number is stored as an INTEGER, anything else as TEXT.
+      assert.deepEqual(objects, [
+        'table counters',
+        'table subscriptions',
+        'table subscriptions_by_subscriber',
+      ]);
+      // A canonical number is stored as an INTEGER, anything else as TEXT, in both key orders.
       const row = db
         .prepare('SELECT typeof(subscriber) AS a, typeof(subscribee) AS b FROM subscriptions')
         .get();
       assert.deepEqual(row, { a: 'integer', b: 'text' });
+      const rowEr = db
+        .prepare('SELECT typeof(subscriber) AS a, typeof(subscribee) AS b FROM subscriptions_by_subscriber')
+        .get();
+      assert.deepEqual(rowEr, { a: 'integer', b: 'text' });
     } finally {
       db.close();
     }
@@ -54,7 +74,10 @@ describe('SQLite store specifics', () => {
     db.close();
     await assert.rejects(openStore(`sqlite:${file}`), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /schema version 2, newer than this build knows/);
+      assert.match(
+        err.message,
+        new RegExp(`schema version ${SQLITE_SCHEMA_VERSION + 1}, newer than this build knows`),
+      );
       return true;
     });
   });
@@ -132,5 +155,470 @@ describe('SQLite store specifics', () => {
         return true;
       });
     }
+  });
+});
+
+async function* inBatches(subs: readonly Subscription[], size: number): AsyncGenerator<Subscription[]> {
+  for (let i = 0; i < subs.length; i += size) yield subs.slice(i, i + size);
+}
+
+/** A small seeded PRNG (mulberry32), so failures repeat. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `edges` random friendships among users `base`..`base + users - 1`, both ways unless `oneWay`, some repeated. */
+function graph(seed: number, users: number, edges: number, oneWay = false, base = 1): Subscription[] {
+  const rnd = prng(seed);
+  const out: Subscription[] = [];
+  for (let i = 0; i < edges; i++) {
+    const a = base + Math.floor(rnd() * users);
+    const b = base + Math.floor(rnd() * users);
+    if (a === b) continue;
+    out.push({ subscriber: String(a), subscribee: String(b) });
+    if (!oneWay) out.push({ subscriber: String(b), subscribee: String(a) });
+    if (i % 10 === 0) out.push({ subscriber: String(a), subscribee: String(b) }); // a duplicate
+  }
+  return out;
+}
+
+const mutual = (pairs: [string, string][]): Subscription[] =>
+  pairs.flatMap(([a, b]) => [
+    { subscriber: a, subscribee: b },
+    { subscriber: b, subscribee: a },
+  ]);
+
+/**
+ * Every row of both tables, as `type:value` (INTEGER 42 and TEXT '42' differ), both listed in
+ * (subscribee, subscriber) order so the two tables must come out equal; and the counter.
+ */
+function dump(file: string): { byEe: string[]; byEr: string[]; count: number } {
+  const db = new Database(file, { readonly: true });
+  try {
+    const row = `typeof(subscribee) || ':' || subscribee || ' <- ' || typeof(subscriber) || ':' || subscriber`;
+    const rows = (table: string): string[] =>
+      db.prepare(`SELECT ${row} FROM ${table} ORDER BY subscribee, subscriber`).pluck().all() as string[];
+    return {
+      byEe: rows('subscriptions'),
+      byEr: rows('subscriptions_by_subscriber'),
+      count: Number(db.prepare(`SELECT value FROM counters WHERE name = 'subscriptions'`).pluck().get()),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/** A logger that keeps the fields of every `bulk load done` line. */
+function bulkLog(): { logger: ReturnType<typeof createLogger>; loads: Record<string, unknown>[] } {
+  const loads: Record<string, unknown>[] = [];
+  const logger = createLogger('info', {
+    write: (line: string) => {
+      if (line.includes('bulk load done')) loads.push(JSON.parse(line.slice(line.indexOf('{'))));
+    },
+  });
+  return { logger, loads };
+}
+
+interface Scenario {
+  readonly name: string;
+  /** Added with addSubscriptions before the loads. */
+  readonly before?: readonly Subscription[];
+  /** Each is one bulkLoad, in batches of 997. */
+  readonly loads: readonly (readonly Subscription[])[];
+  /** Options of the store whose loads may sort in memory. */
+  readonly options?: SqliteStoreOptions;
+  /** What the in-memory store's log says about each load. */
+  readonly expect: readonly Record<string, unknown>[];
+}
+
+describe('SQLite bulk load: sorted in memory and staged give the same store', () => {
+  let seq = 0;
+  const run = async (scenario: Scenario, options: SqliteStoreOptions) => {
+    const file = path.join(dir, `paths-${++seq}.db`);
+    const { logger, loads } = bulkLog();
+    const store = await SqliteStore.open(file, { ...options, logger });
+    try {
+      if (scenario.before !== undefined) await store.addSubscriptions(scenario.before);
+      const results = [];
+      for (const load of scenario.loads) results.push(await store.bulkLoad(inBatches(load, 997)));
+      const reads = await Promise.all(['1', '2', '3', '77'].map((u) => store.getSubscriptions(u)));
+      return { results, reads: reads.map((r) => r.sort()), stats: await store.stats(), loads, file };
+    } finally {
+      await store.close();
+    }
+  };
+
+  const scenarios: Scenario[] = [
+    {
+      name: 'a mutual numeric load into an empty store (by-subscriber rows copied)',
+      loads: [graph(1, 300, 4000)],
+      expect: [{ path: 'sorted', symmetric: true, copied: true }],
+    },
+    {
+      name: 'a one-way numeric load',
+      loads: [graph(2, 300, 4000, true)],
+      expect: [{ path: 'sorted', symmetric: false, copied: false }],
+    },
+    {
+      name: 'a mutual numeric load into a store that has rows already',
+      before: [
+        ...graph(3, 300, 500).slice(0, 400),
+        { subscriber: 'user:1', subscribee: '2' },
+        { subscriber: '3', subscribee: '03' },
+        { subscriber: '1', subscribee: 'photo:9' },
+      ],
+      loads: [graph(3, 300, 4000)],
+      expect: [{ path: 'sorted', symmetric: true, copied: false }],
+    },
+    {
+      name: 'two loads, the second overlapping the first',
+      loads: [graph(4, 200, 3000), [...graph(4, 200, 3000).slice(1000), ...graph(5, 400, 2000, true)]],
+      expect: [
+        { path: 'sorted', copied: true },
+        { path: 'sorted', copied: false },
+      ],
+    },
+    {
+      name: 'ids at the ends of 32 bits',
+      loads: [
+        mutual([
+          ['0', '4294967295'],
+          ['0', '1'],
+          ['4294967294', '4294967295'],
+          ['77', '4294967295'],
+        ]),
+      ],
+      expect: [{ path: 'sorted', symmetric: true }],
+    },
+    {
+      name: 'a load that meets a text id part way (moves what it sorted so far to the stage)',
+      loads: [
+        [
+          ...graph(6, 300, 2500),
+          { subscriber: 'user:5', subscribee: '7' },
+          { subscriber: '0042', subscribee: '1' },
+          ...graph(7, 300, 500),
+        ],
+      ],
+      expect: [{ path: 'staged' }],
+    },
+    {
+      name: 'numeric ids too wide for 32 bits',
+      loads: [
+        [
+          ...graph(8, 100, 300),
+          ...mutual([
+            ['4294967296', '1'],
+            ['999999999999999', '2'],
+          ]),
+        ],
+      ],
+      expect: [{ path: 'staged' }],
+    },
+    {
+      name: 'a load bigger than bulkSortPairs',
+      options: { bulkSortPairs: 1500 },
+      loads: [graph(9, 300, 2000)],
+      expect: [{ path: 'staged' }],
+    },
+  ];
+
+  for (const scenario of scenarios) {
+    test(scenario.name, async () => {
+      const sorted = await run(scenario, scenario.options ?? {});
+      const staged = await run(scenario, { bulkSortPairs: 0 });
+      assert.equal(sorted.loads.length, scenario.expect.length);
+      scenario.expect.forEach((want, i) => {
+        for (const [key, value] of Object.entries(want)) assert.equal(sorted.loads[i]![key], value, key);
+      });
+      for (const load of staged.loads) assert.equal(load.path, 'staged');
+
+      assert.deepEqual(sorted.results, staged.results);
+      assert.deepEqual(sorted.stats, staged.stats);
+      assert.deepEqual(sorted.reads, staged.reads);
+      const a = dump(sorted.file);
+      const b = dump(staged.file);
+      assert.deepEqual(a, b);
+      assert.ok(a.byEe.length > 0);
+      assert.deepEqual(a.byEr, a.byEe, 'both key orders hold the same pairs');
+      assert.equal(a.count, a.byEe.length, 'the counter is exact');
+      assert.equal(sorted.stats.subscriptions, a.count);
+      // Nothing but integers were stored for numeric ids.
+      if (scenario.expect.every((e) => e.path === 'sorted') && scenario.before === undefined) {
+        assert.ok(
+          a.byEe.every((r) => /^integer:\d+ <- integer:\d+$/.test(r)),
+          a.byEe[0],
+        );
+      }
+    });
+  }
+
+  test('an in-memory load counts only new pairs and keeps set semantics', async () => {
+    const pairs = graph(10, 100, 1000);
+    const unique = new Set(pairs.map((p) => `${p.subscribee}>${p.subscriber}`)).size;
+    const store = await SqliteStore.open(path.join(dir, 'set.db'));
+    try {
+      assert.deepEqual(await store.bulkLoad(inBatches(pairs, 100)), { added: unique, seen: pairs.length });
+      assert.deepEqual(await store.bulkLoad(inBatches(pairs, 333)), { added: 0, seen: pairs.length });
+      assert.equal((await store.stats()).subscriptions, unique);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('an in-memory load with a bad pair names its batch and index, and applies nothing', async () => {
+    const file = path.join(dir, 'bad-numeric.db');
+    const store = await SqliteStore.open(file);
+    try {
+      const good = graph(11, 50, 300, true).slice(0, 250);
+      assert.equal(good.length, 250);
+      const cases: [Subscription, RegExp][] = [
+        [{ subscriber: '7', subscribee: 'bad id' }, /batch 2.*\[50\]\.subscribee "bad id"/],
+        [{ subscriber: '5', subscribee: '5' }, /batch 2.*\[50\].*cannot subscribe to itself/],
+        [{ subscriber: '', subscribee: '5' }, /batch 2.*\[50\]\.subscriber "" must not be empty/],
+      ];
+      for (const [bad, message] of cases) {
+        await assert.rejects(store.bulkLoad(inBatches([...good, bad], 100)), (err: unknown) => {
+          assert.ok(err instanceof InvalidInputError, String(err));
+          assert.match(err.message, message);
+          return true;
+        });
+      }
+      async function* failing(): AsyncGenerator<Subscription[]> {
+        yield good.slice(0, 100);
+        yield good.slice(100, 200);
+        throw new Error('source broke');
+      }
+      await assert.rejects(store.bulkLoad(failing()), /source broke/);
+      assert.equal((await store.stats()).subscriptions, 0);
+      assert.deepEqual(dump(file), { byEe: [], byEr: [], count: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('other connections read the old rows until the load commits', async () => {
+    const file = path.join(dir, 'snapshot.db');
+    const store = await SqliteStore.open(file);
+    const reader = new Database(file, { readonly: true });
+    try {
+      await store.addSubscriptions([{ subscriber: '1', subscribee: '2' }]);
+      reader.exec('BEGIN');
+      const count = reader.prepare('SELECT count(*) FROM subscriptions_by_subscriber').pluck();
+      assert.equal(count.get(), 1);
+      const added = (await store.bulkLoad(inBatches(graph(12, 100, 500), 100))).added;
+      assert.ok(added > 400);
+      assert.equal(count.get(), 1, 'a read transaction keeps its snapshot');
+      reader.exec('COMMIT');
+      assert.equal(count.get(), added + 1);
+    } finally {
+      reader.close();
+      await store.close();
+    }
+  });
+});
+
+describe('SQLite schema migration', () => {
+  /** The version 1 schema, as builds before the by-subscriber table created it. */
+  const V1 = `CREATE TABLE subscriptions (
+       subscribee ANY NOT NULL,
+       subscriber ANY NOT NULL,
+       PRIMARY KEY (subscribee, subscriber)
+     ) STRICT, WITHOUT ROWID;
+     CREATE INDEX subscriptions_by_subscriber ON subscriptions (subscriber);
+     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+     INSERT INTO counters (name, value) VALUES ('subscriptions', 0);`;
+
+  test('upgrades a version 1 file in place, keeping every subscription readable both ways', async () => {
+    const file = path.join(dir, 'v1.db');
+    const old = new Database(file);
+    old.pragma('journal_mode = WAL');
+    old.exec(V1);
+    const insert = old.prepare('INSERT INTO subscriptions (subscribee, subscriber) VALUES (?, ?)');
+    const rows: [number | string, number | string][] = [
+      [1, 2],
+      [2, 1],
+      [1, 'user:3'],
+      ['photo:9', 2],
+      ['007', 7],
+    ];
+    for (let i = 100; i < 1100; i++) rows.push([5, i]);
+    old.transaction(() => {
+      // BigInts bind as INTEGERs, as version 1 stored numeric ids.
+      const bound = (id: number | string): bigint | string => (typeof id === 'number' ? BigInt(id) : id);
+      for (const [ee, er] of rows) insert.run(bound(ee), bound(er));
+      old.prepare(`UPDATE counters SET value = ? WHERE name = 'subscriptions'`).run(rows.length);
+    })();
+    old.pragma('user_version = 1');
+    assert.equal(old.prepare('SELECT count(*) FROM subscriptions').pluck().get(), rows.length);
+    old.close();
+
+    const store = await SqliteStore.open(file);
+    try {
+      assert.deepEqual((await store.getSubscriptions('2')).sort(), ['1', 'photo:9']);
+      assert.deepEqual(await store.getSubscriptions('user:3'), ['1']);
+      assert.deepEqual(await store.getSubscriptions('7'), ['007']);
+      assert.equal((await store.getSubscribers('5')).length, 1000);
+      assert.equal((await store.stats()).subscriptions, rows.length);
+      // Writes after the upgrade go to both key orders.
+      assert.equal(await store.addSubscriptions([{ subscriber: '2', subscribee: '5' }]), 1);
+      assert.equal(await store.removeSubscriptions([{ subscriber: '1', subscribee: '2' }]), 1);
+    } finally {
+      await store.close();
+    }
+    const after = dump(file);
+    assert.deepEqual(after.byEr, after.byEe);
+    assert.equal(after.count, rows.length);
+    assert.equal(after.byEe.length, rows.length);
+    const db = new Database(file, { readonly: true });
+    try {
+      assert.equal(db.pragma('user_version', { simple: true }), SQLITE_SCHEMA_VERSION);
+      assert.deepEqual(
+        db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'`).all(),
+        [],
+      );
+    } finally {
+      db.close();
+    }
+  });
+
+  test('adds and removes keep both key orders in step', async () => {
+    const file = path.join(dir, 'in-step.db');
+    const store = await SqliteStore.open(file);
+    try {
+      const subs = graph(13, 40, 300, true);
+      await store.addSubscriptions(subs);
+      await store.removeSubscriptions(subs.filter((_, i) => i % 3 === 0));
+      await store.addSubscriptions([{ subscriber: 'user:a', subscribee: '0042' }]);
+    } finally {
+      await store.close();
+    }
+    const { byEe, byEr, count } = dump(file);
+    assert.deepEqual(byEr, byEe);
+    assert.equal(count, byEe.length);
+    assert.ok(byEe.includes('text:0042 <- text:user:a'));
+  });
+});
+
+describe('sorting subscription pairs in memory (sqlite-pair-keys)', () => {
+  /** The reference: sorted unique `(hi, lo)` keys, as BigInts. */
+  const reference = (pairs: [number, number][]): bigint[] =>
+    [...new Set(pairs.map(([hi, lo]) => (BigInt(hi) << 32n) | BigInt(lo)))].sort((a, b) =>
+      a < b ? -1 : a > b ? 1 : 0,
+    );
+  const asBigInts = (keys: SortedKeys): bigint[] =>
+    Array.from(
+      { length: keys.count },
+      (_, i) => (BigInt(keys.words[2 * i + 1]!) << 32n) | BigInt(keys.words[2 * i]!),
+    );
+  const collect = (pairs: [number, number][], batch = 64): PairKeys => {
+    const keys = new PairKeys(1e9);
+    for (let i = 0; i < pairs.length; i += batch) {
+      const subs = pairs
+        .slice(i, i + batch)
+        .map(([ee, er]) => ({ subscribee: String(ee), subscriber: String(er) }));
+      assert.equal(keys.add(subs, 'test'), true);
+    }
+    return keys;
+  };
+
+  for (const [name, maxId] of [
+    ['small ids (one counting pass)', 1000],
+    ['ids up to 2^20 (two-level counting)', 2 ** 20],
+    ['ids up to 2^32 (bucket sort)', 2 ** 32 - 1],
+  ] as const) {
+    test(`sorts, deduplicates and transposes: ${name}`, () => {
+      const rnd = prng(maxId);
+      const pairs: [number, number][] = [];
+      for (let i = 0; i < 20_000; i++) {
+        const ee = Math.floor(rnd() * (maxId + 1));
+        let er = Math.floor(rnd() * (maxId + 1));
+        if (er === ee) er = ee === 0 ? 1 : ee - 1;
+        pairs.push([ee, er]);
+        if (i % 7 === 0) pairs.push([ee, er]);
+      }
+      pairs.push([maxId, 0], [0, maxId]);
+      const keys = collect(pairs);
+      assert.equal(keys.size, pairs.length);
+      const byEe = keys.sortUnique();
+      assert.equal(keys.size, 0, 'sorting empties the collector');
+      assert.deepEqual(asBigInts(byEe), reference(pairs));
+      const byEr = transposeSorted(byEe);
+      assert.deepEqual(asBigInts(byEr), reference(pairs.map(([ee, er]) => [er, ee])));
+      assert.equal(sameKeys(byEe, byEr), false);
+      assert.equal(isSymmetric(byEe), false);
+      const both = [...pairs, ...pairs.map(([ee, er]): [number, number] => [er, ee])];
+      const symmetric = collect(both).sortUnique();
+      assert.equal(sameKeys(symmetric, transposeSorted(symmetric)), true);
+      assert.equal(isSymmetric(symmetric), true);
+      // One mirror missing anywhere (here: in the last group compared) is noticed.
+      const [ee, er] = both.reduce((a, b) => (b[0] > a[0] || (b[0] === a[0] && b[1] > a[1]) ? b : a));
+      const lopsided = collect(both.filter(([x, y]) => !(x === ee && y === er))).sortUnique();
+      assert.equal(isSymmetric(lopsided), false);
+    });
+  }
+
+  test('refuses (adding nothing) a batch with a non-small id or past the limit; drains in arrival order', () => {
+    const keys = new PairKeys(5);
+    assert.equal(keys.add([{ subscribee: '1', subscriber: '2' }], 'b0'), true);
+    assert.equal(
+      keys.add(
+        [
+          { subscribee: '3', subscriber: '4' },
+          { subscribee: 'user:1', subscriber: '4' },
+        ],
+        'b1',
+      ),
+      false,
+    );
+    assert.equal(keys.add([{ subscribee: '3', subscriber: '4294967296' }], 'b2'), false);
+    assert.equal(keys.size, 1);
+    assert.equal(keys.add(graph(1, 10, 3, true).slice(0, 3), 'b3'), true);
+    assert.equal(
+      keys.add(
+        [
+          { subscribee: '8', subscriber: '9' },
+          { subscribee: '9', subscriber: '8' },
+        ],
+        'b4',
+      ),
+      false,
+    );
+    assert.equal(keys.size, 4);
+    assert.throws(
+      () => keys.add([{ subscribee: '8', subscriber: 'a b' }], 'batch 9'),
+      /batch 9\[0\]\.subscriber/,
+    );
+    const drained = [...keys.drain()].flatMap((w) => Array.from(w));
+    assert.deepEqual(drained.slice(0, 2), [2, 1]);
+    assert.equal(drained.length, 8);
+    assert.equal(keys.size, 0);
+  });
+
+  test('smallNumericId accepts exactly the canonical decimals below 2^32', () => {
+    const cases: [unknown, number][] = [
+      ['0', 0],
+      ['7', 7],
+      ['4294967295', 4294967295],
+      ['4294967296', -1],
+      ['12345678901', -1],
+      ['007', -1],
+      ['00', -1],
+      ['-1', -1],
+      ['1e3', -1],
+      ['1.5', -1],
+      ['', -1],
+      [' 1', -1],
+      ['user:1', -1],
+      [7, -1],
+    ];
+    for (const [id, want] of cases) assert.equal(smallNumericId(id), want, String(id));
   });
 });

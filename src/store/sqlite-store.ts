@@ -1,11 +1,18 @@
 /**
  * The default subscription store: one SQLite file (better-sqlite3), no server to run.
  *
- * Layout (schema version 1, created by {@link migrate} at open, never by hand):
+ * Layout (schema version 2, created and upgraded by {@link migrate} at open, never by hand):
  *
- *     subscriptions (subscribee, subscriber)  PRIMARY KEY, WITHOUT ROWID  -> getSubscribers: one range scan
- *     subscriptions_by_subscriber (subscriber [, subscribee])  index      -> getSubscriptions
+ *     subscriptions (subscribee, subscriber)                PRIMARY KEY, WITHOUT ROWID  -> getSubscribers
+ *     subscriptions_by_subscriber (subscriber, subscribee)  PRIMARY KEY, WITHOUT ROWID  -> getSubscriptions
  *     counters ('subscriptions', n)  kept in the same transaction as every write -> stats() is one row read
+ *
+ * The two subscription tables hold the same pairs in the two key orders; every write changes both
+ * in one transaction. (Version 1 had an index on `subscriptions (subscriber)` instead, about the
+ * same bytes on disk, but a bulk load then had to build the index with a sort of every row, where
+ * a second table can be written in key order, or copied record by record; see sqlite-bulk-load.ts.
+ * Processes sharing a file must run the same schema version: an older build writing a version 2
+ * file would update one key order only. Older builds refuse a newer file at open.)
  *
  * Ids: a canonical decimal id is stored as an INTEGER, any other as TEXT (see sqlite-encoding.ts).
  * An interned `users` table (ids mapped to integers) was measured as well: its file is about as
@@ -18,12 +25,12 @@
  * therefore cut into short keyset pages (`subscriber > last ORDER BY subscriber LIMIT n`), each its
  * own statement, with a `setImmediate` turn between pages; no cursor stays open across an await.
  */
-import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import { type BoundId, decodeId, encodeId, encodePairs, insertPairsSql, sqlId } from './sqlite-encoding.js';
+import { bulkLoad, insertFlat, ROWS_PER_INSERT } from './sqlite-bulk-load.js';
+import { type BoundId, decodeId, encodeId, encodePairs, insertPairsSql } from './sqlite-encoding.js';
 import type { StoreStats, Subscription, SubscriptionStore } from './store.js';
 import { READ_PAGE_SIZE, validatePageSize, validateUser } from './subscription-input.js';
 
@@ -34,22 +41,21 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number;
   /** SQLite page cache for normal operation, KiB. Default 32 MiB. */
   readonly cacheKiB?: number;
-  /**
-   * Page cache while {@link SqliteStore.bulkLoad} merges into a table bigger than the load (the
-   * index is kept and updated), KiB. Default 64 MiB.
-   */
+  /** Page cache while {@link SqliteStore.bulkLoad} writes its sorted rows, KiB. Default 64 MiB. */
   readonly bulkCacheKiB?: number;
+  /**
+   * Most pairs a bulk load sorts in memory, when all its ids are numbers below 2^32: 16 bytes per
+   * pair at the peak (24 when the load is not symmetric). A bigger load, or one with other ids, is
+   * staged in a temp file and sorted by SQLite instead (about 2x slower). 0 always stages.
+   * Default 2^26 (67M pairs, about 1 GiB at the peak).
+   */
+  readonly bulkSortPairs?: number;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_CACHE_KIB = 32 * 1024;
 const DEFAULT_BULK_CACHE_KIB = 64 * 1024;
-/** Page cache while a bulk load merges into a table whose index it rebuilds (see #merge). */
-const MERGE_SORT_CACHE_KIB = 2048;
-/** Rows per multi-row INSERT: one native call per 100 rows instead of per row (≈2x faster loads). */
-const ROWS_PER_INSERT = 100;
-const INDEX_BY_SUBSCRIBER = 'subscriptions_by_subscriber';
-const CREATE_INDEX_BY_SUBSCRIBER = `CREATE INDEX ${INDEX_BY_SUBSCRIBER} ON subscriptions (subscriber)`;
+const DEFAULT_BULK_SORT_PAIRS = 2 ** 26;
 
 /** SQLite result codes meaning the file cannot serve now (locked too long, disk full or failing). */
 const UNAVAILABLE_SQLITE_CODE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|PROTOCOL)/;
@@ -64,9 +70,20 @@ const MIGRATIONS: readonly string[] = [
      subscriber ANY NOT NULL,
      PRIMARY KEY (subscribee, subscriber)
    ) STRICT, WITHOUT ROWID;
-   ${CREATE_INDEX_BY_SUBSCRIBER};
+   CREATE INDEX subscriptions_by_subscriber ON subscriptions (subscriber);
    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
    INSERT INTO counters (name, value) VALUES ('subscriptions', 0);`,
+  // The index becomes a table. Copied in index order (no sort): about 0.5 s per million rows.
+  `CREATE TABLE subscriptions_by_subscriber_v2 (
+     subscriber ANY NOT NULL,
+     subscribee ANY NOT NULL,
+     PRIMARY KEY (subscriber, subscribee)
+   ) STRICT, WITHOUT ROWID;
+   INSERT INTO subscriptions_by_subscriber_v2 (subscriber, subscribee)
+     SELECT subscriber, subscribee FROM subscriptions INDEXED BY subscriptions_by_subscriber
+     ORDER BY subscriber, subscribee;
+   DROP INDEX subscriptions_by_subscriber;
+   ALTER TABLE subscriptions_by_subscriber_v2 RENAME TO subscriptions_by_subscriber;`,
 ];
 
 /** The schema version this build writes. */
@@ -74,11 +91,14 @@ export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
 
 type Statement = Database.Statement<unknown[], unknown>;
 
-/** Prepared statements, made once per connection. */
+/** Prepared statements, made once per connection. `…Er` ones write `subscriptions_by_subscriber`. */
 interface Statements {
   readonly insertOne: Statement;
   readonly insertMany: Statement;
+  readonly insertOneEr: Statement;
+  readonly insertManyEr: Statement;
   readonly deleteOne: Statement;
+  readonly deleteOneEr: Statement;
   readonly subscribersFirst: Statement;
   readonly subscribersAfter: Statement;
   readonly subscriptionsFirst: Statement;
@@ -87,18 +107,11 @@ interface Statements {
   readonly addCount: Statement;
 }
 
-/** Runs the insert statements over flat encoded pairs, 100 rows per call; returns rows changed. */
-function insertFlat(pairs: readonly BoundId[], many: Statement, one: Statement): number {
-  const args: BoundId[] = new Array(ROWS_PER_INSERT * 2);
-  const whole = pairs.length - (pairs.length % (ROWS_PER_INSERT * 2));
-  let changed = 0;
-  let i = 0;
-  for (; i < whole; i += ROWS_PER_INSERT * 2) {
-    for (let k = 0; k < ROWS_PER_INSERT * 2; k++) args[k] = pairs[i + k]!;
-    changed += many.run(...args).changes;
-  }
-  for (; i < pairs.length; i += 2) changed += one.run(pairs[i], pairs[i + 1]).changes;
-  return changed;
+/** Throws (rolling the transaction back) when the two key orders did not change alike: a damaged file. */
+function sameChanges(what: string, n: number, nEr: number): number {
+  if (n !== nEr)
+    throw new Error(`internal: ${what} changed ${n} subscriptions but ${nEr} rows by subscriber`);
+  return n;
 }
 
 /** Which way a paged read goes. */
@@ -113,8 +126,11 @@ export class SqliteStore implements SubscriptionStore {
   readonly #log: Logger;
   readonly #cacheKiB: number;
   readonly #bulkCacheKiB: number;
+  readonly #bulkSortPairs: number;
   /** Inserts encoded pairs in one transaction, updates the counter, returns how many were new. */
   readonly #insertTx: (pairs: readonly BoundId[]) => number;
+  /** Deletes encoded pairs in one transaction, updates the counter, returns how many were removed. */
+  readonly #removeTx: (pairs: readonly BoundId[]) => number;
   #closed = false;
   #stageSeq = 0;
 
@@ -124,11 +140,15 @@ export class SqliteStore implements SubscriptionStore {
     this.#log = options.logger ?? silentLogger;
     this.#cacheKiB = options.cacheKiB ?? DEFAULT_CACHE_KIB;
     this.#bulkCacheKiB = options.bulkCacheKiB ?? DEFAULT_BULK_CACHE_KIB;
+    this.#bulkSortPairs = options.bulkSortPairs ?? DEFAULT_BULK_SORT_PAIRS;
     const p = (sql: string): Statement => db.prepare(sql);
     this.#st = {
       insertOne: p(insertPairsSql('INSERT OR IGNORE', 'subscriptions', 1)),
       insertMany: p(insertPairsSql('INSERT OR IGNORE', 'subscriptions', ROWS_PER_INSERT)),
+      insertOneEr: p(insertPairsSql('INSERT OR IGNORE', 'subscriptions_by_subscriber', 1)),
+      insertManyEr: p(insertPairsSql('INSERT OR IGNORE', 'subscriptions_by_subscriber', ROWS_PER_INSERT)),
       deleteOne: p('DELETE FROM subscriptions WHERE subscribee = ? AND subscriber = ?'),
+      deleteOneEr: p('DELETE FROM subscriptions_by_subscriber WHERE subscribee = ? AND subscriber = ?'),
       subscribersFirst: p(
         'SELECT subscriber FROM subscriptions WHERE subscribee = ? ORDER BY subscriber LIMIT ?',
       ).pluck(),
@@ -136,19 +156,34 @@ export class SqliteStore implements SubscriptionStore {
         'SELECT subscriber FROM subscriptions WHERE subscribee = ? AND subscriber > ? ORDER BY subscriber LIMIT ?',
       ).pluck(),
       subscriptionsFirst: p(
-        'SELECT subscribee FROM subscriptions WHERE subscriber = ? ORDER BY subscribee LIMIT ?',
+        'SELECT subscribee FROM subscriptions_by_subscriber WHERE subscriber = ? ORDER BY subscribee LIMIT ?',
       ).pluck(),
       subscriptionsAfter: p(
-        'SELECT subscribee FROM subscriptions WHERE subscriber = ? AND subscribee > ? ORDER BY subscribee LIMIT ?',
+        'SELECT subscribee FROM subscriptions_by_subscriber WHERE subscriber = ? AND subscribee > ? ORDER BY subscribee LIMIT ?',
       ).pluck(),
       count: p(`SELECT value FROM counters WHERE name = 'subscriptions'`).pluck(),
       addCount: p(`UPDATE counters SET value = value + ? WHERE name = 'subscriptions'`),
     };
-    const { insertMany, insertOne, addCount } = this.#st;
+    const st = this.#st;
     this.#insertTx = db.transaction((pairs: readonly BoundId[]): number => {
-      const added = insertFlat(pairs, insertMany, insertOne);
-      if (added > 0) addCount.run(added);
+      const added = sameChanges(
+        'adding',
+        insertFlat(pairs, st.insertMany, st.insertOne),
+        insertFlat(pairs, st.insertManyEr, st.insertOneEr),
+      );
+      if (added > 0) st.addCount.run(added);
       return added;
+    });
+    this.#removeTx = db.transaction((pairs: readonly BoundId[]): number => {
+      let removed = 0;
+      let removedEr = 0;
+      for (let i = 0; i < pairs.length; i += 2) {
+        removed += st.deleteOne.run(pairs[i], pairs[i + 1]).changes;
+        removedEr += st.deleteOneEr.run(pairs[i], pairs[i + 1]).changes;
+      }
+      sameChanges('removing', removed, removedEr);
+      if (removed > 0) st.addCount.run(-removed);
+      return removed;
     });
   }
 
@@ -202,14 +237,7 @@ export class SqliteStore implements SubscriptionStore {
   async removeSubscriptions(subs: readonly Subscription[]): Promise<number> {
     this.#check();
     const pairs = encodePairs(subs);
-    const removeTx = this.#db.transaction((): number => {
-      let removed = 0;
-      for (let i = 0; i < pairs.length; i += 2)
-        removed += this.#st.deleteOne.run(pairs[i], pairs[i + 1]).changes;
-      if (removed > 0) this.#st.addCount.run(-removed);
-      return removed;
-    });
-    return this.#guard('removing subscriptions', removeTx);
+    return this.#guard('removing subscriptions', () => this.#removeTx(pairs));
   }
 
   async getSubscribers(user: string): Promise<string[]> {
@@ -271,93 +299,29 @@ export class SqliteStore implements SubscriptionStore {
   }
 
   /**
-   * Stages every batch in a TEMP table (append-only, one short transaction per batch, so the event
-   * loop runs between batches), then merges it in one transaction sorted by primary key with
-   * `INSERT OR IGNORE`. Sorted inserts touch each page once; unsorted per-batch inserts into the
-   * big B-tree were measured 3x slower. When the load is at least as big as the table, the
-   * secondary index is dropped and rebuilt in that same transaction (one sort instead of millions
-   * of random index inserts). The whole load is therefore all or nothing: a bad pair in any batch,
-   * an error or a close() leaves the store as it was. The merge blocks the event loop for its whole
-   * run (seconds for millions of pairs): bulk loads are for `friends load`, not a serving process.
-   * Other processes keep reading the previous snapshot meanwhile (WAL).
+   * Loads every pair of `batches` in one transaction (all or nothing), writing both key orders
+   * in key order: sorted in memory when every id is a number below 2^32 and the load has at most
+   * `bulkSortPairs` pairs (`friends load` of 30M pairs: 480 MB of keys, 646 MB peak RSS for the
+   * whole process), else staged in a TEMP table and sorted by SQLite. See sqlite-bulk-load.ts. The
+   * final merge blocks the event loop (seconds for millions of pairs): bulk loads are for
+   * `friends load`, not a serving process. Other processes keep reading the previous snapshot
+   * meanwhile (WAL).
    */
   async bulkLoad(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }> {
     this.#check();
-    const db = this.#db;
-    const stage = `bulk_stage_${process.pid}_${++this.#stageSeq}`;
-    this.#guard('starting a bulk load', () =>
-      db.exec(`CREATE TEMP TABLE ${stage} (subscribee ANY NOT NULL, subscriber ANY NOT NULL) STRICT`),
+    return bulkLoad(
+      {
+        db: this.#db,
+        log: this.#log,
+        check: () => this.#check(),
+        guard: (what, op) => this.#guard(what, op),
+        cacheKiB: this.#cacheKiB,
+        bulkCacheKiB: this.#bulkCacheKiB,
+        sortPairs: this.#bulkSortPairs,
+        stageName: `bulk_stage_${process.pid}_${++this.#stageSeq}`,
+      },
+      batches,
     );
-    try {
-      // Numbers are staged as the REALs they bind as and made INTEGERs by the merge's SELECT:
-      // plain VALUES stage 1.6x faster than converting row by row here.
-      const insertOne = db.prepare(`INSERT INTO temp.${stage} VALUES (?, ?)`);
-      const insertMany = db.prepare(
-        `INSERT INTO temp.${stage} VALUES ${Array.from({ length: ROWS_PER_INSERT }, () => '(?, ?)').join(', ')}`,
-      );
-      const stageBatch = db.transaction((pairs: readonly BoundId[]): void => {
-        insertFlat(pairs, insertMany, insertOne);
-      });
-      let seen = 0;
-      let batchNo = 0;
-      const started = performance.now();
-      for await (const batch of batches) {
-        this.#check();
-        const pairs = encodePairs(batch, `bulk load batch ${batchNo}: subscriptions`);
-        this.#guard('staging a bulk load', () => stageBatch(pairs));
-        seen += batch.length;
-        batchNo++;
-      }
-      this.#check();
-      const staged = performance.now();
-      const added = this.#guard('merging a bulk load', () => this.#merge(stage, seen));
-      const merged = performance.now();
-      if (added > 0) db.pragma('wal_checkpoint(TRUNCATE)');
-      this.#log.info('bulk load done', {
-        seen,
-        added,
-        stageMs: Math.round(staged - started),
-        mergeMs: Math.round(merged - staged),
-        checkpointMs: Math.round(performance.now() - merged),
-      });
-      return { added, seen };
-    } finally {
-      if (db.open) db.exec(`DROP TABLE IF EXISTS temp.${stage}`);
-    }
-  }
-
-  /** Moves the staged rows into `subscriptions` in one transaction; returns how many were new. */
-  #merge(stage: string, seen: number): number {
-    const db = this.#db;
-    if (seen === 0) return 0;
-    const existing = Number(this.#st.count.get() ?? 0);
-    const rebuildIndex = seen >= existing;
-    // The page cache also sizes the sorter's in-memory runs. For the sorts of a fresh load, small
-    // runs merged from temp files beat big ones (they stay in CPU cache): 5M pairs merged and
-    // indexed in 8.6 s with 2 MiB against 18.7 s with 256 MiB. Keeping the index instead means
-    // random index updates, which want a big cache.
-    db.pragma(`cache_size = -${rebuildIndex ? MERGE_SORT_CACHE_KIB : this.#bulkCacheKiB}`);
-    // The sorter can use helper threads for big sorts (merge and index build): 1.3x faster on 2 cores.
-    db.pragma(`threads = ${Math.min(4, availableParallelism())}`);
-    try {
-      return db
-        .transaction((): number => {
-          if (rebuildIndex) db.exec(`DROP INDEX ${INDEX_BY_SUBSCRIBER}`);
-          const added = db
-            .prepare(
-              `INSERT OR IGNORE INTO subscriptions (subscribee, subscriber)
-             SELECT ${sqlId('subscribee')} AS ee, ${sqlId('subscriber')} AS er FROM temp.${stage} ORDER BY ee, er`,
-            )
-            .run().changes;
-          if (rebuildIndex) db.exec(CREATE_INDEX_BY_SUBSCRIBER);
-          if (added > 0) this.#st.addCount.run(added);
-          return added;
-        })
-        .immediate();
-    } finally {
-      db.pragma(`cache_size = -${this.#cacheKiB}`);
-      db.pragma('threads = 0');
-    }
   }
 
   /** Reads the exact count kept in `counters` (one row), never `COUNT(*)` over the table. */

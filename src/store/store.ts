@@ -42,13 +42,16 @@ export interface SubscriptionStore {
   /**
    * The subscribers of `user` in pages of at most `pageSize`, so a user with 100,000 subscribers
    * can be fanned out without one long blocking read. Pages are disjoint and their union is
-   * {@link getSubscribers}.
+   * {@link getSubscribers}. Each page is its own read, so the pages are not one snapshot.
    */
   subscriberPages(user: string, pageSize: number): AsyncIterable<string[]>;
 
   /**
-   * Bulk load: adds every pair from `batches` as fast as the backend allows (transactions of
-   * whole batches, COPY on PostgreSQL), with set semantics. Memory stays bounded by one batch.
+   * Bulk load: adds every pair from `batches` as fast as the backend allows, with set semantics.
+   * All or nothing for the whole load: a bad pair, a failing source, an outage or `close()` leave
+   * the store unchanged. Memory stays bounded: by one batch, or by a fixed per-store limit when
+   * the store sorts the load in memory (SQLite: `bulkSortPairs`, 16–24 bytes per pair). On SQLite
+   * the final write blocks the event loop: bulk loads are for `friends load`, not a serving process.
    */
   bulkLoad(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }>;
 
