@@ -68,6 +68,10 @@ export interface ServerOptions {
   readonly historyTtlMs: number;
   /** Subscribers per bus publish in a fan-out. */
   readonly pageSize: number;
+  /** Messages being sent at once before new publishes get 503 (overload); 0: no limit. */
+  readonly maxInflight: number;
+  /** Event-loop lag (ms, worst of the last second) past which new publishes get 503; 0: no limit. */
+  readonly maxLagMs: number;
 }
 
 /** The defaults, named. */
@@ -103,6 +107,8 @@ export const DEFAULTS = {
   historyBytes: 16 * 1024 * 1024,
   historyTtlMs: 5 * 60_000,
   pageSize: 1000,
+  maxInflight: 10_000,
+  maxLagMs: 1000,
 } as const satisfies Omit<ServerOptions, 'allowAnonymous'>;
 
 /** Options as given: any subset; `allowAnonymous` left out means "decide from tokenSecret". */
@@ -129,6 +135,8 @@ const RANGES: Partial<Record<keyof ServerOptions, Range>> = {
   historyBytes: [0, 64 * 1024 * 1024 * 1024],
   historyTtlMs: [0, 7 * 86_400_000],
   pageSize: [1, 1_000_000],
+  maxInflight: [0, 100_000_000],
+  maxLagMs: [0, 600_000],
 };
 
 /** True for 127.0.0.0/8, ::1 and `localhost`. */

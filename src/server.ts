@@ -70,6 +70,8 @@ export class Switchboard {
         apiKey: o.apiKey,
         maxBodyBytes: o.maxBodyBytes,
         maxMessageBytes: o.maxMessageBytes,
+        maxInflight: o.maxInflight,
+        maxLagMs: o.maxLagMs,
       },
       this.log.child('api'),
     );
@@ -186,6 +188,7 @@ export class Switchboard {
       partialSends: r.partialSends,
       bus: { kind: this.bus.kind, connected: this.bus.connected, gateways: b.gateways },
       cluster: { gateways: b.gateways, ...b.cluster },
+      api: this.api.load(),
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal },
     };
   }

@@ -29,12 +29,14 @@ import {
   isSwitchboardError,
   SwitchboardError,
   UnauthorizedError,
+  UnavailableError,
 } from '../errors.js';
 import { validateId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Router } from '../router/router.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
 import { asObject, parseBatch, parseJson, readBody } from './body.js';
+import { LoadShedder } from './load-shedder.js';
 import { renderMetrics, type StatsSnapshot } from './metrics.js';
 
 /** What the API serves from. */
@@ -54,6 +56,23 @@ export interface ApiOptions {
   readonly maxBodyBytes: number;
   /** Largest single message body, bytes (a send request may be up to twice this, for JSON escaping). */
   readonly maxMessageBytes: number;
+  /** Messages being sent at once before new publishes get 503; 0: no limit. */
+  readonly maxInflight: number;
+  /** Event-loop lag (ms) past which new publishes get 503; 0: no limit. */
+  readonly maxLagMs: number;
+}
+
+/** The publish API's own load figures, for stats. */
+export interface ApiLoad {
+  /** Messages being sent now. */
+  readonly inflight: number;
+  /** Messages refused with 503 because the server was overloaded. */
+  readonly shed: number;
+  /** Worst event-loop lag of the last second, ms. */
+  readonly eventLoopLagMs: number;
+  /** Event-loop delay since start, p99 and max, ms. */
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, param: string) => Promise<void>;
@@ -64,6 +83,7 @@ export class ApiServer {
   readonly #opts: ApiOptions;
   readonly #log: Logger;
   readonly #key: Buffer | undefined;
+  readonly #shedder: LoadShedder;
   /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
   readonly #routes: [path: string, methods: Record<string, Handler>][];
 
@@ -72,6 +92,7 @@ export class ApiServer {
     this.#opts = opts;
     this.#log = log;
     this.#key = opts.apiKey ? Buffer.from(opts.apiKey) : undefined;
+    this.#shedder = new LoadShedder({ maxInflight: opts.maxInflight, maxLagMs: opts.maxLagMs });
     this.#routes = [
       ['/api/send', { POST: (req, res) => this.#send(req, res) }],
       ['/api/send/batch', { POST: (req, res) => this.#batch(req, res) }],
@@ -104,8 +125,21 @@ export class ApiServer {
     return this.#server.address() as AddressInfo;
   }
 
+  /** Messages in flight, refused, and event-loop lag. */
+  load(): ApiLoad {
+    const delay = this.#shedder.delay();
+    return {
+      inflight: this.#shedder.inflight,
+      shed: this.#shedder.shed,
+      eventLoopLagMs: this.#shedder.lagMs,
+      eventLoopDelayP99Ms: delay.p99,
+      eventLoopDelayMaxMs: delay.max,
+    };
+  }
+
   /** Stops accepting, finishes requests in flight, closes idle keep-alive sockets. */
   close(): Promise<void> {
+    this.#shedder.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeIdleConnections();
@@ -162,7 +196,7 @@ export class ApiServer {
     );
     const obj = asObject(parseJson(body.toString()), 'request body');
     const out = this.#backend.router.prepare(obj.id, obj.msg);
-    const r = await this.#backend.router.sendPrepared(out);
+    const r = await this.#admitted(1, () => this.#backend.router.sendPrepared(out));
     json(res, 200, r.complete ? { delivered: r.delivered } : { delivered: r.delivered, partial: true });
   }
 
@@ -173,12 +207,23 @@ export class ApiServer {
       const obj = asObject(value, where);
       return router.prepare(obj.id, obj.msg, where);
     });
-    const r = await router.sendAll(outs);
+    const r = await this.#admitted(outs.length, () => router.sendAll(outs));
     json(res, 200, {
       messages: outs.length,
       delivered: r.delivered,
       ...(r.complete ? {} : { partial: true }),
     });
+  }
+
+  /** Runs a send of `n` messages if the server is not overloaded; otherwise 503, nothing sent. */
+  async #admitted<T>(n: number, send: () => Promise<T>): Promise<T> {
+    const refused = this.#shedder.acquire(n);
+    if (refused !== undefined) throw new UnavailableError(refused.reason);
+    try {
+      return await send();
+    } finally {
+      this.#shedder.release(n);
+    }
   }
 
   async #subscribe(req: IncomingMessage, res: ServerResponse, add: boolean): Promise<void> {
@@ -227,6 +272,7 @@ export class ApiServer {
     // A body we refused to read must not be drained into the next request on this socket.
     if (e.status === 413) res.setHeader('Connection', 'close');
     if (e.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+    if (e.status === 503) res.setHeader('Retry-After', '1');
     json(res, e.status, e.toJSON());
   }
 }

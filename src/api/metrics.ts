@@ -2,6 +2,7 @@
  * The stats snapshot behind `GET /api/stats`, and its Prometheus text rendering for `GET /metrics`
  * (exposition format 0.0.4: `# HELP`, `# TYPE`, one sample per line).
  */
+import type { ApiLoad } from './api-server.js';
 
 /** Everything `/api/stats` reports. Counters are since process start. */
 export interface StatsSnapshot {
@@ -39,6 +40,8 @@ export interface StatsSnapshot {
   /** Every live gateway together, as their heartbeats last said (this process alone on the local bus). */
   readonly cluster: { readonly gateways: number; readonly connections: number; readonly ids: number };
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
+  /** The publish API's load: messages in flight, refused for overload, event-loop lag. */
+  readonly api: ApiLoad;
 }
 
 type Metric = [name: string, type: 'counter' | 'gauge', help: string, value: number | null];
@@ -93,6 +96,25 @@ export function renderMetrics(s: StatsSnapshot): string {
     ['switchboard_resident_memory_bytes', 'gauge', 'Resident set size.', s.memory.rss],
     ['switchboard_heap_used_bytes', 'gauge', 'V8 heap in use.', s.memory.heapUsed],
     ['switchboard_heap_total_bytes', 'gauge', 'V8 heap reserved.', s.memory.heapTotal],
+    ['switchboard_publish_inflight', 'gauge', 'Messages being sent now.', s.api.inflight],
+    [
+      'switchboard_publish_shed_total',
+      'counter',
+      'Messages refused with 503 because of overload.',
+      s.api.shed,
+    ],
+    [
+      'switchboard_event_loop_lag_ms',
+      'gauge',
+      'Worst event-loop lag of the last second.',
+      s.api.eventLoopLagMs,
+    ],
+    [
+      'switchboard_event_loop_delay_p99_ms',
+      'gauge',
+      'Event-loop delay since start, p99.',
+      s.api.eventLoopDelayP99Ms,
+    ],
   ];
   let out = '';
   for (const [name, type, help, value] of metrics) {

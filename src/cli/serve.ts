@@ -153,6 +153,18 @@ const spec: CommandSpec = {
       min: 1,
       max: 1_000_000,
     },
+    'max-inflight': {
+      type: 'int',
+      description: 'Messages being sent at once before publishes get 503 (0: no limit)',
+      default: DEFAULTS.maxInflight,
+      min: 0,
+    },
+    'max-lag': {
+      type: 'duration',
+      description: 'Event-loop lag past which publishes get 503 (0: no limit)',
+      default: DEFAULTS.maxLagMs,
+      min: 0,
+    },
     'shutdown-timeout': {
       type: 'duration',
       description: 'How long shutdown waits for clients',
@@ -203,6 +215,8 @@ export const command: Command = {
       historyTtlMs: num(v, 'history-ttl'),
       shutdownTimeoutMs: num(v, 'shutdown-timeout'),
       pageSize: num(v, 'page-size'),
+      maxInflight: num(v, 'max-inflight'),
+      maxLagMs: num(v, 'max-lag'),
     });
     await untilSignal(ctx.signal);
     sb.log.info('shutting down');

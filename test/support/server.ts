@@ -25,6 +25,9 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
     apiHost: '127.0.0.1',
     data,
     logLevel: 'silent',
+    // Functional tests must not get 503s because a loaded CI box stalls for a second; the
+    // overload test (load-shedder.test.ts) turns it on.
+    maxLagMs: 0,
     ...opts,
   });
   return {
