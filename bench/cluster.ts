@@ -5,7 +5,7 @@
  * (flood spreads the connections over its own processes and source addresses; memlog sums the RSS
  * of the primary and every worker), samples the NATS server's RSS, stops the cluster, prints JSON.
  *
- *   node dist/bench/cluster.js --connections 100000 --gateways 7 --rate 1000 --duration 60s
+ *   node dist/bench/cluster.js --connections 100000 --gateways 7 --rate 1000 --duration 60s --ramp-rate 1000
  *
  * Needs a NATS server (default nats://127.0.0.1:4222); a unique subject prefix isolates the run.
  */
@@ -24,7 +24,8 @@ const { values } = parseArgs({
     routers: { type: 'string', default: '1' },
     rate: { type: 'string', default: '1000' },
     duration: { type: 'string', default: '60s' },
-    'ramp-rate': { type: 'string', default: '2500' },
+    'ramp-rate': { type: 'string', default: '1000' },
+    'sample-every': { type: 'string', default: '10s' },
     bus: { type: 'string', default: 'nats://127.0.0.1:4222' },
     'out-dir': { type: 'string' },
   },
@@ -80,7 +81,11 @@ async function main(): Promise<void> {
     process.execPath,
     [MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
       .concat(['--connections', values.connections!, '--ramp-rate', values['ramp-rate']!])
-      .concat(['--rate', values.rate!, '--duration', values.duration!, '--out-dir', outDir, '--json']),
+      .concat(['--rate', values.rate!, '--duration', values.duration!, '--out-dir', outDir, '--json'])
+      .concat(['--sample-every', values['sample-every']!])
+      // The cluster's own processes, so memlog need not search every process's sockets (slow at
+      // 200,000 sockets): the primary, which holds the listening sockets, and every worker.
+      .concat([cluster.pid!, ...Object.values(ready.pids)].flatMap((pid) => ['--server-pid', String(pid)])),
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let report = '';
