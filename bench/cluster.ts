@@ -59,6 +59,15 @@ async function main(): Promise<void> {
       .concat(['--data', path.join(dir, 'data'), '--json', '--log-level', 'warn']),
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
+  // Ctrl-C or SIGTERM: stop what this script started, in order (the bench first, so it writes its
+  // interrupted report and closes its connections; the cluster when the bench is gone).
+  let bench: ReturnType<typeof spawn> | undefined;
+  const interrupt = (): void => {
+    if (bench !== undefined && bench.exitCode === null) bench.kill('SIGINT');
+    else cluster.kill('SIGTERM');
+  };
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
   let out = '';
   const ready = await new Promise<{ clients: string; api: string; pids: Record<string, number> }>(
     (resolve, reject) => {
@@ -77,7 +86,7 @@ async function main(): Promise<void> {
       natsPeak = Math.max(natsPeak, kb ?? 0);
     });
   }, 5000);
-  const bench = spawn(
+  bench = spawn(
     process.execPath,
     [MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
       .concat(['--connections', values.connections!, '--ramp-rate', values['ramp-rate']!])
@@ -89,10 +98,11 @@ async function main(): Promise<void> {
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let report = '';
-  bench.stdout.on('data', (d: Buffer) => {
+  bench.stdout!.on('data', (d: Buffer) => {
     report += d;
   });
-  const benchCode = await new Promise<number | null>((resolve) => bench.once('exit', resolve));
+  const started = bench;
+  const benchCode = await new Promise<number | null>((resolve) => started.once('exit', resolve));
   clearInterval(natsTimer);
   const natsAfter = await natsRssKb(values.bus!);
   cluster.kill('SIGTERM');

@@ -9,7 +9,7 @@
  *        [--node-args='…']
  *
  * Per page size: a fresh server process (`Switchboard.start({ pageSize })` with the lean V8
- * flags, see bench/support.ts — `serve` has no page-size flag) on a SQLite store bulk-loaded with
+ * flags, see bench/support.ts; `serve --page-size` sets the same) on a SQLite store bulk-loaded with
  * `subscribers` subscriptions to `celebrity`; `connected` of those subscribers (evenly spread:
  * every 10th id, so they fall on every page) hold `/test/<id>` streams from one flood worker
  * process; the probe is its own process. For each send: the API answer time (fan-out wall time),

@@ -13,7 +13,13 @@ import { ConfigError } from '../src/errors.js';
 import { type FloodOptions, runFlood } from '../src/tools/flood.js';
 import { type ConnOwner, FloodConn, FloodCounters } from '../src/tools/flood-conn.js';
 import { parse } from '../src/tools/flood-parser.js';
-import { autoSources, type MachineLimits, parseSources, planFlood } from '../src/tools/flood-plan.js';
+import {
+  AUTO_PER_SOURCE,
+  autoSources,
+  type MachineLimits,
+  parseSources,
+  planFlood,
+} from '../src/tools/flood-plan.js';
 import type { FloodReport, FloodSummary } from '../src/tools/flood-report.js';
 import { bucketOf, bucketRange, LatencyHistogram } from '../src/tools/latency.js';
 import { runCli } from './support/cli.js';
@@ -204,21 +210,32 @@ describe('flood plan', () => {
         err instanceof ConfigError &&
         /40,000 connections/.test(err.message) &&
         /32768–60999 gives only 28,232 ports per source address/.test(err.message) &&
-        /--sources 127\.0\.0\.2-127\.0\.0\.3/.test(err.message),
+        /--sources 127\.0\.0\.2-127\.0\.0\.10/.test(err.message),
     );
   });
 
   test('without --sources, a large count spreads over automatic addresses and processes', () => {
     const plan = planFlood({ count: 40_000, rate: 1000, loopback: true, limits: LIMITS });
     assert.equal(plan.autoSources, true);
-    assert.deepEqual(plan.sources, ['127.0.0.2', '127.0.0.3']);
     assert.equal(plan.procs, 3);
+    // 8 addresses would do at 5,000 each; 9 gives each of the 3 workers 3 of its own.
+    assert.deepEqual(plan.sources, parseSources('127.0.0.2-127.0.0.10'));
+    assert.deepEqual(
+      plan.shares.map((s) => s.sources.length),
+      [3, 3, 3],
+    );
     assert.equal(
       plan.shares.reduce((a, s) => a + s.count, 0),
       40_000,
     );
     assert.ok(Math.abs(plan.shares.reduce((a, s) => a + s.rate, 0) - 1000) < 1e-9);
-    assert.ok(plan.maxPerSource <= 20_000);
+    assert.ok(plan.maxPerSource <= AUTO_PER_SOURCE, `${plan.maxPerSource} per source`);
+    assert.deepEqual(plan.warnings, []);
+    // The 100,000-connection bench: 7 workers; 20 addresses would leave one worker 2 for its 14,286.
+    const big = planFlood({ count: 100_000, rate: 1000, loopback: true, limits: LIMITS });
+    assert.equal(big.procs, 7);
+    assert.equal(big.sources.length, 21);
+    assert.ok(big.maxPerSource <= AUTO_PER_SOURCE, `${big.maxPerSource} per source`);
     assert.throws(
       () => planFlood({ count: 40_000, rate: 0, loopback: false, limits: LIMITS }),
       /not loopback/,
@@ -238,6 +255,31 @@ describe('flood plan', () => {
         }),
       /30,000 per process.*20,000 open files.*--procs 2/,
     );
+  });
+
+  test('warns when an address carries over a quarter of its ports (binding slows down)', () => {
+    const plan = planFlood({
+      count: 16_000,
+      rate: 0,
+      procs: 1,
+      sources: ['127.0.0.2', '127.0.0.3'],
+      loopback: true,
+      limits: LIMITS,
+    });
+    assert.equal(plan.warnings.length, 1);
+    assert.match(
+      plan.warnings[0]!,
+      /8,000 connections.*quarter of its 28,232 ports.*--sources 127\.0\.0\.2-127\.0\.0\.5/,
+    );
+    const spread = planFlood({
+      count: 16_000,
+      rate: 0,
+      procs: 1,
+      sources: parseSources('127.0.0.2-127.0.0.5'),
+      loopback: true,
+      limits: LIMITS,
+    });
+    assert.deepEqual(spread.warnings, []);
   });
 
   test('warns above 90% of a source address port range', () => {

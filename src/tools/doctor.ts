@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { openFilesLimit, RESERVED_FDS } from '../limits.js';
 import { LEAN_NODE_ARGS } from '../options.js';
+import { AUTO_PER_SOURCE, autoSourceCount, sourceRange } from './flood-plan.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -104,14 +105,14 @@ export function runChecks(o: DoctorOptions): Check[] {
   const range = sysctl('net.ipv4.ip_local_port_range')?.split(/\s+/).map(Number);
   if (range && range.length === 2) {
     const ports = range[1]! - range[0]! + 1;
-    const sources = Math.ceil(n / (ports * 0.95));
+    const sources = autoSourceCount(n, 1, ports);
     checks.push({
       name: 'net.ipv4.ip_local_port_range',
       value: `${range[0]} ${range[1]} (${fmt(ports)} ports per source address)`,
       status: o.localClients && sources > 1 ? 'warn' : 'ok',
       advice: o.localClients
         ? `a local load generator needs ${sources} source address${sources > 1 ? 'es' : ''} for ${fmt(n)} connections to one server port ` +
-          `(flood --sources 127.0.0.2-127.0.0.${1 + sources}); widening the range (sysctl -w net.ipv4.ip_local_port_range="1024 65535") lowers that`
+          `(flood picks them itself, or --sources ${sourceRange(sources)}): at most ${fmt(AUTO_PER_SOURCE)} connections per address keeps the kernel's search for a free port short`
         : 'clients come from other hosts; nothing to do',
     });
   }

@@ -12,8 +12,20 @@ import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { ConfigError } from '../errors.js';
 
-/** Connections one source address is given by default when flood picks the sources itself. */
-export const AUTO_PER_SOURCE = 20_000;
+/**
+ * Most connections one source address is given when flood picks the sources itself. Binding a
+ * socket to an address with port 0 makes the kernel search that address's port range for a free
+ * port; measured here (Linux 6.18, range 32768–60999), a bind stays cheap up to about a quarter of
+ * the range in use on that address and then costs milliseconds of system time (see
+ * {@link BIND_SLOW_FRACTION}), which starved a 100,000-connection run. 5,000 stays well below.
+ */
+export const AUTO_PER_SOURCE = 5_000;
+/**
+ * Fraction of an address's port range in use past which binding another socket to it gets slow
+ * (a search of the range in the kernel under a lock; 2,000 binds took 0.1–0.3 s below it and
+ * 3–12 s above it, one address, 18,000 sockets).
+ */
+export const BIND_SLOW_FRACTION = 0.25;
 /** Connections one worker process takes when `procs` is not given. */
 export const DEFAULT_PER_PROC = 15_000;
 /** Files a worker keeps for itself (stdio, IPC, libuv, the odd DNS or log file). */
@@ -126,6 +138,24 @@ export function parseSources(items: string | readonly string[], flag = '--source
   return out;
 }
 
+/**
+ * How many source addresses flood picks for `count` connections over `procs` workers: at most
+ * {@link AUTO_PER_SOURCE} (and under {@link BIND_SLOW_FRACTION} of the port range) per address, and
+ * a multiple of `procs` when there are more addresses than workers, so every worker gets the same
+ * number of addresses and none of them carries more than its share.
+ */
+export function autoSourceCount(count: number, procs: number, ports: number): number {
+  const per = Math.max(1, Math.min(AUTO_PER_SOURCE, Math.floor(ports * BIND_SLOW_FRACTION * 0.9)));
+  const n = Math.max(1, Math.ceil(count / per));
+  return n > procs ? Math.ceil(n / procs) * procs : n;
+}
+
+/** `first-last` for {@link autoSources}(n), as `--sources` takes it. */
+export function sourceRange(n: number): string {
+  const all = autoSources(n);
+  return all.length > 1 ? `${all[0]}-${all.at(-1)}` : all[0]!;
+}
+
 /** `n` loopback source addresses from 127.0.0.2 on, skipping .0 and .255 (127.0.0.2 … 127.0.0.254, 127.0.1.1 …). */
 export function autoSources(n: number): string[] {
   const out: string[] = [];
@@ -197,6 +227,13 @@ export function planFlood(input: PlanInput): FloodPlan {
   if (perProcMax < 1)
     throw new ConfigError(`the open-file limit (${limits.maxFiles}) leaves no room for connections`);
 
+  const procs = input.procs ?? Math.max(1, Math.ceil(count / Math.min(DEFAULT_PER_PROC, perProcMax)));
+  if (procs > count && count > 0) {
+    throw new ConfigError(
+      `--procs ${procs} is more than --count ${count}; every worker needs at least one connection`,
+    );
+  }
+
   let sources = input.sources ? [...input.sources] : [];
   let auto = false;
   if (sources.length === 0 && count > AUTO_PER_SOURCE) {
@@ -206,15 +243,8 @@ export function planFlood(input: PlanInput): FloodPlan {
           `${limits.portLow}–${limits.portHigh}); the target is not loopback, so give --sources with addresses that can reach it`,
       );
     }
-    sources = autoSources(Math.ceil(count / AUTO_PER_SOURCE));
+    sources = autoSources(autoSourceCount(count, procs, ports));
     auto = true;
-  }
-
-  const procs = input.procs ?? Math.max(1, Math.ceil(count / Math.min(DEFAULT_PER_PROC, perProcMax)));
-  if (procs > count && count > 0) {
-    throw new ConfigError(
-      `--procs ${procs} is more than --count ${count}; every worker needs at least one connection`,
-    );
   }
   const perProc = Math.ceil(count / procs);
   if (perProc > perProcMax) {
@@ -259,11 +289,19 @@ export function planFlood(input: PlanInput): FloodPlan {
   const where =
     sources.length === 0 ? 'the default source address' : `each of ${sources.length} source address(es)`;
   if (maxPerSource > ports) {
-    const need = Math.ceil(count / Math.floor(ports * PORT_WARN_FRACTION));
+    const need = autoSourceCount(count, procs, ports);
     throw new ConfigError(
       `${fmt(count)} connections put up to ${fmt(maxPerSource)} on ${where}, but ip_local_port_range ` +
         `${limits.portLow}–${limits.portHigh} gives only ${fmt(ports)} ports per source address; ` +
-        `use --sources with ${need} or more addresses (e.g. --sources ${autoSources(need)[0]}-${autoSources(need).at(-1)})`,
+        `use --sources with ${need} or more addresses (e.g. --sources ${sourceRange(need)})`,
+    );
+  }
+  if (maxPerSource > ports * BIND_SLOW_FRACTION && maxPerSource <= ports * PORT_WARN_FRACTION) {
+    const need = autoSourceCount(count, procs, ports);
+    warnings.push(
+      `up to ${fmt(maxPerSource)} connections on ${where} uses over a quarter of its ${fmt(ports)} ports; past ` +
+        `that the kernel's search for a free port makes every new connection slow (seconds of system time per ` +
+        `thousand) — use ${need} or more source addresses (e.g. --sources ${sourceRange(need)})`,
     );
   }
   if (maxPerSource > ports * PORT_WARN_FRACTION) {
