@@ -34,18 +34,23 @@ const { values } = parseArgs({
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** RSS (KB) of the processes holding the NATS server's port, or null when not local/readable. */
-async function natsRssKb(busUrl: string): Promise<number | null> {
+/**
+ * Pids of the NATS server behind `busUrl` (the processes holding its port whose command is
+ * nats-server), found once before the run: the search reads every process's open files, which
+ * costs a core's worth of time once the gateways and the flood hold 200,000 sockets.
+ */
+async function natsPids(busUrl: string): Promise<number[]> {
   const port = Number(new URL(busUrl).port || 4222);
   const scan = await scanPort(port, true);
   const owners = await findSocketOwners(scan.inodes);
-  // Every client of NATS also holds a socket on that port; the server is the one listening.
-  const server = owners.pids.filter((pid) =>
-    /nats-server/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1')),
-  );
+  return owners.pids.filter((pid) => /nats-server/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1')));
+}
+
+/** RSS (KB) of those pids, or null when there are none (NATS not local, or not readable). */
+async function natsRssKb(pids: readonly number[]): Promise<number | null> {
   let total = 0;
-  for (const pid of server) total += (await readRssKb(pid)) ?? 0;
-  return server.length > 0 ? total : null;
+  for (const pid of pids) total += (await readRssKb(pid)) ?? 0;
+  return pids.length > 0 ? total : null;
 }
 
 async function main(): Promise<void> {
@@ -79,10 +84,11 @@ async function main(): Promise<void> {
       cluster.once('exit', (code) => reject(new Error(`cluster exited ${code} before ready`)));
     },
   );
-  const natsBefore = await natsRssKb(values.bus!);
+  const nats = await natsPids(values.bus!);
+  const natsBefore = await natsRssKb(nats);
   let natsPeak = natsBefore ?? 0;
   const natsTimer = setInterval(() => {
-    void natsRssKb(values.bus!).then((kb) => {
+    void natsRssKb(nats).then((kb) => {
       natsPeak = Math.max(natsPeak, kb ?? 0);
     });
   }, 5000);
@@ -104,7 +110,7 @@ async function main(): Promise<void> {
   const started = bench;
   const benchCode = await new Promise<number | null>((resolve) => started.once('exit', resolve));
   clearInterval(natsTimer);
-  const natsAfter = await natsRssKb(values.bus!);
+  const natsAfter = await natsRssKb(nats);
   cluster.kill('SIGTERM');
   const clusterCode = await new Promise<number | null>((resolve) => cluster.once('exit', resolve));
   await sleep(100);

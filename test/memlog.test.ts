@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,7 +8,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { InvalidInputError } from '../src/errors.js';
 import { formatDate, formatSample, parseMemlog, type Sample, takeSample } from '../src/tools/memlog.js';
-import { findClusterWorkers, findSocketOwners, readRssKb, scanPort } from '../src/tools/proc-net.js';
+import {
+  findClusterWorkers,
+  findSocketOwners,
+  readRssKb,
+  scanMethod,
+  scanPort,
+  TCP_TABLES,
+} from '../src/tools/proc-net.js';
 import { runCli } from './support/cli.js';
 
 /** A server in its own process (the test process must not be the one holding the port). */
@@ -314,6 +322,12 @@ describe('memlog against a real server', () => {
     assert.equal(scan.established, K);
     assert.equal(scan.listening, 1);
     assert.deepEqual((await findSocketOwners(scan.inodes)).pids, [s.child.pid]);
+    // On this box the default scan goes through ss (netlink); the /proc reader finds the same.
+    if (existsSync('/usr/bin/ss') || existsSync('/bin/ss')) assert.equal(scanMethod(), 'ss');
+    const proc = await scanPort(s.port, true, [...TCP_TABLES]);
+    assert.equal(proc.established, scan.established);
+    assert.equal(proc.listening, scan.listening);
+    assert.deepEqual(proc.inodes, scan.inodes);
 
     const before = await vmRss(s.child.pid!);
     const result = await takeSample({ port: s.port });
