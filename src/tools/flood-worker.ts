@@ -33,8 +33,9 @@ export type FromWorker =
   | { readonly type: 'final'; readonly before: FloodStats; readonly after: FloodStats }
   | { readonly type: 'error'; readonly message: string };
 
-function send(msg: FromWorker): void {
-  if (process.connected && process.send) process.send(msg);
+function send(msg: FromWorker, then?: () => void): void {
+  if (process.connected && process.send) process.send(msg, undefined, {}, () => then?.());
+  else then?.();
 }
 
 function runWorker(): void {
@@ -49,7 +50,12 @@ function runWorker(): void {
     const before = pool?.snapshot();
     await pool?.stop();
     const after = pool?.snapshot();
-    if (before && after) send({ type: 'final', before, after });
+    // Disconnect only once the final figures are written to the channel (a disconnect right
+    // after send() can drop them when the parent is busy).
+    await new Promise<void>((resolve) => {
+      if (before && after) send({ type: 'final', before, after }, resolve);
+      else resolve();
+    });
     if (process.connected) process.disconnect();
     // Sockets are closed; nothing should keep the process, but do not let a straggler hang it.
     setTimeout(() => process.exit(0), 1000).unref();

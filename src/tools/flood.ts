@@ -170,7 +170,9 @@ class ForkRunner implements Runner {
         final: undefined,
         idle: false,
         done: false,
-        exited: new Promise((resolve) => child.once('exit', () => resolve())),
+        // 'close', not 'exit': it comes after the IPC channel is drained and closed, so the
+        // worker's final figures, sent just before it exits, have been received by then.
+        exited: new Promise((resolve) => child.once('close', () => resolve())),
       };
       this.#workers.push(w);
       ready.push(
@@ -187,7 +189,7 @@ class ForkRunner implements Runner {
           });
         }),
       );
-      child.once('exit', (code, signal) => {
+      child.once('close', (code, signal) => {
         w.done = true;
         if (w.final === undefined)
           this.errors.push(
