@@ -187,7 +187,7 @@ async function oneSend(
   const probeWindow = await window();
   const eld = await server.eventLoopDelay(true);
   const m1 = machineCpu();
-  const others = (m1.busy - m0.busy - (ours() - ours0)) / ((performance.now() - w0) / 1000);
+  const others = Math.max(0, m1.busy - m0.busy - (ours() - ours0)) / ((performance.now() - w0) / 1000);
   return {
     wallMs: round(wallMs),
     delivered,

@@ -232,7 +232,7 @@ async function runStep(
       msggen: core('msggen'),
       bench: core('bench'),
       machine: round(((b.machine.busy - a.machine.busy) / secs) * 100),
-      others: round(((b.machine.busy - a.machine.busy - ours) / secs) * 100),
+      others: round((Math.max(0, b.machine.busy - a.machine.busy - ours) / secs) * 100),
     },
     rssMB: { server: rssServer, flood: rssFlood },
     slowConsumers: (s1.slowConsumers ?? 0) - (s0.slowConsumers ?? 0),

@@ -99,7 +99,9 @@ export async function othersCpuPercent(
   const o0 = sum();
   const t0 = performance.now();
   await sleep(sampleMs);
-  const busy = machineCpu().busy - m0.busy - (sum() - o0);
+  // The machine's and the processes' counters tick separately (jiffies), so a quiet sample can
+  // come out slightly below zero.
+  const busy = Math.max(0, machineCpu().busy - m0.busy - (sum() - o0));
   return round((busy / ((performance.now() - t0) / 1000)) * 100);
 }
 
