@@ -14,7 +14,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { ApiServer } from './api/api-server.js';
 import type { StatsSnapshot } from './api/metrics.js';
-import type { Bus } from './bus/bus.js';
+import type { Bus, BusStats } from './bus/bus.js';
 import { openBus } from './bus/open-bus.js';
 import { Gateway } from './gateway/gateway.js';
 import { connectionCeiling } from './limits.js';
@@ -186,7 +186,8 @@ export class Switchboard {
       gaps: gs?.gaps ?? 0,
       subscriptions,
       partialSends: r.partialSends,
-      bus: { kind: this.bus.kind, connected: this.bus.connected, gateways: b.gateways },
+      // Everything the bus counts (the NATS bus adds tally rounds, time-outs, interests, …).
+      bus: { kind: this.bus.kind, connected: this.bus.connected, ...withoutCluster(b) },
       cluster: { gateways: b.gateways, ...b.cluster },
       api: this.api.load(),
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal },
@@ -225,4 +226,10 @@ function hostPort(a: AddressInfo): string {
 export async function untilSignal(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return;
   await once(signal, 'abort');
+}
+
+/** A bus's own figures without the cluster load (reported in its own section). */
+function withoutCluster(b: BusStats): Omit<BusStats, 'cluster'> & Record<string, unknown> {
+  const { cluster: _cluster, ...rest } = b;
+  return rest;
 }

@@ -72,6 +72,15 @@ test('fan-out across gateways is exact; a SIGKILLed gateway stops counting and i
   const fan = await send('star', 'to every fan');
   assert.deepEqual(fan.body, { delivered: 10 });
   for (const c of clients) await c.waitFor("'to every fan'");
+  // The router shows its bus figures: the send went out on NATS and was tallied.
+  const busStats = (
+    (await (await fetch(`${ready.api}/api/stats`)).json()) as { bus: Record<string, unknown> }
+  ).bus;
+  assert.equal(busStats.kind, 'nats');
+  assert.ok((busStats.published as number) >= 10, `published ${busStats.published}`);
+  assert.ok((busStats.tallyRounds as number) >= 1, `tally rounds ${busStats.tallyRounds}`);
+  assert.equal(busStats.tallyTimeouts, 0);
+  assert.match(await (await fetch(`${ready.api}/metrics`)).text(), /^switchboard_tally_rounds_total [1-9]/m);
 
   // SIGKILL gateway 1: its clients drop, and the router stops counting them within ~3 s.
   process.kill(ready.pids['gateway-1']!, 'SIGKILL');

@@ -36,7 +36,17 @@ export interface StatsSnapshot {
   readonly subscriptions: number | null;
   /** Sends whose delivered count is a lower bound (a gateway did not report in time). */
   readonly partialSends: number;
-  readonly bus: { readonly kind: string; readonly connected: boolean; readonly gateways: number };
+  readonly bus: {
+    readonly kind: string;
+    readonly connected: boolean;
+    readonly gateways: number;
+    /** Messages this process put on / took off the bus. */
+    readonly published: number;
+    readonly received: number;
+    /** NATS bus, routers: tally rounds sent, and those that ended without every gateway's answer. */
+    readonly tallyRounds?: number;
+    readonly tallyTimeouts?: number;
+  };
   /** Every live gateway together, as their heartbeats last said (this process alone on the local bus). */
   readonly cluster: { readonly gateways: number; readonly connections: number; readonly ids: number };
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
@@ -80,6 +90,15 @@ export function renderMetrics(s: StatsSnapshot): string {
     ['switchboard_subscriptions', 'gauge', 'Subscriptions in the store.', s.subscriptions],
     ['switchboard_bus_connected', 'gauge', '1 when the bus can carry messages.', s.bus.connected ? 1 : 0],
     ['switchboard_bus_gateways', 'gauge', 'Gateways known on the bus.', s.bus.gateways],
+    ['switchboard_bus_published_total', 'counter', 'Messages this process put on the bus.', s.bus.published],
+    ['switchboard_bus_received_total', 'counter', 'Messages this process took off the bus.', s.bus.received],
+    ['switchboard_tally_rounds_total', 'counter', 'Tally rounds sent (NATS bus).', s.bus.tallyRounds ?? null],
+    [
+      'switchboard_tally_timeouts_total',
+      'counter',
+      'Tally rounds that ended without every gateway answering (NATS bus).',
+      s.bus.tallyTimeouts ?? null,
+    ],
     [
       'switchboard_partial_sends_total',
       'counter',

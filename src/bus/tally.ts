@@ -5,7 +5,7 @@
  *     router                         NATS                       gateway (each live one)
  *     publish m1 → sb.u.alice  ─────────────────────────────▶  deliver, counts[pub][seq1] += n
  *     publish m1 → sb.u.bob    ─────────────────────────────▶  deliver, counts[pub][seq1] += n
- *     … every publish of this event-loop turn …
+ *     … every publish since the last round …
  *     tally round r [seq1, …]  ─────────────────────────────▶  reply {r, [index, count]…}
  *     wait for every live gateway ◀──────────────────────────  (counts for seq1… deleted)
  *
@@ -76,10 +76,19 @@ class Round {
 
 const COMPLETE_EMPTY: readonly string[] = Object.freeze([]);
 
+/** Least time between two rounds of one router (ms): rounds go at most 200 times a second. */
+export const ROUND_GAP_MS = 5;
+
 /**
- * Router side. Publishes made in one event-loop turn share one round (one tally request, one
- * reply per gateway), flushed from `setImmediate`. A round ends when every gateway that was live
- * when it was sent has answered, or a live gateway expires or says bye, or after `timeoutMs`.
+ * Router side. Publishes share rounds (one tally request, one reply from every live gateway).
+ * A publish after a quiet spell goes in a round in the next event-loop turn; after that, rounds
+ * go at most every {@link ROUND_GAP_MS}, each with every publish made since the last one. Only
+ * the API's answer waits for that; the messages themselves are already published. Why: a round
+ * costs every live gateway a request and a reply whatever it carries — measured at 1,000 single
+ * publishes/s over 7 gateways, one round per publish kept each gateway at 9% of a core and the
+ * nats-server at 45% for 143 deliveries/s per gateway.
+ * A round ends when every gateway that was live when it was sent has answered, or a live gateway
+ * expires or says bye, or after `timeoutMs`.
  */
 export class TallyRounds {
   readonly #gateways: LiveGateways;
@@ -88,6 +97,8 @@ export class TallyRounds {
   readonly #rounds = new Map<number, Round>();
   #batch: Pending[] = [];
   #scheduled = false;
+  /** performance.now() when the last round was sent. */
+  #lastSentAt = Number.NEGATIVE_INFINITY;
   #held = true;
   #nextRound = 0;
   #pending = 0;
@@ -173,10 +184,13 @@ export class TallyRounds {
   #schedule(): void {
     if (this.#scheduled || this.#held || this.#batch.length === 0) return;
     this.#scheduled = true;
-    setImmediate(() => {
+    const flush = (): void => {
       this.#scheduled = false;
       this.#flush();
-    });
+    };
+    const wait = this.#lastSentAt + ROUND_GAP_MS - performance.now();
+    if (wait <= 0) setImmediate(flush);
+    else setTimeout(flush, Math.ceil(wait));
   }
 
   #flush(): void {
@@ -199,6 +213,7 @@ export class TallyRounds {
       return;
     }
     this.#roundsSent++;
+    this.#lastSentAt = performance.now();
     this.#rounds.set(round.id, round);
     round.timer = setTimeout(() => this.#timeout(round), this.#timeoutMs);
   }

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep, setImmediate as turn } from 'node:timers/promises';
+import { type PublishResult, ROUND_GAP_MS, TallyRounds } from '../src/bus/tally.js';
+
+/** A router's tally rounds against two fake gateways; `sent` records every round sent. */
+function rounds(timeoutMs = 10_000) {
+  const sent: { round: number; seqs: readonly number[] }[] = [];
+  const timedOut: { round: number; missing: readonly string[] }[] = [];
+  const gateways = ['g1', 'g2'];
+  const t = new TallyRounds({ ids: () => gateways.values() }, timeoutMs, {
+    send: (round, seqs) => sent.push({ round, seqs: [...seqs] }),
+    timedOut: (round, missing) => timedOut.push({ round, missing }),
+  });
+  t.release();
+  /** Both gateways answer round `i` of `sent`, each reporting `n` connections for every publish. */
+  const answer = (i: number, n: number, only = gateways): void => {
+    const r = sent[i]!;
+    for (const gatewayId of only)
+      t.onReply({ round: r.round, gatewayId, pairs: r.seqs.flatMap((_, index) => [index, n]) });
+  };
+  return { t, sent, timedOut, answer };
+}
+
+describe('tally rounds (router side)', () => {
+  test('the publishes of one turn share a round, sent in the next turn when none is out', async () => {
+    const { t, sent, answer } = rounds();
+    const a = t.add(1);
+    const b = t.add(2);
+    assert.equal(sent.length, 0);
+    await turn();
+    assert.deepEqual(
+      sent.map((r) => r.seqs),
+      [[1, 2]],
+    );
+    answer(0, 3);
+    const results: PublishResult[] = await Promise.all([a, b]);
+    for (const r of results) assert.deepEqual(r, { delivered: 6, complete: true, missing: [] });
+    assert.equal(t.pending, 0);
+  });
+
+  test('rounds go at most every ROUND_GAP_MS, each with every publish made since the last', async () => {
+    const { t, sent, answer } = rounds();
+    const first = t.add(1);
+    await turn();
+    assert.equal(sent.length, 1);
+    answer(0, 1);
+    assert.deepEqual(await first, { delivered: 2, complete: true, missing: [] });
+    // Round 1 has ended, but it went out less than the gap ago: these wait and go together.
+    const later = [t.add(2), t.add(3)];
+    await turn();
+    const more = t.add(4);
+    await turn();
+    assert.equal(sent.length, 1, 'no second round within the gap');
+    await sleep(ROUND_GAP_MS * 3);
+    assert.deepEqual(
+      sent.map((r) => r.seqs),
+      [[1], [2, 3, 4]],
+    );
+    answer(1, 5);
+    for (const r of await Promise.all([...later, more])) assert.equal(r.delivered, 10);
+    assert.equal(t.roundsSent, 2);
+    // After a quiet spell (longer than the gap), a publish goes in the next turn again.
+    await sleep(ROUND_GAP_MS * 2);
+    const alone = t.add(5);
+    await turn();
+    assert.deepEqual(sent[2]!.seqs, [5]);
+    answer(2, 0);
+    assert.equal((await alone).delivered, 0);
+  });
+
+  test('a round held up by a slow gateway delays the next one by the gap only', async () => {
+    const { t, sent, answer } = rounds();
+    const slow = t.add(1);
+    await turn();
+    const next = t.add(2);
+    await sleep(ROUND_GAP_MS * 4);
+    assert.deepEqual(
+      sent.map((r) => r.seqs),
+      [[1], [2]],
+    );
+    // Round 2 completes first; round 1 still waits for g2.
+    answer(1, 1);
+    assert.equal((await next).delivered, 2);
+    answer(0, 1, ['g1']);
+    answer(0, 1, ['g2']);
+    assert.deepEqual(await slow, { delivered: 2, complete: true, missing: [] });
+  });
+
+  test('a round no gateway finishes ends at the time-out with a partial count', async () => {
+    const { t, sent, timedOut, answer } = rounds(50);
+    const p = t.add(7);
+    await turn();
+    answer(0, 4, ['g1']);
+    assert.deepEqual(await p, { delivered: 4, complete: false, missing: ['g2'] });
+    assert.deepEqual(timedOut, [{ round: sent[0]!.round, missing: ['g2'] }]);
+  });
+
+  test('a lost connection rejects publishes waiting for a round as well as those in one', async () => {
+    const { t, sent } = rounds();
+    const out = t.add(1);
+    await turn();
+    const waiting = t.add(2);
+    await turn();
+    assert.equal(sent.length, 1);
+    const err = new Error('connection lost');
+    t.failAll(err);
+    await assert.rejects(out, /connection lost/);
+    await assert.rejects(waiting, /connection lost/);
+    await sleep(ROUND_GAP_MS * 2);
+    assert.equal(sent.length, 1, 'nothing is sent for the failed publishes');
+    assert.equal(t.pending, 0);
+  });
+});
