@@ -39,20 +39,19 @@ describe('tally rounds (router side)', () => {
     assert.equal(t.pending, 0);
   });
 
-  test('rounds go at most every ROUND_GAP_MS, each with every publish made since the last', async () => {
+  test('while a round is out, new publishes gather and go as one round when it ends', async () => {
     const { t, sent, answer } = rounds();
     const first = t.add(1);
     await turn();
     assert.equal(sent.length, 1);
-    answer(0, 1);
-    assert.deepEqual(await first, { delivered: 2, complete: true, missing: [] });
-    // Round 1 has ended, but it went out less than the gap ago: these wait and go together.
     const later = [t.add(2), t.add(3)];
     await turn();
     const more = t.add(4);
     await turn();
-    assert.equal(sent.length, 1, 'no second round within the gap');
-    await sleep(ROUND_GAP_MS * 3);
+    assert.equal(sent.length, 1, 'nothing sent while round 1 is out (within the gap)');
+    answer(0, 1);
+    assert.deepEqual(await first, { delivered: 2, complete: true, missing: [] });
+    await turn();
     assert.deepEqual(
       sent.map((r) => r.seqs),
       [[1], [2, 3, 4]],
@@ -60,13 +59,17 @@ describe('tally rounds (router side)', () => {
     answer(1, 5);
     for (const r of await Promise.all([...later, more])) assert.equal(r.delivered, 10);
     assert.equal(t.roundsSent, 2);
-    // After a quiet spell (longer than the gap), a publish goes in the next turn again.
-    await sleep(ROUND_GAP_MS * 2);
-    const alone = t.add(5);
-    await turn();
-    assert.deepEqual(sent[2]!.seqs, [5]);
-    answer(2, 0);
-    assert.equal((await alone).delivered, 0);
+  });
+
+  test('a publisher that waits for each answer gets a round of its own each time, at once', async () => {
+    const { t, sent, answer } = rounds();
+    for (let seq = 1; seq <= 5; seq++) {
+      const p = t.add(seq);
+      await turn();
+      assert.equal(sent.length, seq, `round for publish ${seq} sent in the next turn`);
+      answer(seq - 1, 1);
+      assert.equal((await p).delivered, 2);
+    }
   });
 
   test('a round held up by a slow gateway delays the next one by the gap only', async () => {

@@ -76,17 +76,18 @@ class Round {
 
 const COMPLETE_EMPTY: readonly string[] = Object.freeze([]);
 
-/** Least time between two rounds of one router (ms): rounds go at most 200 times a second. */
+/** Longest a publish waits for a round of its own while an earlier round is still out (ms). */
 export const ROUND_GAP_MS = 5;
 
 /**
- * Router side. Publishes share rounds (one tally request, one reply from every live gateway).
- * A publish after a quiet spell goes in a round in the next event-loop turn; after that, rounds
- * go at most every {@link ROUND_GAP_MS}, each with every publish made since the last one. Only
- * the API's answer waits for that; the messages themselves are already published. Why: a round
- * costs every live gateway a request and a reply whatever it carries — measured at 1,000 single
- * publishes/s over 7 gateways, one round per publish kept each gateway at 9% of a core and the
- * nats-server at 45% for 143 deliveries/s per gateway.
+ * Router side. Publishes share rounds (one tally request, one reply from every live gateway), the
+ * way a database groups commits: with no round out, the publishes of one event-loop turn form a
+ * round, sent from `setImmediate`; while a round is out, new publishes gather and go as one round
+ * when it ends, or {@link ROUND_GAP_MS} after it was sent if it is still out then (a slow gateway
+ * must not hold everyone back for a whole timeout). A publisher that waits for each answer is
+ * never slowed down; when rounds take longer, because the gateways or NATS are busy, they carry
+ * more publishes each. Every round costs every live gateway a request and a reply, whatever it
+ * carries.
  * A round ends when every gateway that was live when it was sent has answered, or a live gateway
  * expires or says bye, or after `timeoutMs`.
  */
@@ -97,6 +98,8 @@ export class TallyRounds {
   readonly #rounds = new Map<number, Round>();
   #batch: Pending[] = [];
   #scheduled = false;
+  /** The timer of a flush waiting for the rounds out to end (or for ROUND_GAP_MS). */
+  #gapTimer: NodeJS.Timeout | undefined = undefined;
   /** performance.now() when the last round was sent. */
   #lastSentAt = Number.NEGATIVE_INFINITY;
   #held = true;
@@ -184,13 +187,28 @@ export class TallyRounds {
   #schedule(): void {
     if (this.#scheduled || this.#held || this.#batch.length === 0) return;
     this.#scheduled = true;
-    const flush = (): void => {
-      this.#scheduled = false;
-      this.#flush();
-    };
-    const wait = this.#lastSentAt + ROUND_GAP_MS - performance.now();
-    if (wait <= 0) setImmediate(flush);
-    else setTimeout(flush, Math.ceil(wait));
+    const wait = this.#rounds.size === 0 ? 0 : this.#lastSentAt + ROUND_GAP_MS - performance.now();
+    if (wait <= 0) {
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#flush();
+      });
+    } else {
+      this.#gapTimer = setTimeout(() => {
+        this.#gapTimer = undefined;
+        this.#scheduled = false;
+        this.#flush();
+      }, Math.ceil(wait));
+    }
+  }
+
+  /** A round ended: if none is out any more, a batch waiting for that goes in the next turn. */
+  #roundEnded(): void {
+    if (this.#gapTimer === undefined || this.#rounds.size > 0) return;
+    clearTimeout(this.#gapTimer);
+    this.#gapTimer = undefined;
+    this.#scheduled = false;
+    this.#schedule();
   }
 
   #flush(): void {
@@ -234,6 +252,7 @@ export class TallyRounds {
     clearTimeout(round.timer);
     const complete = missing.length === 0;
     for (const item of round.items) this.#settle(item, { delivered: item.delivered, complete, missing });
+    this.#roundEnded();
   }
 
   #settle(item: Pending, result: PublishResult | undefined, err?: unknown): void {
