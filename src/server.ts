@@ -24,6 +24,7 @@ import { History } from './router/history.js';
 import { EventIds } from './router/message.js';
 import { Registry } from './router/registry.js';
 import { Router } from './router/router.js';
+import { StallWatch } from './stall-watch.js';
 import { defaultStoreUrl, openStore } from './store/open-store.js';
 import type { SubscriptionStore } from './store/store.js';
 
@@ -43,6 +44,7 @@ export class Switchboard {
   readonly api: ApiServer;
   readonly log: Logger;
   readonly #started = Date.now();
+  readonly #stallWatch: StallWatch;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -61,6 +63,7 @@ export class Switchboard {
     this.registry = parts.registry;
     this.gateway = parts.gateway;
     this.log = parts.log;
+    this.#stallWatch = new StallWatch(parts.log);
     const o = parts.options;
     this.api = new ApiServer(
       this,
@@ -190,6 +193,7 @@ export class Switchboard {
       bus: { kind: this.bus.kind, connected: this.bus.connected, ...withoutCluster(b) },
       cluster: { gateways: b.gateways, ...b.cluster },
       api: this.api.load(),
+      stalls: { count: this.#stallWatch.stalls, worstMs: this.#stallWatch.worstMs },
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal },
     };
   }
@@ -212,6 +216,7 @@ export class Switchboard {
       if (this.options.api) await this.api.close();
       await this.bus.close();
       await this.store.close();
+      this.#stallWatch.close();
       this.log.info('stopped');
     })();
     return this.#closing;

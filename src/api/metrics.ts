@@ -50,6 +50,8 @@ export interface StatsSnapshot {
   /** Every live gateway together, as their heartbeats last said (this process alone on the local bus). */
   readonly cluster: { readonly gateways: number; readonly connections: number; readonly ids: number };
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
+  /** Times this process's event loop was blocked for over 500 ms, and the longest (stall-watch.ts). */
+  readonly stalls: { readonly count: number; readonly worstMs: number };
   /** The publish API's load: messages in flight, refused for overload, event-loop lag. */
   readonly api: ApiLoad;
 }
@@ -116,6 +118,12 @@ export function renderMetrics(s: StatsSnapshot): string {
     ['switchboard_heap_used_bytes', 'gauge', 'V8 heap in use.', s.memory.heapUsed],
     ['switchboard_heap_total_bytes', 'gauge', 'V8 heap reserved.', s.memory.heapTotal],
     ['switchboard_publish_inflight', 'gauge', 'Messages being sent now.', s.api.inflight],
+    [
+      'switchboard_event_loop_stalls_total',
+      'counter',
+      'Times the event loop was blocked for over 500 ms.',
+      s.stalls.count,
+    ],
     [
       'switchboard_publish_shed_total',
       'counter',

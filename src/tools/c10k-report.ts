@@ -147,6 +147,11 @@ export interface C10kReport {
     readonly cpuSeconds: number | null;
     /** Flood processes' RSS just before they stopped. */
     readonly floodRssBytes: number | null;
+    /**
+     * This process's event-loop delay while sending (ms, p99 and max): msggen sends and times its
+     * requests here, so a stall of this process shows as latency that is not the server's.
+     */
+    readonly loopDelayMs: { readonly p99: number; readonly max: number } | null;
   };
   readonly files: {
     readonly json: string;
@@ -219,6 +224,7 @@ export interface RunRecord {
     readonly exit: { readonly code: number | null; readonly signal: string | null } | undefined;
   };
   readonly loadGenCpuSeconds: number | null;
+  readonly loadGenLoopDelayMs: { readonly p99: number; readonly max: number } | null;
   readonly files: C10kReport['files'];
 }
 
@@ -345,6 +351,7 @@ export function buildC10kReport(r: RunRecord): C10kReport {
     loadGenerator: {
       cpuSeconds: r.loadGenCpuSeconds,
       floodRssBytes: f?.rss ?? null,
+      loopDelayMs: r.loadGenLoopDelayMs,
     },
     files: r.files,
   };

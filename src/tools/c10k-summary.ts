@@ -89,6 +89,7 @@ export function formatC10kSummary(r: C10kReport): string {
   lines.push(
     `  server CPU   ${f(cpu.total)} total, ${f(cpu.ramp)} while connecting, ${f(cpu.messages)} while sending${r.server.cpuPercentWhileSending !== null ? ` (${r.server.cpuPercentWhileSending}% of one core)` : ''}`,
     `  load gen CPU ${f(r.loadGenerator.cpuSeconds)} (msggen + memlog + flood workers); flood RSS ${r.loadGenerator.floodRssBytes === null ? '—' : formatBytes(r.loadGenerator.floodRssBytes)}`,
+    `  load gen loop delay while sending ${r.loadGenerator.loopDelayMs === null ? '—' : `p99 ${r.loadGenerator.loopDelayMs.p99} ms, max ${r.loadGenerator.loopDelayMs.max} ms`} (a stall here is latency that is not the server's)`,
     `  server exit  ${r.server.spawned ? (r.server.exitSignal ?? r.server.exitCode ?? '—') : 'not ours (--server-url)'}`,
     `  files        ${[r.files.json, r.files.png, r.files.svg, r.files.memlog, r.files.serverLog].filter((x) => x !== null).join('  ')}`,
   );

@@ -18,6 +18,7 @@
 import { type FileHandle, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, errorMessage } from '../errors.js';
 import { type PhaseSpan, renderC10kChart } from './c10k-chart.js';
@@ -121,6 +122,7 @@ class C10kRun {
   #msggen: MsggenSummary | undefined;
   #msggenLatest: MsggenReport | undefined;
   #loadGenCpu: number | null = null;
+  #loopDelay: { p99: number; max: number } | null = null;
   #onExit = (): void => this.#server?.killNow();
 
   constructor(o: ResolvedC10kOptions, hooks: C10kHooks) {
@@ -350,6 +352,8 @@ class C10kRun {
       'messages',
       `${o.rate} msg/s to random ids 1..${o.connections} for ${o.durationMs} ms (${planned} messages)`,
     );
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
     try {
       this.#msggen = await runMsggen(
         {
@@ -371,6 +375,9 @@ class C10kRun {
       );
       this.#msggenLatest = this.#msggen;
     } finally {
+      delay.disable();
+      const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+      this.#loopDelay = { p99: ms(delay.percentile(99)), max: ms(delay.max) };
       await this.#mark('after-messages');
       await this.#drain();
     }
@@ -486,6 +493,7 @@ class C10kRun {
         exit: this.#serverExit,
       },
       loadGenCpuSeconds: this.#loadGenCpu,
+      loadGenLoopDelayMs: this.#loopDelay,
       files: {
         json: o.jsonPath,
         png,
