@@ -86,6 +86,9 @@ async function waitFor(what: string, check: () => Promise<boolean>, ms: number):
   }
 }
 
+/** The warm-up's flood while it runs (stopped by the interrupt handler too). */
+let warmFlood: ReturnType<typeof spawn> | undefined;
+
 /** See the file comment: traffic through the cluster before the measured run. */
 async function warmUp(clients: string, api: string): Promise<unknown> {
   const messages = Number(values['warmup-messages']);
@@ -107,6 +110,7 @@ async function warmUp(clients: string, api: string): Promise<unknown> {
     ].concat(['--rate', '3500', '--duration', '10m']),
     { stdio: 'ignore' },
   );
+  warmFlood = flood;
   try {
     await waitFor(
       `${conns} warm-up connections`,
@@ -149,6 +153,7 @@ async function main(): Promise<void> {
   // interrupted report and closes its connections; the cluster when the bench is gone).
   let bench: ReturnType<typeof spawn> | undefined;
   const interrupt = (): void => {
+    if (warmFlood !== undefined && warmFlood.exitCode === null) warmFlood.kill('SIGINT');
     if (bench !== undefined && bench.exitCode === null) bench.kill('SIGINT');
     else cluster.kill('SIGTERM');
   };
