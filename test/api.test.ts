@@ -147,6 +147,34 @@ describe('subscriptions', () => {
     const badId = await api(s.apiUrl, '/api/subscribers/a%20b');
     assert.equal(badId.status, 400);
   });
+
+  test('lists page by page with limit= and the after= cursor', async () => {
+    const fans = ['p1', 'p2', 'p3', 'p4', 'p5'].map((f) => ({ subscriber: f, subscribee: 'paged' }));
+    assert.deepEqual((await api(s.apiUrl, '/api/subscriptions', fans)).body, { added: 5 });
+    const got: string[] = [];
+    let url = '/api/subscribers/paged?limit=2';
+    for (let pages = 0; ; pages++) {
+      assert.ok(pages < 4, 'three pages at most');
+      const page = (await api(s.apiUrl, url)).body as {
+        id: string;
+        subscribers: string[];
+        next: string | null;
+      };
+      assert.equal(page.id, 'paged');
+      assert.ok(page.subscribers.length <= 2);
+      got.push(...page.subscribers);
+      if (page.next === null) break;
+      url = `/api/subscribers/paged?limit=2&after=${encodeURIComponent(page.next)}`;
+    }
+    assert.deepEqual(got.sort(), ['p1', 'p2', 'p3', 'p4', 'p5']);
+    const sub = (await api(s.apiUrl, '/api/subscriptions/p1?limit=10')).body;
+    assert.deepEqual(sub, { id: 'p1', subscriptions: ['paged'], next: null });
+    for (const bad of ['limit=0', 'limit=10001', 'limit=two', 'after=p1', 'limit=2&after=a%20b']) {
+      const r = await api(s.apiUrl, `/api/subscribers/paged?${bad}`);
+      assert.equal(r.status, 400, bad);
+      assert.match((r.body as { error: { message: string } }).error.message, /limit|after/, bad);
+    }
+  });
 });
 
 describe('stats, metrics, health', () => {

@@ -222,6 +222,43 @@ export function storeContract(
       assert.equal(single[0]!.length, 2503);
     });
 
+    test('lists a page at a time with a cursor, both ways, numeric and other ids mixed', async () => {
+      const p = fresh();
+      const n = numericBase();
+      const star = `${p}star`;
+      const subs = fans(star, `${p}f`, 25).map((s, i) =>
+        i % 3 === 0 ? { ...s, subscriber: String(n + i) } : s,
+      );
+      await store.addSubscriptions(subs);
+      const seen: string[] = [];
+      let after: string | undefined;
+      const sizes: number[] = [];
+      for (;;) {
+        const page = await store.listPage('subscribers', star, after, 10);
+        sizes.push(page.ids.length);
+        seen.push(...page.ids);
+        if (page.next === null) break;
+        assert.equal(page.next, page.ids.at(-1), 'the cursor is the last id of the page');
+        after = page.next;
+      }
+      assert.deepEqual(sizes, [10, 10, 5]);
+      assert.equal(new Set(seen).size, 25, 'pages are disjoint');
+      assert.deepEqual(sorted(seen), sorted(subs.map((x) => x.subscriber)));
+      // A page that ends exactly at the end still says next; the page after it is empty and final.
+      const exact = await store.listPage('subscribers', star, undefined, 25);
+      assert.equal(exact.ids.length, 25);
+      assert.deepEqual(await store.listPage('subscribers', star, exact.next!, 25), { ids: [], next: null });
+      // The other way: one fan's subscriptions.
+      const fan = subs[0]!.subscriber;
+      await store.addSubscriptions([{ subscriber: fan, subscribee: `${p}other` }]);
+      const mine = await store.listPage('subscriptions', fan, undefined, 1);
+      const rest = await store.listPage('subscriptions', fan, mine.next!, 1);
+      assert.deepEqual(sorted([...mine.ids, ...rest.ids]), sorted([star, `${p}other`]));
+      assert.deepEqual(await store.listPage('subscriptions', fan, rest.next!, 1), { ids: [], next: null });
+      await assert.rejects(store.listPage('subscribers', star, undefined, 0), InvalidInputError);
+      await assert.rejects(store.listPage('subscribers', star, 'a b', 10), InvalidInputError);
+    });
+
     test('reads a large fan-out completely, letting the event loop run meanwhile', async () => {
       const p = fresh();
       const star = `${p}big`;

@@ -39,6 +39,9 @@ import { asObject, parseBatch, parseJson, readBody } from './body.js';
 import { LoadShedder } from './load-shedder.js';
 import { renderMetrics, type StatsSnapshot } from './metrics.js';
 
+/** Largest `limit=` of a paged subscriber or subscription list. */
+const MAX_LIST_PAGE = 10_000;
+
 /** What the API serves from. */
 export interface ApiBackend {
   readonly router: Router;
@@ -103,8 +106,8 @@ export class ApiServer {
           DELETE: (req, res) => this.#subscribe(req, res, false),
         },
       ],
-      ['/api/subscribers/', { GET: (_req, res, id) => this.#list(res, id, 'subscribers') }],
-      ['/api/subscriptions/', { GET: (_req, res, id) => this.#list(res, id, 'subscriptions') }],
+      ['/api/subscribers/', { GET: (req, res, id) => this.#list(req, res, id, 'subscribers') }],
+      ['/api/subscriptions/', { GET: (req, res, id) => this.#list(req, res, id, 'subscriptions') }],
       ['/api/stats', { GET: async (_req, res) => json(res, 200, await this.#backend.stats()) }],
       ['/metrics', { GET: (_req, res) => this.#metrics(res) }],
       ['/healthz', { GET: (_req, res) => this.#health(res) }],
@@ -238,11 +241,35 @@ export class ApiServer {
     else json(res, 200, { removed: await store.removeSubscriptions(subs) });
   }
 
-  async #list(res: ServerResponse, rawId: string, which: 'subscribers' | 'subscriptions'): Promise<void> {
+  /**
+   * The whole list, sorted; or with `?limit=N` (1–10,000) one page in the store's order and
+   * `next`, the `after=` cursor of the following page (null on the last).
+   */
+  async #list(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rawId: string,
+    which: 'subscribers' | 'subscriptions',
+  ): Promise<void> {
     const id = validateId(rawId);
     const store = this.#backend.store;
-    const ids = which === 'subscribers' ? await store.getSubscribers(id) : await store.getSubscriptions(id);
-    json(res, 200, { id, [which]: ids.sort() });
+    const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const limit = query.get('limit');
+    const after = query.get('after');
+    if (limit === null) {
+      if (after !== null) throw new InvalidInputError('after= pages a list: give limit= too');
+      const ids = which === 'subscribers' ? await store.getSubscribers(id) : await store.getSubscriptions(id);
+      json(res, 200, { id, [which]: ids.sort() });
+      return;
+    }
+    const n = Number(limit);
+    if (!/^\d+$/.test(limit) || n < 1 || n > MAX_LIST_PAGE) {
+      throw new InvalidInputError(
+        `limit must be a whole number from 1 to ${MAX_LIST_PAGE}, got ${JSON.stringify(limit)}`,
+      );
+    }
+    const page = await store.listPage(which, id, after === null ? undefined : validateId(after, 'after'), n);
+    json(res, 200, { id, [which]: page.ids, next: page.next });
   }
 
   async #metrics(res: ServerResponse): Promise<void> {

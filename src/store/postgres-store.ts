@@ -21,6 +21,7 @@ import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import postgres from 'postgres';
 import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
+import { validateId } from '../ids.js';
 import { type Logger, silentLogger } from '../log.js';
 import { mergeStage, migrate } from './postgres-schema.js';
 import type { StoreStats, Subscription, SubscriptionStore } from './store.js';
@@ -248,6 +249,18 @@ export class PostgresStore implements SubscriptionStore {
     yield* this.#pages('subscribers', id, validatePageSize(pageSize));
   }
 
+  async listPage(
+    direction: 'subscribers' | 'subscriptions',
+    user: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ ids: string[]; next: string | null }> {
+    const id = validateUser(user);
+    const size = validatePageSize(limit);
+    const ids = await this.#page(direction, id, after === undefined ? '' : validateId(after, 'after'), size);
+    return { ids, next: ids.length === size ? ids[ids.length - 1]! : null };
+  }
+
   /** Keyset pages, each its own short statement; ids are never empty, so `> ''` starts at the first. */
   async *#pages(
     direction: 'subscribers' | 'subscriptions',
@@ -256,21 +269,31 @@ export class PostgresStore implements SubscriptionStore {
   ): AsyncGenerator<string[]> {
     let last = '';
     for (;;) {
-      const page = await this.#call(`reading ${direction}`, async () => {
-        const rows =
-          direction === 'subscribers'
-            ? await this.#sql`
-                SELECT subscriber AS v FROM switchboard_subscriptions
-                WHERE subscribee = ${id} AND subscriber > ${last} ORDER BY subscriber LIMIT ${size}`
-            : await this.#sql`
-                SELECT subscribee AS v FROM switchboard_subscriptions
-                WHERE subscriber = ${id} AND subscribee > ${last} ORDER BY subscribee LIMIT ${size}`;
-        return rows.map((r) => String(r.v));
-      });
+      const page = await this.#page(direction, id, last, size);
       if (page.length > 0) yield page;
       if (page.length < size) return;
       last = page[page.length - 1]!;
     }
+  }
+
+  /** One keyset page: at most `size` ids after `last` ('' for the first). */
+  #page(
+    direction: 'subscribers' | 'subscriptions',
+    id: string,
+    last: string,
+    size: number,
+  ): Promise<string[]> {
+    return this.#call(`reading ${direction}`, async () => {
+      const rows =
+        direction === 'subscribers'
+          ? await this.#sql`
+              SELECT subscriber AS v FROM switchboard_subscriptions
+              WHERE subscribee = ${id} AND subscriber > ${last} ORDER BY subscriber LIMIT ${size}`
+          : await this.#sql`
+              SELECT subscribee AS v FROM switchboard_subscriptions
+              WHERE subscriber = ${id} AND subscribee > ${last} ORDER BY subscribee LIMIT ${size}`;
+      return rows.map((r) => String(r.v));
+    });
   }
 
   /**

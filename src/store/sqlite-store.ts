@@ -28,6 +28,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
+import { validateId } from '../ids.js';
 import { type Logger, silentLogger } from '../log.js';
 import { bulkLoad, insertFlat, ROWS_PER_INSERT } from './sqlite-bulk-load.js';
 import { type BoundId, decodeId, encodeId, encodePairs, insertPairsSql } from './sqlite-encoding.js';
@@ -282,6 +283,22 @@ export class SqliteStore implements SubscriptionStore {
     return after === undefined
       ? st.subscriptionsFirst.all(id, limit)
       : st.subscriptionsAfter.all(id, after, limit);
+  }
+
+  async listPage(
+    direction: Direction,
+    user: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ ids: string[]; next: string | null }> {
+    this.#check();
+    const id = encodeId(validateUser(user))!;
+    const size = validatePageSize(limit);
+    // The cursor is an id as returned; encoded, it is the stored key the keyset continues from.
+    const from = after === undefined ? undefined : encodeId(validateId(after, 'after'));
+    const page = this.#page(direction, id, from, size);
+    const ids = page.map(decodeId);
+    return { ids, next: ids.length === size ? ids[ids.length - 1]! : null };
   }
 
   async *subscriberPages(user: string, pageSize: number): AsyncIterable<string[]> {

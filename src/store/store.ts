@@ -47,6 +47,19 @@ export interface SubscriptionStore {
   subscriberPages(user: string, pageSize: number): AsyncIterable<string[]>;
 
   /**
+   * One page of `user`'s subscribers or subscriptions for a client that pages with a cursor (the
+   * HTTP API's `?limit=&after=`): at most `limit` ids after the id `after` (from the start when
+   * undefined), in the store's own order, and `next`, the cursor for the following page, or null
+   * once this page is short. Each call is its own read (keyset, no offsets).
+   */
+  listPage(
+    direction: 'subscribers' | 'subscriptions',
+    user: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ ids: string[]; next: string | null }>;
+
+  /**
    * Bulk load: adds every pair from `batches` as fast as the backend allows, with set semantics.
    * All or nothing for the whole load: a bad pair, a failing source, an outage or `close()` leave
    * the store unchanged. Memory stays bounded: by one batch, or by a fixed per-store limit when
