@@ -129,6 +129,21 @@ export function runChecks(o: DoctorOptions): Check[] {
           : 'connection bursts may be refused: sysctl -w net.core.somaxconn=4096',
     });
   }
+  const netdevBacklog = Number(sysctl('net.core.netdev_max_backlog') ?? Number.NaN);
+  if (Number.isFinite(netdevBacklog) && o.localClients) {
+    // Loopback packets queue per CPU up to this many; past it the kernel drops them (the 'dropped'
+    // column of /proc/net/softnet_stat). Measured here with the default 1,000: over 500,000 drops
+    // across runs of 100,000–200,000 connections; see BENCHMARKS.md for what followed at 200,000.
+    const ok = netdevBacklog >= 10_000 || n < 50_000;
+    checks.push({
+      name: 'net.core.netdev_max_backlog (loopback packet queue)',
+      value: fmt(netdevBacklog),
+      status: ok ? 'ok' : 'warn',
+      advice: ok
+        ? 'enough for the loopback traffic of this many connections'
+        : `a load generator on this box sends through loopback, whose packets past ${fmt(netdevBacklog)} per CPU are dropped: sysctl -w net.core.netdev_max_backlog=100000`,
+    });
+  }
   const synBacklog = Number(sysctl('net.ipv4.tcp_max_syn_backlog') ?? Number.NaN);
   if (Number.isFinite(synBacklog)) {
     checks.push({
