@@ -77,6 +77,7 @@ export class Switchboard {
         maxLagMs: o.maxLagMs,
       },
       this.log.child('api'),
+      this.#stallWatch,
     );
   }
 

@@ -5,7 +5,7 @@ import { LoadShedder } from '../src/api/load-shedder.js';
 import { api, get, RawClient, startServer, until } from './support/server.js';
 
 test('messages in flight: refused past the limit, admitted again once released', () => {
-  const s = new LoadShedder({ maxInflight: 10, maxLagMs: 0 });
+  const s = new LoadShedder({ maxInflight: 10, maxLagMs: 0 }, { lagMs: 0 });
   try {
     assert.equal(s.acquire(6), undefined);
     assert.match(s.acquire(5)?.reason ?? '', /6 messages in flight \(limit 10\)/);

@@ -34,6 +34,7 @@ import {
 import { validateId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Router } from '../router/router.js';
+import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
 import { asObject, parseBatch, parseJson, readBody } from './body.js';
 import { LoadShedder } from './load-shedder.js';
@@ -90,12 +91,13 @@ export class ApiServer {
   /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
   readonly #routes: [path: string, methods: Record<string, Handler>][];
 
-  constructor(backend: ApiBackend, opts: ApiOptions, log: Logger) {
+  /** `loop`: the process's event-loop lag (its StallWatch), which the overload protection reads. */
+  constructor(backend: ApiBackend, opts: ApiOptions, log: Logger, loop: LoopLag) {
     this.#backend = backend;
     this.#opts = opts;
     this.#log = log;
     this.#key = opts.apiKey ? Buffer.from(opts.apiKey) : undefined;
-    this.#shedder = new LoadShedder({ maxInflight: opts.maxInflight, maxLagMs: opts.maxLagMs });
+    this.#shedder = new LoadShedder({ maxInflight: opts.maxInflight, maxLagMs: opts.maxLagMs }, loop);
     this.#routes = [
       ['/api/send', { POST: (req, res) => this.#send(req, res) }],
       ['/api/send/batch', { POST: (req, res) => this.#batch(req, res) }],

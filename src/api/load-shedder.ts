@@ -10,10 +10,11 @@
  * - messages in flight: on the NATS path a send waits for the gateways' tally, so the backlog is
  *   sends that have started and not finished.
  *
- * Lag is sampled by one 100 ms timer: how late it fires is the loop's delay. The shedder looks at
- * the worst delay of the last second.
+ * The lag is the process's own measurement (stall-watch.ts: the worst lateness of a 100 ms timer
+ * over the last second), shared with the stall warnings rather than sampled twice.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { LoopLag } from '../stall-watch.js';
 
 export interface LoadShedderOptions {
   /** Messages being sent at once before new ones are refused; 0: no limit. */
@@ -25,37 +26,22 @@ export interface LoadShedderOptions {
 /** Why a publish was refused, for the 503 body. */
 export type Refusal = { readonly reason: string };
 
-const TICK_MS = 100;
-const WINDOW_TICKS = 10;
-
 export class LoadShedder {
   readonly #o: LoadShedderOptions;
+  readonly #loop: LoopLag;
   #inflight = 0;
   #shed = 0;
-  /** Worst lag of each recent tick, a ring of WINDOW_TICKS. */
-  readonly #lags = new Array<number>(WINDOW_TICKS).fill(0);
-  #tick = 0;
-  #last = performance.now();
-  readonly #timer: NodeJS.Timeout;
   readonly #histogram = monitorEventLoopDelay({ resolution: 20 });
 
-  constructor(o: LoadShedderOptions) {
+  constructor(o: LoadShedderOptions, loop: LoopLag) {
     this.#o = o;
-    this.#timer = setInterval(() => this.#sample(), TICK_MS);
-    this.#timer.unref();
+    this.#loop = loop;
     this.#histogram.enable();
-  }
-
-  #sample(): void {
-    const now = performance.now();
-    this.#lags[this.#tick++ % WINDOW_TICKS] = Math.max(0, now - this.#last - TICK_MS);
-    this.#last = now;
   }
 
   /** The worst event-loop lag of the last second, ms (including the current, unfinished tick). */
   get lagMs(): number {
-    const current = Math.max(0, performance.now() - this.#last - TICK_MS);
-    return Math.round(Math.max(current, ...this.#lags));
+    return this.#loop.lagMs;
   }
 
   get inflight(): number {
@@ -105,7 +91,6 @@ export class LoadShedder {
   }
 
   close(): void {
-    clearInterval(this.#timer);
     this.#histogram.disable();
   }
 }
