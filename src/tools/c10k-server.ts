@@ -7,11 +7,11 @@
  * RSS: a load generator or a test runner in the same process would be counted with it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, readdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
-import { findClusterWorkers, findSocketOwners, scanPort } from './proc-net.js';
+import { findServerProcesses, scanPort } from './proc-net.js';
 
 /** The CLI entry point next to this file in dist/. */
 export const MAIN_JS = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -118,34 +118,9 @@ export async function sumCpuSeconds(pids: readonly number[]): Promise<number | u
   return read === 0 ? undefined : total;
 }
 
-/** Children of `parent` (from `/proc/*\/stat`), e.g. flood's forked workers. */
-export async function childPids(parent: number): Promise<number[]> {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const name of entries) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) out.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
 /** The processes serving `port` (listening or holding its connections), with cluster workers. */
 export async function findPortOwners(port: number): Promise<number[]> {
-  const scan = await scanPort(port, true);
-  const owners = await findSocketOwners(scan.inodes);
-  const workers = await findClusterWorkers(owners.pids);
-  return [...new Set([...owners.pids, ...workers])].sort((a, b) => a - b);
+  return (await findServerProcesses((await scanPort(port, true)).inodes)).pids;
 }
 
 /** How to start the server. */

@@ -30,11 +30,12 @@ import {
   type MarkName,
   type PhaseMark,
 } from './c10k-report.js';
-import { childPids, findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from './c10k-server.js';
+import { findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from './c10k-server.js';
 import { runFlood } from './flood.js';
 import type { FloodReport, FloodSummary } from './flood-report.js';
 import { formatSample, runMemlog, type Sample, takeSample } from './memlog.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from './msggen.js';
+import { childPids } from './proc-net.js';
 
 export { C10K_DEFAULTS, type C10kOptions, MAX_C10K_CONNECTIONS } from './c10k-options.js';
 
@@ -403,7 +404,7 @@ class C10kRun {
     }
     await this.#mark('drained');
     const cpu = await sumCpuSeconds(
-      await childPids(process.pid).then((p) => p.filter((x) => !this.#pids.includes(x))),
+      await childPids([process.pid]).then((p) => p.filter((x) => !this.#pids.includes(x))),
     );
     const own = process.cpuUsage(this.#cpuStart);
     this.#loadGenCpu = Math.round(((cpu ?? 0) + (own.user + own.system) / 1e6) * 100) / 100;

@@ -28,7 +28,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidInputError, UnavailableError } from '../errors.js';
-import { findClusterWorkers, findSocketOwners, readRssKb, scanPort } from './proc-net.js';
+import { findServerProcesses, readRssKb, scanPort } from './proc-net.js';
 
 /** The article's interval: one line a minute. */
 export const DEFAULT_MEMLOG_INTERVAL_MS = 60_000;
@@ -154,9 +154,8 @@ export async function takeSample(target: SampleTarget, at?: Date): Promise<Sampl
   if (explicit) {
     pids = target.pids ?? [];
   } else {
-    const owners = await findSocketOwners(scan.inodes);
-    const workers = await findClusterWorkers(owners.pids);
-    pids = [...new Set([...owners.pids, ...workers])].sort((a, b) => a - b);
+    const owners = await findServerProcesses(scan.inodes);
+    pids = owners.pids;
     unreadable = owners.unreadable;
   }
   // Timestamp the sample when RSS is read: the port scan before may take seconds on a busy box.

@@ -351,6 +351,19 @@ export async function findSocketOwners(inodes: Uint32Array): Promise<SocketOwner
 }
 
 /**
+ * The processes that serve a port: those holding one of its sockets (`inodes` from
+ * {@link scanPort}) plus their Node cluster workers (see {@link findClusterWorkers}), ascending.
+ */
+export async function findServerProcesses(inodes: Uint32Array): Promise<SocketOwners> {
+  const owners = await findSocketOwners(inodes);
+  const workers = await findClusterWorkers(owners.pids);
+  return {
+    pids: [...new Set([...owners.pids, ...workers])].sort((a, b) => a - b),
+    unreadable: owners.unreadable,
+  };
+}
+
+/**
  * Node cluster workers forked by any of `parents` (their environment has `NODE_UNIQUE_ID`, which
  * `node:cluster` sets for every worker). In the default round-robin mode the primary holds the
  * listening socket and an idle worker holds nothing on the port until its first connection, so
@@ -359,13 +372,27 @@ export async function findSocketOwners(inodes: Uint32Array): Promise<SocketOwner
  */
 export async function findClusterWorkers(parents: readonly number[]): Promise<number[]> {
   const workers: number[] = [];
-  if (parents.length === 0) return workers;
+  for (const pid of await childPids(parents)) {
+    try {
+      const environ = await readFile(`/proc/${pid}/environ`, 'latin1');
+      if (environ.startsWith('NODE_UNIQUE_ID=') || environ.includes('\0NODE_UNIQUE_ID=')) workers.push(pid);
+    } catch {
+      // Gone, or not ours to read: leave it out.
+    }
+  }
+  return workers;
+}
+
+/** The processes whose parent is one of `parents` (from `/proc/<pid>/stat`), ascending. */
+export async function childPids(parents: readonly number[]): Promise<number[]> {
+  const out: number[] = [];
+  if (parents.length === 0) return out;
   const wanted = new Set(parents);
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
-    return workers;
+    return out;
   }
   for (const name of entries) {
     const pid = Number(name);
@@ -374,19 +401,12 @@ export async function findClusterWorkers(parents: readonly number[]): Promise<nu
     try {
       stat = await readFile(`/proc/${pid}/stat`, 'latin1');
     } catch {
-      continue;
+      continue; // gone
     }
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (!wanted.has(ppid)) continue;
-    try {
-      const environ = await readFile(`/proc/${pid}/environ`, 'latin1');
-      if (environ.startsWith('NODE_UNIQUE_ID=') || environ.includes('\0NODE_UNIQUE_ID=')) workers.push(pid);
-    } catch {
-      // Gone, or not ours to read: leave it out.
-    }
+    if (wanted.has(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))) out.push(pid);
   }
-  return workers.sort((a, b) => a - b);
+  return out.sort((a, b) => a - b);
 }
 
 /**
