@@ -20,9 +20,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { findSocketOwners, readRssKb, scanPort } from '../src/tools/proc-net.js';
+import { CLI as MAIN, sleep } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,9 +38,6 @@ const { values } = parseArgs({
     'out-dir': { type: 'string' },
   },
 });
-
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Pids of the NATS server behind `busUrl` (the processes holding its port whose command is
