@@ -23,6 +23,7 @@ import {
 } from '../src/store/sqlite-pair-keys.js';
 import { SQLITE_SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
 import type { Subscription } from '../src/store/store.js';
+import { Xoshiro128 } from '../src/tools/random.js';
 import { storeContract } from './store-contract.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-store-sqlite-'));
@@ -162,16 +163,10 @@ async function* inBatches(subs: readonly Subscription[], size: number): AsyncGen
   for (let i = 0; i < subs.length; i += size) yield subs.slice(i, i + size);
 }
 
-/** A small seeded PRNG (mulberry32), so failures repeat. */
+/** Seeded random floats in [0, 1) from the project's own PRNG, so failures repeat. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Xoshiro128(seed);
+  return () => rng.nextFloat();
 }
 
 /** `edges` random friendships among users `base`..`base + users - 1`, both ways unless `oneWay`, some repeated. */
