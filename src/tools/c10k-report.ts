@@ -215,16 +215,11 @@ export interface RunRecord {
   readonly marks: readonly PhaseMark[];
   readonly samples: readonly Sample[];
   readonly skipped: number;
-  readonly server: {
-    readonly spawned: boolean;
-    readonly pids: readonly number[];
-    readonly clientUrl: string | null;
-    readonly apiUrl: string | null;
-    readonly command: string | null;
+  readonly server: Pick<C10kReport['server'], 'spawned' | 'pids' | 'clientUrl' | 'apiUrl' | 'command'> & {
     readonly exit: { readonly code: number | null; readonly signal: string | null } | undefined;
   };
   readonly loadGenCpuSeconds: number | null;
-  readonly loadGenLoopDelayMs: { readonly p99: number; readonly max: number } | null;
+  readonly loadGenLoopDelayMs: C10kReport['loadGenerator']['loopDelayMs'];
   readonly files: C10kReport['files'];
 }
 
