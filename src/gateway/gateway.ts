@@ -66,6 +66,9 @@ export interface GatewayOptions {
 
 const WS_PING = encodeWsFrame(WS_OP_PING, Buffer.alloc(0));
 
+/** Pipelined requests answered per read; the rest waits for the answers to drain. */
+export const MAX_REQUESTS_PER_READ = 16;
+
 export class Gateway implements ConnectionHost {
   readonly stats = new GatewayStats();
   readonly opts: GatewayOptions;
@@ -163,36 +166,85 @@ export class Gateway implements ConnectionHost {
     this.stats.accepted++;
   }
 
-  /** Bytes from a client, by connection state. */
+  /**
+   * Bytes from a client, by connection state. Pipelined requests are served in a loop, at most
+   * {@link MAX_REQUESTS_PER_READ} per read; the rest waits until the answers have drained, with
+   * reading paused meanwhile, so a client can never make the gateway queue more than it reads.
+   * A throw while handling one connection ends that connection, never the process.
+   */
   data(conn: Connection, bytes: Buffer): void {
-    switch (conn.state) {
-      case State.Head: {
-        const got = readHead(conn.pending, bytes, this.opts.maxHeadBytes);
-        conn.pending = got.pending;
-        if (got.result === undefined) return;
-        if (isHeadError(got.result)) {
-          this.reject(conn, got.result.status, got.result.reason);
-          return;
-        }
-        route(this, conn, got.result, got.rest);
-        return;
-      }
-      case State.Ws:
-        wsData(this, conn, bytes);
-        return;
-      case State.Poll: {
-        // A pipelined next request: keep it (bounded) until the poll is answered.
-        const held = conn.pending === undefined ? bytes.length : conn.pending.length + bytes.length;
-        if (held > this.opts.maxHeadBytes)
-          this.reject(conn, 431, `request head over ${this.opts.maxHeadBytes} bytes`);
-        else
-          conn.pending =
-            conn.pending === undefined ? Buffer.from(bytes) : Buffer.concat([conn.pending, bytes]);
-        return;
-      }
-      default:
-      // Streams take no input; anything sent is read and dropped so the socket never backs up.
+    try {
+      this.#feed(conn, bytes);
+    } catch (err) {
+      this.#fail(conn, err);
     }
+  }
+
+  #feed(conn: Connection, bytes: Buffer): void {
+    let input: Buffer | undefined = bytes;
+    let served = 0;
+    while (input !== undefined) {
+      switch (conn.state) {
+        case State.Head: {
+          if (served === MAX_REQUESTS_PER_READ) {
+            this.#resumeAfterDrain(conn, input);
+            return;
+          }
+          const got = readHead(conn.pending, input, this.opts.maxHeadBytes);
+          conn.pending = got.pending;
+          if (got.result === undefined) return;
+          if (isHeadError(got.result)) {
+            this.reject(conn, got.result.status, got.result.reason);
+            return;
+          }
+          served++;
+          input = route(this, conn, got.result, got.rest);
+          break;
+        }
+        case State.Ws:
+          wsData(this, conn, input);
+          return;
+        case State.Poll:
+          this.holdNext(conn, input);
+          return;
+        default:
+          // Streams take no input; anything sent is read and dropped so the socket never backs up.
+          return;
+      }
+    }
+    // Answers still queued on a keep-alive connection: read no more until the client takes them.
+    if (conn.state === State.Head && conn.socket.writableLength > 0) this.#resumeAfterDrain(conn, undefined);
+  }
+
+  /** Stops reading `conn` until its queued answers have drained, then goes on with `input`. */
+  #resumeAfterDrain(conn: Connection, input: Buffer | undefined): void {
+    const socket = conn.socket;
+    socket.pause();
+    const go = (): void => {
+      if (conn.state === State.Closed) return;
+      socket.resume();
+      if (input !== undefined) this.data(conn, input);
+    };
+    if (socket.writableLength > 0) socket.once('drain', go);
+    else setImmediate(go);
+  }
+
+  /** A request pipelined behind a waiting long-poll: kept (bounded) until the poll is answered. */
+  holdNext(conn: Connection, bytes: Buffer): void {
+    const held = conn.pending === undefined ? bytes.length : conn.pending.length + bytes.length;
+    if (held > this.opts.maxHeadBytes) {
+      this.reject(conn, 431, `request head over ${this.opts.maxHeadBytes} bytes`);
+      return;
+    }
+    conn.pending = conn.pending === undefined ? Buffer.from(bytes) : Buffer.concat([conn.pending, bytes]);
+  }
+
+  /** Something threw while handling `conn`: end that connection, log why, keep serving the rest. */
+  #fail(conn: Connection, err: unknown): void {
+    this.stats.errors++;
+    this.log.error('connection handler failed; connection closed', { err });
+    this.release(conn);
+    conn.socket.destroy();
   }
 
   /** Answers with an error status naming `reason`, then closes. */
@@ -228,17 +280,18 @@ export class Gateway implements ConnectionHost {
     this.stats.closed++;
   }
 
-  /** Puts a keep-alive connection back to reading a request head. */
+  /**
+   * Puts a keep-alive connection back to reading a request head. Bytes held behind a long-poll
+   * are read once the answer has drained (never from inside the delivery that answered it).
+   */
   awaitNextRequest(conn: Connection): void {
     conn.state = State.Head;
     conn.kind = Kind.None;
     conn.since = this.now;
     this.heads.add(conn, this.now + this.#headTimeout + 1);
     const pending = conn.pending;
-    if (pending !== undefined) {
-      conn.pending = undefined;
-      this.data(conn, pending);
-    }
+    conn.pending = undefined;
+    if (pending !== undefined) this.#resumeAfterDrain(conn, pending);
   }
 
   /** Files a waiting long-poll under its timeout. */
@@ -253,11 +306,23 @@ export class Gateway implements ConnectionHost {
     const last = messages.length > 0 ? messages[messages.length - 1]!.eid : this.router.lastEid();
     const body = `{"messages":[${messages.map(messageJson).join(',')}],"last":${JSON.stringify(last)}${extra}}`;
     const text = response(this.headers, 200, body, { contentType: 'application/json', close: conn.raw });
-    this.stats.bytesOut += text.length;
     this.stats.deliveries += messages.length;
-    conn.socket.write(text);
+    if (!this.answer(conn, text)) return;
     if (conn.raw || this.#draining) conn.socket.end();
     else this.awaitNextRequest(conn);
+  }
+
+  /**
+   * Writes a complete answer on a connection that may be kept alive. Like stream frames it goes
+   * through the slow-consumer limit: false when the client was cut off for not reading.
+   */
+  answer(conn: Connection, text: string): boolean {
+    const socket = conn.socket;
+    socket.write(text);
+    this.stats.bytesOut += text.length;
+    if (socket.writableLength <= this.maxQueueBytes) return true;
+    conn.cut();
+    return false;
   }
 
   answerPollEmpty(conn: Connection, reason?: DisconnectReason): void {

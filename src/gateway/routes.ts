@@ -43,15 +43,28 @@ import {
   WS_OP_PONG,
 } from './websocket.js';
 
-/** Dispatches a parsed request. `rest` is what the client sent after the head. */
-export function route(gw: Gateway, conn: Connection, head: RequestHead, rest: Buffer | undefined): void {
+/**
+ * Dispatches a parsed request. `rest` is what the client sent after the head. Returns the bytes
+ * still to be read as the next request when the connection is kept alive for one (the caller
+ * loops over pipelined requests; this never recurses into the next one).
+ */
+export function route(
+  gw: Gateway,
+  conn: Connection,
+  head: RequestHead,
+  rest: Buffer | undefined,
+): Buffer | undefined {
   conn.raw = head.wantsClose;
   const method = head.method;
   if (method === 'OPTIONS') {
-    conn.socket.write(preflight(gw.headers));
-    if (conn.raw) conn.socket.end();
-    else keepAlive(gw, conn, rest);
-    return;
+    if (!gw.answer(conn, preflight(gw.headers))) return undefined;
+    if (conn.raw) {
+      gw.release(conn, State.Ending);
+      conn.socket.end();
+      return undefined;
+    }
+    gw.awaitNextRequest(conn);
+    return rest;
   }
   if (method !== 'GET' && method !== 'HEAD') {
     gw.reject(conn, 405, `${method} is not allowed here`, 'Allow: GET, HEAD, OPTIONS\r\n');
@@ -101,7 +114,7 @@ export function route(gw: Gateway, conn: Connection, head: RequestHead, rest: Bu
   if (head.upgrade?.toLowerCase() === 'websocket' || transport === 'ws') {
     startWs(gw, conn, ids, head, rest);
   } else if (transport === 'poll') {
-    startPoll(gw, conn, ids, head);
+    startPoll(gw, conn, ids, head, rest);
   } else if (transport === 'sse' || (transport === null && head.accept?.includes('text/event-stream'))) {
     const extra = 'X-Accel-Buffering: no\r\n';
     startStream(
@@ -283,8 +296,16 @@ function startWs(
   if (rest !== undefined) wsData(gw, conn, rest);
 }
 
-function startPoll(gw: Gateway, conn: Connection, ids: string[], head: RequestHead): void {
+function startPoll(
+  gw: Gateway,
+  conn: Connection,
+  ids: string[],
+  head: RequestHead,
+  rest: Buffer | undefined,
+): void {
   conn.kind = Kind.Poll;
+  // A request pipelined behind this one is read once the poll is answered.
+  if (rest !== undefined) gw.holdNext(conn, rest);
   const last = lastEventId(head);
   if (last === undefined) {
     conn.state = State.Poll;
@@ -343,11 +364,6 @@ function resume(gw: Gateway, conn: Connection, ids: string[], last: string, then
       }
     },
   );
-}
-
-function keepAlive(gw: Gateway, conn: Connection, rest: Buffer | undefined): void {
-  conn.pending = rest === undefined ? undefined : Buffer.from(rest);
-  gw.awaitNextRequest(conn);
 }
 
 /** Frames from a WebSocket client: answer pings, note pongs, honour close; data is read and dropped. */

@@ -26,6 +26,8 @@ export class GatewayStats {
   /** Resume requests answered from history, and those that could not be (gap). */
   resumed = 0;
   gaps = 0;
+  /** Connections ended because handling them threw (a bug, logged; the process goes on). */
+  errors = 0;
 }
 
 /** Open connections by transport, computed from the connection list on demand. */
