@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import type { Deliverer } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats-bus.js';
 import * as codec from '../src/bus/nats-codec.js';
-import { Message } from '../src/router/message.js';
+import { Message } from '../src/message.js';
 
 const { values: flags } = parseArgs({
   options: {

@@ -22,9 +22,11 @@ export {
   UnavailableError,
   UsageError,
 } from './errors.js';
+export type { Receiver } from './gateway/hub.js';
 export { signToken, type TokenClaims, verifyToken } from './gateway/token.js';
 export { ID_PATTERN, idProblem, MAX_ID_LENGTH, validateId } from './ids.js';
 export { createLogger, type Logger, type LogLevel } from './log.js';
+export type { Message } from './message.js';
 export {
   DEFAULTS,
   type Role,
@@ -32,8 +34,6 @@ export {
   type ServerOptions,
   type ServerOptionsInput,
 } from './options.js';
-export { Message } from './router/message.js';
-export type { Receiver } from './router/registry.js';
 export type { Router, RouterStats } from './router/router.js';
 export { type StartOptions, Switchboard } from './server.js';
 export { defaultStoreUrl, openStore } from './store/open-store.js';

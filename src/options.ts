@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ConfigError } from './errors.js';
 import { MIN_SECRET_BYTES } from './gateway/token.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from './router/message.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from './message.js';
 
 /**
  * Node flags for processes that hold many idle connections (see src/cli/main.ts): measured 3.9 KB
@@ -45,6 +45,8 @@ export interface ServerOptions {
   readonly tickerMs: number;
   readonly heartbeatMs: number;
   readonly headTimeoutMs: number;
+  /** How long a connection whose final answer is written may wait for the client to close. */
+  readonly lingerMs: number;
   readonly pollTimeoutMs: number;
   readonly sseRetryMs: number;
   readonly shutdownTimeoutMs: number;
@@ -91,6 +93,7 @@ export const DEFAULTS = {
   tickerMs: 0,
   heartbeatMs: 25_000,
   headTimeoutMs: 10_000,
+  lingerMs: 5_000,
   pollTimeoutMs: 25_000,
   sseRetryMs: 2_000,
   shutdownTimeoutMs: 5_000,
@@ -121,6 +124,7 @@ const RANGES: Partial<Record<keyof ServerOptions, Range>> = {
   tickerMs: [0, 86_400_000],
   heartbeatMs: [1000, 3_600_000],
   headTimeoutMs: [1000, 600_000],
+  lingerMs: [1000, 600_000],
   pollTimeoutMs: [1000, 600_000],
   sseRetryMs: [0, 600_000],
   shutdownTimeoutMs: [0, 600_000],

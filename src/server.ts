@@ -2,8 +2,8 @@
  * `Switchboard`: one server process, wired from its parts by role.
  *
  * ```
- *   role all (default) : store + bus + registry + router + gateway (client port) + API
- *   role gateway       : bus + registry + router + gateway + API   (routes via the shared store)
+ *   role all (default) : store + bus + router + gateway (client port, hub) + API
+ *   role gateway       : bus + router + gateway + API   (routes via the shared store)
  *   role router        : store + bus + router + API                 (no client port)
  * ```
  *
@@ -19,10 +19,9 @@ import { openBus } from './bus/open-bus.js';
 import { Gateway } from './gateway/gateway.js';
 import { connectionCeiling } from './limits.js';
 import { createLogger, type Logger } from './log.js';
+import { EventIds } from './message.js';
 import { resolveOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
 import { History } from './router/history.js';
-import { EventIds } from './router/message.js';
-import { Registry } from './router/registry.js';
 import { Router } from './router/router.js';
 import { StallWatch } from './stall-watch.js';
 import { defaultStoreUrl, openStore } from './store/open-store.js';
@@ -39,7 +38,6 @@ export class Switchboard {
   readonly router: Router;
   readonly store: SubscriptionStore;
   readonly bus: Bus;
-  readonly registry: Registry | undefined;
   readonly gateway: Gateway | undefined;
   readonly api: ApiServer;
   readonly log: Logger;
@@ -52,7 +50,6 @@ export class Switchboard {
     router: Router;
     store: SubscriptionStore;
     bus: Bus;
-    registry: Registry | undefined;
     gateway: Gateway | undefined;
     log: Logger;
   }) {
@@ -60,7 +57,6 @@ export class Switchboard {
     this.router = parts.router;
     this.store = parts.store;
     this.bus = parts.bus;
-    this.registry = parts.registry;
     this.gateway = parts.gateway;
     this.log = parts.log;
     this.#stallWatch = new StallWatch(parts.log);
@@ -96,7 +92,6 @@ export class Switchboard {
         role: options.role,
       });
       const ids = new EventIds();
-      const registry = options.role === 'router' ? undefined : new Registry(bus);
       const history = new History(ids, {
         maxMessages: options.historySize,
         maxBytes: options.historyBytes,
@@ -106,7 +101,6 @@ export class Switchboard {
         bus,
         store,
         ids,
-        registry,
         history,
         pageSize: options.pageSize,
         maxMessageBytes: options.maxMessageBytes,
@@ -115,12 +109,9 @@ export class Switchboard {
       const gateway =
         options.role === 'router'
           ? undefined
-          : new Gateway({ ...options, maxConnections }, router, log.child('gateway'));
-      if (registry !== undefined && gateway !== undefined) {
-        registry.connections = () => gateway.open;
-        bus.attach(registry);
-      }
-      sb = new Switchboard({ options, router, store, bus, registry, gateway, log });
+          : new Gateway({ ...options, maxConnections }, router, log.child('gateway'), bus);
+      if (gateway !== undefined) bus.attach(gateway);
+      sb = new Switchboard({ options, router, store, bus, gateway, log });
       const client = await gateway?.listen();
       const api = options.api ? await sb.api.listen() : undefined;
       if (client)
@@ -172,8 +163,8 @@ export class Switchboard {
       uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
       connections: g?.open ?? 0,
       streams: { ...(g?.openByKind() ?? {}) },
-      ids: this.registry?.ids ?? 0,
-      logins: this.registry?.logins ?? 0,
+      ids: g?.hub.ids ?? 0,
+      logins: g?.hub.logins ?? 0,
       messagesIn: r.messagesIn,
       messagesOut: gs?.deliveries ?? 0,
       delivered: r.delivered,

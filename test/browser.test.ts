@@ -66,13 +66,13 @@ const logins = new Map<string, Connection[]>();
 const heads = new WeakMap<Connection, string>();
 
 /**
- * Records the request head of each gateway connection and each connection the registry logs
+ * Records the request head of each gateway connection and each connection the hub logs
  * in, so a test can see what the browser sent and end a stream from the server side the way the
  * gateway itself would (drop the socket, or `disconnect()` it).
  */
 function spy(t: TestServer): void {
   const gateway = t.sb.gateway;
-  const registry = t.sb.registry;
+  const registry = t.sb.gateway?.hub;
   assert.ok(gateway !== undefined && registry !== undefined);
   const data = gateway.data.bind(gateway);
   gateway.data = (conn, bytes) => {
@@ -164,8 +164,8 @@ describe('a real browser (headless Chromium) against the gateway', () => {
     const gw = `127.0.0.1:${s.clientPort}`;
     const page = await openPage({ gw, sse: 'b-sse-1', ws: 'b-ws-1' });
     await page.waitFor(`sseLog.includes('open') && wsLog.includes('open')`, 'both open', '[sseLog, wsLog]');
-    await until(() => s.sb.registry?.count('b-sse-1') === 1, 'SSE login');
-    await until(() => s.sb.registry?.count('b-ws-1') === 1, 'WebSocket login');
+    await until(() => s.sb.gateway?.hub.count('b-sse-1') === 1, 'SSE login');
+    await until(() => s.sb.gateway?.hub.count('b-ws-1') === 1, 'WebSocket login');
     // Both requests came from the page's origin, not the gateway's: CORS is in play.
     for (const id of ['b-sse-1', 'b-ws-1']) {
       const head = headOf(id, 0);
@@ -203,8 +203,8 @@ describe('a real browser (headless Chromium) against the gateway', () => {
     assert.deepEqual(await page.evaluate<string[]>('wsLog'), ['open']);
     assert.deepEqual(page.console, []);
     await page.evaluate('es.close(), ws.close(), true');
-    await until(() => s.sb.registry?.count('b-sse-1') === 0, 'SSE logout');
-    await until(() => s.sb.registry?.count('b-ws-1') === 0, 'WebSocket logout');
+    await until(() => s.sb.gateway?.hub.count('b-sse-1') === 0, 'SSE logout');
+    await until(() => s.sb.gateway?.hub.count('b-ws-1') === 0, 'WebSocket logout');
   });
 
   for (const how of ['drops the socket', 'sends a disconnect event and ends the stream'] as const) {
@@ -214,7 +214,7 @@ describe('a real browser (headless Chromium) against the gateway', () => {
       const id = how === 'drops the socket' ? 'b-drop-1' : 'b-bye-1';
       const page = await openPage({ gw: `127.0.0.1:${s.clientPort}`, sse: id });
       await page.waitFor(`sseLog.includes('open')`, 'SSE open', 'sseLog');
-      await until(() => s.sb.registry?.count(id) === 1, 'SSE login');
+      await until(() => s.sb.gateway?.hub.count(id) === 1, 'SSE login');
       assert.equal(await send(id, 'before 1'), 1);
       assert.equal(await send(id, 'before 2\nsecond line'), 1);
       await page.waitFor('sse.length >= 2', 'two messages', 'sse');
@@ -226,14 +226,14 @@ describe('a real browser (headless Chromium) against the gateway', () => {
       assert.ok(conn !== undefined, `connection of ${id} seen`);
       if (how === 'drops the socket') conn.socket.destroy();
       else conn.disconnect(Disconnect.ForceReconnect);
-      await until(() => s.sb.registry?.count(id) === 0, 'logged out');
+      await until(() => s.sb.gateway?.hub.count(id) === 0, 'logged out');
 
       // The browser is waiting RETRY_MS before it reconnects: these reach no connection live.
       assert.equal(await send(id, 'missed 1'), 0, 'sent while the browser was away');
       assert.equal(await send(id, 'missed 2\nwith two lines'), 0, 'sent while the browser was away');
 
       await page.waitFor('sse.length >= 4', 'the replay', 'sse');
-      await until(() => s.sb.registry?.count(id) === 1, 'logged in again');
+      await until(() => s.sb.gateway?.hub.count(id) === 1, 'logged in again');
       assert.equal(stats.resumed, resumed + 1, 'the reconnect resumed from history');
       assert.equal(stats.gaps, gaps);
       const conns = logins.get(id) ?? [];
@@ -267,7 +267,7 @@ describe('a real browser (headless Chromium) against the gateway', () => {
             ];
       assert.deepEqual(log, expectedLog);
       await page.evaluate('es.close(), true');
-      await until(() => s.sb.registry?.count(id) === 0, 'logout');
+      await until(() => s.sb.gateway?.hub.count(id) === 0, 'logout');
     });
   }
 

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Bus, Deliverer } from '../src/bus/bus.js';
 import { ClosedError } from '../src/errors.js';
-import { Message } from '../src/router/message.js';
+import { Message } from '../src/message.js';
 
 /** A fake client connection: what it got, each Message once. */
 export class FakeConn {

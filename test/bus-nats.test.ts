@@ -16,7 +16,7 @@ import { openBus } from '../src/bus/open-bus.js';
 import { DeliveryCounts } from '../src/bus/tally.js';
 import { ConfigError, UnavailableError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
-import { Message } from '../src/router/message.js';
+import { Message } from '../src/message.js';
 import { type BusPair, busContract, FakeConn, FakeRegistry, message } from './bus-contract.js';
 
 const SERVER = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';

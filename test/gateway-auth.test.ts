@@ -77,7 +77,7 @@ describe('tokens', () => {
       c.text,
       /event: disconnect\ndata: \{"code":3005,"reason":"token expired","reconnect":true\}/,
     );
-    await until(() => s.sb.registry?.count('carol') === 0, 'logout');
+    await until(() => s.sb.gateway?.hub.count('carol') === 0, 'logout');
   });
 });
 

@@ -30,7 +30,7 @@ describe('Server-Sent Events', () => {
   test('an EventSource receives each message with its id and multi-line data intact', async () => {
     const { es, events, opened } = eventSource(`http://127.0.0.1:${s.clientPort}/feed/sse-1`);
     await opened;
-    await until(() => s.sb.registry?.count('sse-1') === 1, 'login');
+    await until(() => s.sb.gateway?.hub.count('sse-1') === 1, 'login');
     const r = await api(s.apiUrl, '/api/send', { id: 'sse-1', msg: 'first line\nsecond line' });
     assert.deepEqual(r.body, { delivered: 1 });
     await api(s.apiUrl, '/api/send', { id: 'sse-1', msg: { kind: 'json', n: 2 } });
@@ -126,15 +126,15 @@ describe('connections and ids', () => {
       new RawClient(s.clientPort, get('/feed/bye-1')),
     ];
     for (const c of clients) await c.waitFor('welcomes you');
-    assert.equal(s.sb.registry?.count('bye-1'), 2);
+    assert.equal(s.sb.gateway?.hub.count('bye-1'), 2);
     for (const c of clients) c.close();
     await until(
-      () => ['bye-1', 'bye-2', 'bye-3'].every((id) => s.sb.registry?.count(id) === 0),
+      () => ['bye-1', 'bye-2', 'bye-3'].every((id) => s.sb.gateway?.hub.count(id) === 0),
       'all logged out',
     );
     await until(() => s.sb.gateway?.open === 0, 'no open connections');
-    assert.equal(s.sb.registry?.ids, 0);
-    assert.equal(s.sb.registry?.logins, 0);
+    assert.equal(s.sb.gateway?.hub.ids, 0);
+    assert.equal(s.sb.gateway?.hub.logins, 0);
   });
 });
 

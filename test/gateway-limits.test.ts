@@ -23,8 +23,8 @@ test('a client that stops reading is cut off at the queue limit, and others are 
       if (s.sb.gateway!.stats.slowConsumers > 0) break;
     }
     assert.equal(s.sb.gateway!.stats.slowConsumers, 1, `cut after ${sent} rounds`);
-    await until(() => s.sb.registry?.count('slow') === 0, 'slow consumer logged out');
-    assert.equal(s.sb.registry?.count('fast'), 1);
+    await until(() => s.sb.gateway?.hub.count('slow') === 0, 'slow consumer logged out');
+    assert.equal(s.sb.gateway?.hub.count('fast'), 1);
     const r = await api(s.apiUrl, '/api/send', { id: 'fast', msg: 'still flowing' });
     assert.deepEqual(r.body, { delivered: 1 });
     await fast.waitFor('still flowing\n');
@@ -46,7 +46,7 @@ test('shutdown tells SSE, WebSocket, chunked and long-poll clients, drains and s
   await new Promise((resolve) => ws.once('open', resolve));
   await sse.waitFor('welcomes you');
   await chunked.waitFor('welcomes you');
-  await until(() => s.sb.registry?.count('sd-3') === 1, 'poll waiting');
+  await until(() => s.sb.gateway?.hub.count('sd-3') === 1, 'poll waiting');
 
   await s.stop();
 

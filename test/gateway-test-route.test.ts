@@ -80,9 +80,9 @@ describe('GET /test/<id>', () => {
   test('a disconnect logs the connection out at once', async () => {
     const c = new RawClient(s.clientPort, get('/test/leaver'));
     await c.waitFor('Your Id: leaver');
-    assert.equal(s.sb.registry?.count('leaver'), 1);
+    assert.equal(s.sb.gateway?.hub.count('leaver'), 1);
     c.close();
-    await until(() => s.sb.registry?.count('leaver') === 0, 'logout after close');
+    await until(() => s.sb.gateway?.hub.count('leaver') === 0, 'logout after close');
     const r = await api(s.apiUrl, '/api/send', { id: 'leaver', msg: 'gone' });
     assert.deepEqual(r.body, { delivered: 0 });
   });

@@ -53,7 +53,7 @@ describe('WebSocket', () => {
 
     c.ws.close(1000, 'done');
     assert.equal((await c.closed).code, 1000);
-    await until(() => s.sb.registry?.count('ws-1') === 0, 'logout');
+    await until(() => s.sb.gateway?.hub.count('ws-1') === 0, 'logout');
   });
 
   test('the server pings; a client that answers stays connected', async () => {
@@ -121,7 +121,7 @@ async function poll(
 describe('long-poll', () => {
   test('waits for a message, answers with it and a cursor; the next poll resumes from the cursor', async () => {
     const pending = poll('/feed/lp-1?transport=poll');
-    await until(() => s.sb.registry?.count('lp-1') === 1, 'poll logged in');
+    await until(() => s.sb.gateway?.hub.count('lp-1') === 1, 'poll logged in');
     await api(s.apiUrl, '/api/send', { id: 'lp-1', msg: 'first' });
     const first = await pending;
     assert.deepEqual(
@@ -163,7 +163,7 @@ describe('resume', () => {
     await c1.waitFor('data: seen');
     const lastId = /id: (\S+)\ndata: seen/.exec(c1.text)![1]!;
     c1.close();
-    await until(() => s.sb.registry?.count('rs-1') === 0, 'logout');
+    await until(() => s.sb.gateway?.hub.count('rs-1') === 0, 'logout');
     await api(s.apiUrl, '/api/send', { id: 'rs-1', msg: 'missed direct' });
     await api(s.apiUrl, '/api/send', { id: 'other', msg: 'not mine' });
     await api(s.apiUrl, '/api/send', { id: 'rs-star', msg: 'missed via subscription' });
@@ -188,7 +188,7 @@ describe('resume', () => {
     );
     await c.waitFor('event: gap');
     assert.match(c.text, /event: gap\ndata: \{"last":"old-99","reason":"unknown"\}/);
-    await until(() => s.sb.registry?.count('rs-2') === 1, 'login');
+    await until(() => s.sb.gateway?.hub.count('rs-2') === 1, 'login');
     await api(s.apiUrl, '/api/send', { id: 'rs-2', msg: 'after gap' });
     await c.waitFor('data: after gap');
     c.close();
@@ -201,7 +201,7 @@ describe('resume', () => {
     const last = String(c1.frames[1]!.id);
     c1.ws.close();
     await c1.closed;
-    await until(() => s.sb.registry?.count('rw-1') === 0, 'logout');
+    await until(() => s.sb.gateway?.hub.count('rw-1') === 0, 'logout');
     await api(s.apiUrl, '/api/send', { id: 'rw-1', msg: 'w2' });
     const c2 = await wsConnect(`/feed/rw-1?last=${encodeURIComponent(last)}`);
     await until(() => c2.frames.length === 2, 'replay');

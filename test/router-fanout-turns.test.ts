@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { LocalBus } from '../src/bus/local-bus.js';
-import { EventIds, type Message } from '../src/router/message.js';
-import { type Receiver, Registry } from '../src/router/registry.js';
+import { Hub, type Receiver } from '../src/gateway/hub.js';
+import { EventIds, type Message } from '../src/message.js';
 import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
 import type { SubscriptionStore } from '../src/store/store.js';
@@ -41,13 +41,12 @@ after(async () => {
 
 test('a paged fan-out lets an immediate queued before it run before its last page', async () => {
   const bus = new LocalBus();
-  const registry = new Registry(bus);
+  const registry = new Hub(bus);
   bus.attach(registry);
   const router = new Router({
     bus,
     store,
     ids: new EventIds(),
-    registry,
     pageSize: PAGE,
     maxMessageBytes: 65_536,
   });

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { LocalBus } from '../src/bus/local-bus.js';
 import { UnavailableError } from '../src/errors.js';
+import { Hub, type Receiver } from '../src/gateway/hub.js';
+import { EventIds, type Message } from '../src/message.js';
 import { History } from '../src/router/history.js';
-import { EventIds, type Message } from '../src/router/message.js';
-import { type Receiver, Registry } from '../src/router/registry.js';
 import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
 import type { SubscriptionStore } from '../src/store/store.js';
@@ -35,18 +35,18 @@ function receiver(): Receiver & { got: Message[] } {
 
 function setup(s: SubscriptionStore): {
   router: Router;
-  registry: Registry;
+  registry: Hub;
   bus: LocalBus;
   history: History;
   ids: EventIds;
 } {
   const bus = new LocalBus();
-  const registry = new Registry(bus);
+  const registry = new Hub(bus);
   bus.attach(registry);
   const ids = new EventIds();
   const history = new History(ids, { maxMessages: 100, maxBytes: 1 << 20, ttlMs: 60_000 });
   return {
-    router: new Router({ bus, store: s, ids, registry, history, maxMessageBytes: 1024 }),
+    router: new Router({ bus, store: s, ids, history, maxMessageBytes: 1024 }),
     registry,
     bus,
     history,
@@ -63,16 +63,16 @@ test("send reaches the id and its subscribers, each connection once (router.erl.
   assert.equal(await router.send('rj', 'RJ did something'), 0, 'nobody logged in');
   const alice = receiver();
   const both = receiver();
-  router.login('alice', alice);
-  router.login('rj', both);
-  router.login('bob', both);
+  registry.login('alice', alice);
+  registry.login('rj', both);
+  registry.login('bob', both);
   assert.equal(await router.send('rj', 'again'), 2);
   assert.deepEqual(
     alice.got.map((m) => m.body),
     ['again'],
   );
   assert.equal(both.got.length, 1, 'logged in as rj and bob, reached once');
-  router.logout(both);
+  registry.logout(both);
   assert.equal(registry.logins, 1);
   assert.equal(await router.send('bob', 'to bob'), 0);
 });

@@ -15,7 +15,7 @@ import { type Msg, type NatsConnection, NatsConnectionImpl } from '@nats-io/tran
 import { errorMessage, InvalidInputError, PayloadTooLargeError, UnavailableError } from '../errors.js';
 import { ID_PATTERN } from '../ids.js';
 import type { Logger } from '../log.js';
-import type { Message } from '../router/message.js';
+import type { Message } from '../message.js';
 import type { Membership } from './membership.js';
 import * as codec from './nats-codec.js';
 import { type PublishResult, TallyRounds } from './tally.js';

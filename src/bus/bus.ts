@@ -7,7 +7,7 @@
  * Implementations: in-process (default, one process) and NATS (`--bus nats://…`). Both pass the
  * same contract suite (`test/bus-contract.ts`).
  */
-import type { Message } from '../router/message.js';
+import type { Message } from '../message.js';
 
 /** What one gateway holds, announced to the cluster with its heartbeats. */
 export interface GatewayLoad {

@@ -8,7 +8,7 @@
  * skips decoding the body again).
  */
 import type { Logger } from '../log.js';
-import type { Message } from '../router/message.js';
+import type { Message } from '../message.js';
 import type { Deliverer, GatewayLoad } from './bus.js';
 import * as codec from './nats-codec.js';
 import { DeliveryCounts } from './tally.js';

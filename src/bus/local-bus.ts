@@ -4,7 +4,7 @@
  * with local connections.
  */
 import { ClosedError } from '../errors.js';
-import type { Message } from '../router/message.js';
+import type { Message } from '../message.js';
 import type { Bus, BusStats, BusStatusListener, Deliverer, PublishOutcome } from './bus.js';
 
 export class LocalBus implements Bus {

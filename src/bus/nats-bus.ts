@@ -28,7 +28,7 @@
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import type { Message } from '../router/message.js';
+import type { Message } from '../message.js';
 import type { Bus, BusStats, BusStatusListener, Deliverer, GatewayLoad } from './bus.js';
 import { BusPublisher } from './bus-publisher.js';
 import { GatewayReceiver } from './gateway-receiver.js';

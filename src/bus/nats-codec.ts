@@ -26,7 +26,7 @@
  * `index` points into the request's seq list, so a reply is as small as the gateway's share.
  */
 
-import { Message } from '../router/message.js';
+import { Message } from '../message.js';
 import type { GatewayLoad } from './bus.js';
 
 const FORMAT_MESSAGE = 1;

@@ -1,68 +1,109 @@
 /**
- * One client connection: a raw socket plus a few fields, kept small and of one shape because a
- * gateway holds tens of thousands of them. No closures, timers or buffers of its own while idle:
- * the socket's listeners are shared functions that find the connection through a symbol
- * back-reference, and all timing (head timeout, heartbeat, long-poll timeout, token expiry)
- * comes from the gateway's one coarse wheel.
+ * One client connection, its lifecycle, and the two contracts it sits between: the
+ * {@link Transport} that frames what it is sent, and the {@link GatewayContext} it belongs to.
+ *
+ * A connection is a raw socket plus a few fields, kept small and of one shape because a gateway
+ * holds tens of thousands of them. No closures, timers or buffers of its own while idle: the
+ * socket's listeners are shared functions that find the connection through a symbol
+ * back-reference, and every deadline comes from the gateway's one coarse wheel.
+ *
+ * ```
+ *            request head parsed                 final answer written
+ *   Head ───────────────────────▶ Open ──────────────────────────────▶ Ending ──▶ Closed
+ *    │ ▲  (Last-Event-ID: Resuming ─▶ Open)  │ poll answered, keep-alive   ▲        ▲
+ *    │ └──────────────────────────────────────┘                            │        │
+ *    └─ 4xx, 408, OPTIONS/HEAD/healthz with close ────────────────────────┘  socket closed
+ * ```
+ *
+ * Every state has a deadline: Head the head timeout (408), Open the heartbeat sweep (streams) or
+ * the poll timeout, Resuming the head timeout, Ending the linger time after which the socket is
+ * destroyed whether or not the client closed its side.
  */
 import type { Socket } from 'node:net';
-import { Disconnect, type DisconnectReason } from '../errors.js';
-import type { Message } from '../router/message.js';
-import type { Receiver } from '../router/registry.js';
-import {
-  disconnectBody,
-  LAST_CHUNK,
-  plainFrame,
-  sseControl,
-  sseFrame,
-  testFrame,
-  unchunk,
-  wsControl,
-  wsFrame,
-} from './frames.js';
+import type { TextDecoder } from 'node:util';
+import type { DisconnectReason } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Message } from '../message.js';
+import type { PendingBytes } from './bytes.js';
+import { unchunk } from './frames.js';
+import type { GatewayOptions } from './gateway-options.js';
+import type { Receiver } from './hub.js';
+import type { CommonHeaders } from './responses.js';
 import type { GatewayStats } from './stats.js';
-import { closeFrame } from './websocket.js';
 
-/** Connection states. */
+/** Where a connection is in its life. The transport is separate: {@link Connection.transport}. */
 export enum State {
-  /** Reading a request head (new, or between keep-alive long-polls). */
+  /** Reading a request head (new, or between keep-alive requests). */
   Head = 0,
-  /** Streaming: `/test`, plain chunked or SSE. */
-  Stream = 1,
-  /** WebSocket open. */
-  Ws = 2,
-  /** A long-poll request waiting for a message. */
-  Poll = 3,
+  /** Logged in: a stream or WebSocket is open, or a long-poll waits for a message. */
+  Open = 1,
   /** Logged in, replaying history; live messages are held until the replay is written. */
-  Resuming = 4,
-  /** A final response is being written; no more messages. */
-  Ending = 5,
-  Closed = 6,
+  Resuming = 2,
+  /** The final answer is written; the socket lingers until the client closes or the deadline. */
+  Ending = 3,
+  Closed = 4,
 }
 
-/** Transports. */
-export enum Kind {
-  None = 0,
-  /** The article's `/test/<id>` (text/html chunks, `Recvd msg #N`). */
-  Test = 1,
-  /** `/feed/<id>` plain chunked: one body plus newline per chunk. */
-  Plain = 2,
-  Sse = 3,
-  Ws = 4,
-  Poll = 5,
+/** The transports, as named in stats. */
+export type TransportName = 'test' | 'plain' | 'sse' | 'ws' | 'poll';
+
+/** Why a resume could not replay: the last id the client gave and the reason. */
+export interface Gap {
+  readonly last: string;
+  readonly reason: string;
 }
 
-/** What a connection needs from the gateway that owns it. */
-export interface ConnectionHost {
+/**
+ * One way of carrying messages to a client. Each lives in `transports/<name>.ts` with its frames;
+ * the gateway calls these for every open connection of that transport.
+ */
+export interface Transport {
+  readonly name: TransportName;
+  /** Delivers one live message to an open connection. */
+  deliver(conn: Connection, msg: Message): void;
+  /** A resume finished: writes what the client missed, after telling it of a `gap` if any. */
+  resumed(conn: Connection, missed: readonly Message[], gap: Gap | undefined): void;
+  /** Once per heartbeat period while open: keep proxies awake, notice dead peers. */
+  heartbeat(conn: Connection): void;
+  /** Part 1's ticker: `Chunk N for id X`. */
+  tick(conn: Connection): void;
+  /** Writes the goodbye that says why the connection ends (the caller then ends the socket). */
+  goodbye(conn: Connection, reason: DisconnectReason): void;
+  /** Bytes from the client while open or resuming. */
+  input(conn: Connection, bytes: Buffer): void;
+}
+
+/** What connections and transports need from the gateway that owns them. */
+export interface GatewayContext {
+  readonly opts: GatewayOptions;
   readonly stats: GatewayStats;
-  /** Outbound bytes a connection may have queued before it is cut off as a slow consumer. */
-  readonly maxQueueBytes: number;
-  /** Logs `conn` out; with `Closed` (the default) also forgets it. Idempotent. */
+  readonly log: Logger;
+  /** Headers every response carries; `date` is refreshed each tick. */
+  readonly headers: CommonHeaders;
+  /** Seconds since start (the wheel's clock). */
+  readonly now: number;
+  /** True once shutdown began. */
+  readonly draining: boolean;
+  /** Bytes from a client (the shared `data` listener). */
+  data(conn: Connection, bytes: Buffer): void;
+  /** A socket closed (the shared `close` listener). */
+  closed(conn: Connection): void;
+  /** Logs `conn` out and moves it to `next`; with `Closed` (the default) also forgets it. */
   release(conn: Connection, next?: State): void;
-  /** Answers a waiting long-poll with `messages`. */
-  answerPoll(conn: Connection, messages: readonly Message[]): void;
-  /** Answers a waiting long-poll with no messages (timeout or shutdown). */
-  answerPollEmpty(conn: Connection, reason?: DisconnectReason): void;
+  /** Ends `conn` after `last` (if any): Ending, with the linger deadline. */
+  finish(conn: Connection, last?: string | Buffer): void;
+  /** Answers with an error status naming `reason`, then ends the connection. */
+  reject(conn: Connection, status: number, reason: string, headers?: string): void;
+  /** Logs `conn` in as `ids` with `transport`; with `last`, replays what it missed first. */
+  attach(conn: Connection, transport: Transport, ids: readonly string[], last: string | undefined): void;
+  /** Files a waiting long-poll under its timeout. */
+  awaitPoll(conn: Connection): void;
+  /** Puts a keep-alive connection back to reading a request head. */
+  awaitNextRequest(conn: Connection): void;
+  /** Keeps a request pipelined behind a waiting long-poll (bounded) until it is answered. */
+  holdNext(conn: Connection, bytes: Buffer): void;
+  /** The newest event id: a resume cursor meaning "from now on". */
+  lastEid(): string;
 }
 
 /** Symbol under which a socket points back to its connection. */
@@ -71,31 +112,47 @@ export const kConn = Symbol('switchboard.connection');
 /** A socket with the back-reference the shared listeners use. */
 export type ConnSocket = Socket & { [kConn]?: Connection };
 
+/** State of a fragmented WebSocket message being received (only while one is). */
+export interface WsFragments {
+  /** Opcode of the first fragment (text or binary). */
+  readonly opcode: number;
+  /** Payload bytes received so far. */
+  length: number;
+  /** Streaming UTF-8 check of a text message. */
+  readonly utf8: TextDecoder | undefined;
+}
+
 export class Connection implements Receiver {
   ids: string | string[] | null = null;
   recent: Message[] | null = null;
   readonly socket: ConnSocket;
-  readonly gw: ConnectionHost;
+  readonly host: GatewayContext;
   state: State = State.Head;
-  kind: Kind = Kind.None;
-  /** HTTP/1.0 client: no chunk framing, the stream ends by closing. */
-  raw = false;
+  transport: Transport | null = null;
+  /** HTTP/1.0 stream: frames are written without chunk framing and the stream ends by closing. */
+  unframed = false;
+  /** Close after the current answer (HTTP/1.0 without keep-alive, or `Connection: close`). */
+  closeAfter = false;
   /** Messages (and ticks) written, the article's `#N`. */
   n = 0;
-  /** Partial request head or WebSocket frame bytes. */
-  pending: Buffer | undefined = undefined;
+  /** Partial request head, partial WebSocket frame, or a request held behind a long-poll. */
+  pending: PendingBytes | undefined = undefined;
   /** Live messages held while a resume replay is being read. */
   held: Message[] | null = null;
   /** Position in the gateway's connection list. */
   index = -1;
-  /** Wheel second of the last state change (head timeout, poll timeout) or last client frame (WS). */
+  /** Wheel second of the last sign of life from a WebSocket client. */
   since = 0;
+  /** Wheel second of this connection's current deadline (0: none; the sweep watches it). */
+  due = 0;
   /** Token expiry, seconds since the epoch; 0 for anonymous. */
   exp = 0;
+  /** A fragmented WebSocket message in progress. */
+  fragments: WsFragments | null = null;
 
-  constructor(socket: ConnSocket, gw: ConnectionHost) {
+  constructor(socket: ConnSocket, host: GatewayContext) {
     this.socket = socket;
-    this.gw = gw;
+    this.host = host;
   }
 
   /** The first id this connection logged in as (for the ticker and logs). */
@@ -106,34 +163,12 @@ export class Connection implements Receiver {
 
   /** Delivers a message; false if this connection can no longer take messages. */
   push(msg: Message): boolean {
-    switch (this.state) {
-      case State.Stream:
-      case State.Ws:
-        break;
-      case State.Resuming:
-        this.held?.push(msg);
-        return true;
-      case State.Poll:
-        this.gw.answerPoll(this, [msg]);
-        return true;
-      default:
-        return false;
+    if (this.state === State.Resuming) {
+      this.held?.push(msg);
+      return true;
     }
-    this.n++;
-    switch (this.kind) {
-      case Kind.Test:
-        this.write(testFrame(msg, this.n));
-        break;
-      case Kind.Sse:
-        this.write(sseFrame(msg));
-        break;
-      case Kind.Ws:
-        this.write(wsFrame(msg));
-        break;
-      default:
-        this.write(plainFrame(msg));
-    }
-    this.gw.stats.deliveries++;
+    if (this.state !== State.Open) return false;
+    this.transport!.deliver(this, msg);
     // The write may have cut a slow consumer off (state changes under us).
     return (this.state as State) !== State.Closed;
   }
@@ -144,41 +179,38 @@ export class Connection implements Receiver {
    */
   write(frame: Buffer): void {
     const socket = this.socket;
-    if (this.raw && this.kind !== Kind.Ws) socket.write(unchunk(frame));
-    else socket.write(frame);
-    this.gw.stats.bytesOut += frame.length;
-    if (socket.writableLength > this.gw.maxQueueBytes) this.cut();
+    socket.write(this.unframed ? unchunk(frame) : frame);
+    this.host.stats.bytesOut += frame.length;
+    if (socket.writableLength > this.host.opts.maxQueueBytes) this.cut();
+  }
+
+  /** Writes response text (a head, a whole answer) under the same limit; false if cut off. */
+  send(text: string): boolean {
+    const socket = this.socket;
+    socket.write(text);
+    this.host.stats.bytesOut += text.length;
+    if (socket.writableLength <= this.host.opts.maxQueueBytes) return true;
+    this.cut();
+    return false;
   }
 
   /** Drops a slow consumer at once (its queue is full, a goodbye frame would not get through). */
   cut(): void {
     if (this.state === State.Closed) return;
-    this.gw.stats.slowConsumers++;
-    this.gw.release(this);
+    this.host.stats.slowConsumers++;
+    this.host.release(this);
     this.socket.destroy();
   }
 
   /**
-   * Ends a stream telling the client why: SSE gets a `disconnect` event, WebSocket a close frame
-   * with the numbered code, chunked streams their final chunk. Then the socket is ended (FIN
-   * after the queued bytes).
+   * Ends the connection telling the client why: SSE gets a `disconnect` event, WebSocket a close
+   * frame with the numbered code, chunked streams their final chunk, a waiting long-poll an
+   * answer naming the reason. Then the socket is ended and lingers (see {@link State.Ending}).
    */
-  disconnect(reason: DisconnectReason = Disconnect.Shutdown): void {
+  disconnect(reason: DisconnectReason): void {
     const state = this.state;
     if (state === State.Closed || state === State.Ending) return;
-    if (state === State.Poll) {
-      this.gw.answerPollEmpty(this, reason);
-      return;
-    }
-    this.gw.release(this, State.Ending);
-    const socket = this.socket;
-    if (state === State.Stream || state === State.Resuming) {
-      if (this.kind === Kind.Sse) this.write(sseControl('disconnect', disconnectBody(reason)));
-      if (!this.raw) socket.write(LAST_CHUNK);
-    } else if (state === State.Ws) {
-      socket.write(wsControl('disconnect', disconnectBody(reason)));
-      socket.write(closeFrame(reason.code, reason.reason));
-    }
-    socket.end();
+    if (state !== State.Head) this.transport?.goodbye(this, reason);
+    this.host.finish(this);
   }
 }

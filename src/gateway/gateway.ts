@@ -1,14 +1,14 @@
 /**
  * The gateway: holds client connections on the client port (the article's mochiweb app).
  *
- * It owns raw `net` sockets and speaks just enough HTTP/1.1 for its routes (see http-head.ts),
- * logs connections into the router, and writes each message's shared frame to them. All timing
- * runs off one 1-second interval:
+ * It owns raw `net` sockets and speaks just enough HTTP/1.1 for its routes (http-head.ts,
+ * request.ts), keeps its connection index (hub.ts), hands each message to the transport of every
+ * connection logged in as a recipient (transports/), and gives every connection a deadline in
+ * every state (connection.ts). All timing runs off one 1-second interval:
  *
  * ```
- *   tick ─┬─ head deadlines due now   → 408 + close   (client never finished its request head)
- *         ├─ poll deadlines due now   → empty answer  (long-poll timeout)
- *         └─ 1/heartbeat of the list  → SSE comment, WebSocket ping or stale cut, token expiry
+ *   tick ─┬─ deadlines due now  → Head: 408 · poll: empty answer · Resuming: cut · Ending: destroy
+ *         └─ 1/heartbeat of the list → SSE comment, WebSocket ping or stale cut, token expiry
  * ```
  *
  * so an idle connection costs no timer, and heartbeats are spread evenly over the interval.
@@ -17,90 +17,78 @@
  */
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
+import type { Deliverer, GatewayLoad } from '../bus/bus.js';
 import { Disconnect, type DisconnectReason } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Message } from '../router/message.js';
-import type { Router } from '../router/router.js';
-import { Connection, type ConnectionHost, type ConnSocket, Kind, kConn, State } from './connection.js';
-import { chunk, messageJson, SSE_HEARTBEAT, tickFrame, wsControl } from './frames.js';
+import type { Message } from '../message.js';
+import type { Replay } from '../router/history.js';
+import { PendingBytes } from './bytes.js';
+import {
+  Connection,
+  type ConnSocket,
+  type GatewayContext,
+  kConn,
+  State,
+  type Transport,
+} from './connection.js';
+import type { GatewayOptions } from './gateway-options.js';
 import { isHeadError, readHead } from './http-head.js';
-import { type CommonHeaders, errorResponse, response } from './responses.js';
-import { route, wsData } from './routes.js';
+import { Hub, type InterestListener } from './hub.js';
+import { route } from './request.js';
+import { type CommonHeaders, errorResponse } from './responses.js';
 import { GatewayStats, type OpenByKind } from './stats.js';
-import { encodeWsFrame, WS_OP_PING } from './websocket.js';
+import { answerPollEmpty } from './transports/poll.js';
 import { DeadlineSlots } from './wheel.js';
 
-/** Gateway settings; `resolveOptions` in options.ts fills the defaults. */
-export interface GatewayOptions {
-  readonly port: number;
-  readonly host: string;
-  /** Largest request head (request line + headers), bytes; past it 431. */
-  readonly maxHeadBytes: number;
-  /** A connection that has not sent a complete request head by then is closed (408). */
-  readonly headTimeoutMs: number;
-  /** SSE comment / WebSocket ping interval. */
-  readonly heartbeatMs: number;
-  /** A long-poll with nothing to deliver answers empty after this long. */
-  readonly pollTimeoutMs: number;
-  /** `retry:` sent to SSE clients (their reconnect delay). */
-  readonly sseRetryMs: number;
-  /** Outbound bytes queued per connection before it is cut off. */
-  readonly maxQueueBytes: number;
-  /** Largest frame a WebSocket client may send. */
-  readonly maxClientFrameBytes: number;
-  /** Most ids one connection may log in as (`/feed/a?also=b,c`). */
-  readonly maxIdsPerConnection: number;
-  /** HS256 secret for client tokens; empty: tokens are not accepted. */
-  readonly tokenSecret: string;
-  /** Whether an id from the URL alone, without a token, may log in. */
-  readonly allowAnonymous: boolean;
-  /** `Access-Control-Allow-Origin` for client responses; empty for none. */
-  readonly allowOrigin: string;
-  /** Part 1's ticker: a chunk to every stream every this many ms; 0 is off. */
-  readonly tickerMs: number;
-  /** How long shutdown waits for clients to go before cutting them. */
-  readonly shutdownTimeoutMs: number;
-  /** Most open connections; past it new ones are closed at once. 0: no limit. */
-  readonly maxConnections: number;
-}
-
-const WS_PING = encodeWsFrame(WS_OP_PING, Buffer.alloc(0));
+export type { GatewayOptions } from './gateway-options.js';
 
 /** Pipelined requests answered per read; the rest waits for the answers to drain. */
 export const MAX_REQUESTS_PER_READ = 16;
 
-export class Gateway implements ConnectionHost {
+/** Where resume history comes from (the router's, or the cluster's). */
+export interface ReplaySource {
+  /** What a client logged in as `ids` missed since `lastEid`, or why that cannot be known. */
+  replay(ids: readonly string[], lastEid: string): Promise<Replay>;
+  /** The newest event id: a resume cursor meaning "from now on". */
+  lastEid(): string;
+}
+
+/** The gateway of one process: client sockets, their lifecycle, and the hub they log in to. */
+export class Gateway implements GatewayContext, Deliverer {
   readonly stats = new GatewayStats();
   readonly opts: GatewayOptions;
-  readonly router: Router;
   readonly log: Logger;
-  readonly maxQueueBytes: number;
-  /** Headers every response carries; `date` is refreshed each tick. */
+  readonly hub: Hub;
   readonly headers: { date: string; allowOrigin: string } & CommonHeaders;
   /** Seconds since start (the wheel's clock). */
   now = 0;
-  readonly heads = new DeadlineSlots<Connection>();
-  readonly polls = new DeadlineSlots<Connection>();
+  readonly #history: ReplaySource;
   readonly #server: net.Server;
   readonly #conns: Connection[] = [];
+  readonly #deadlines = new DeadlineSlots<Connection>();
   readonly #headTimeout: number;
   readonly #pollTimeout: number;
+  readonly #linger: number;
   readonly #heartbeat: number;
   #cursor = 0;
+  /** Connections owed a heartbeat visit (fractional: L/heartbeat accrue per tick). */
+  #beatBudget = 0;
   #wheel: NodeJS.Timeout | undefined;
   #ticker: NodeJS.Timeout | undefined;
   #draining = false;
   #closing: Promise<void> | undefined;
   #emptied: (() => void) | undefined;
 
-  constructor(opts: GatewayOptions, router: Router, log: Logger) {
+  /** `interest`: told when an id gets its first connection here or loses its last (the bus). */
+  constructor(opts: GatewayOptions, history: ReplaySource, log: Logger, interest?: InterestListener) {
     this.opts = opts;
-    this.router = router;
+    this.#history = history;
     this.log = log;
-    this.maxQueueBytes = opts.maxQueueBytes;
+    this.hub = new Hub(interest);
     this.headers = { date: new Date().toUTCString(), allowOrigin: opts.allowOrigin };
     this.#headTimeout = Math.max(1, Math.ceil(opts.headTimeoutMs / 1000));
     this.#pollTimeout = Math.max(1, Math.ceil(opts.pollTimeoutMs / 1000));
+    this.#linger = Math.max(1, Math.ceil(opts.lingerMs / 1000));
     this.#heartbeat = Math.max(1, Math.round(opts.heartbeatMs / 1000));
     this.#server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
     if (opts.maxConnections > 0) this.#server.maxConnections = opts.maxConnections;
@@ -131,23 +119,34 @@ export class Gateway implements ConnectionHost {
     return this.#draining;
   }
 
-  /** Open sockets. */
+  /** Open sockets, in every state. */
   get open(): number {
     return this.#conns.length;
   }
 
-  /** Open connections by transport (walks the list: for stats, not the hot path). */
+  /** Open sockets by state and transport; the parts add up to {@link open}. */
   openByKind(): OpenByKind {
-    const out: OpenByKind = { head: 0, test: 0, plain: 0, sse: 0, ws: 0, poll: 0 };
+    const out: OpenByKind = { head: 0, test: 0, plain: 0, sse: 0, ws: 0, poll: 0, ending: 0 };
     for (const c of this.#conns) {
-      if (c.state === State.Head) out.head++;
-      else if (c.kind === Kind.Test) out.test++;
-      else if (c.kind === Kind.Plain) out.plain++;
-      else if (c.kind === Kind.Sse) out.sse++;
-      else if (c.kind === Kind.Ws) out.ws++;
-      else if (c.kind === Kind.Poll) out.poll++;
+      if (c.state === State.Ending) out.ending++;
+      else if (c.state === State.Head || c.transport === null) out.head++;
+      else out[c.transport.name]++;
     }
     return out;
+  }
+
+  /** Delivers `msg` to this gateway's connections of `recipients` (the bus calls this). */
+  deliver(msg: Message, recipients: readonly string[]): number {
+    return this.hub.deliver(msg, recipients);
+  }
+
+  /** What this gateway holds, announced to the cluster. */
+  load(): GatewayLoad {
+    return { connections: this.#conns.length, ids: this.hub.ids };
+  }
+
+  lastEid(): string {
+    return this.#history.lastEid();
   }
 
   #accept(socket: ConnSocket): void {
@@ -158,12 +157,19 @@ export class Gateway implements ConnectionHost {
     const conn = new Connection(socket, this);
     socket[kConn] = conn;
     conn.index = this.#conns.push(conn) - 1;
-    conn.since = this.now;
-    this.heads.add(conn, this.now + this.#headTimeout + 1);
+    this.#deadline(conn, this.#headTimeout);
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);
     this.stats.accepted++;
+  }
+
+  /** Files `conn`'s deadline `seconds` from now (one per connection; a new one replaces it). */
+  #deadline(conn: Connection, seconds: number): void {
+    const due = this.now + seconds + 1;
+    if (conn.due === due) return;
+    conn.due = due;
+    this.#deadlines.add(conn, due);
   }
 
   /**
@@ -201,14 +207,12 @@ export class Gateway implements ConnectionHost {
           input = route(this, conn, got.result, got.rest);
           break;
         }
-        case State.Ws:
-          wsData(this, conn, input);
-          return;
-        case State.Poll:
-          this.holdNext(conn, input);
+        case State.Open:
+        case State.Resuming:
+          conn.transport!.input(conn, input);
           return;
         default:
-          // Streams take no input; anything sent is read and dropped so the socket never backs up.
+          // Ending or closed: what the client still sends is read and dropped.
           return;
       }
     }
@@ -229,14 +233,14 @@ export class Gateway implements ConnectionHost {
     else setImmediate(go);
   }
 
-  /** A request pipelined behind a waiting long-poll: kept (bounded) until the poll is answered. */
   holdNext(conn: Connection, bytes: Buffer): void {
-    const held = conn.pending === undefined ? bytes.length : conn.pending.length + bytes.length;
+    const held = (conn.pending?.length ?? 0) + bytes.length;
     if (held > this.opts.maxHeadBytes) {
       this.reject(conn, 431, `request head over ${this.opts.maxHeadBytes} bytes`);
       return;
     }
-    conn.pending = conn.pending === undefined ? Buffer.from(bytes) : Buffer.concat([conn.pending, bytes]);
+    conn.pending ??= new PendingBytes();
+    conn.pending.push(bytes);
   }
 
   /** Something threw while handling `conn`: end that connection, log why, keep serving the rest. */
@@ -247,22 +251,30 @@ export class Gateway implements ConnectionHost {
     conn.socket.destroy();
   }
 
-  /** Answers with an error status naming `reason`, then closes. */
   reject(conn: Connection, status: number, reason: string, headers = ''): void {
     this.stats.rejected++;
+    this.finish(conn, errorResponse(this.headers, status, reason, headers));
+  }
+
+  finish(conn: Connection, last?: string | Buffer): void {
+    const state = conn.state;
+    if (state === State.Closed || state === State.Ending) return;
     this.release(conn, State.Ending);
     conn.pending = undefined;
-    const socket = conn.socket;
-    socket.end(errorResponse(this.headers, status, reason, headers));
+    conn.fragments = null;
+    this.#deadline(conn, this.#linger);
+    if (last === undefined) conn.socket.end();
+    else conn.socket.end(last);
   }
 
   release(conn: Connection, next: State = State.Closed): void {
     if (conn.state === State.Closed) return;
-    if (conn.ids !== null) this.router.logout(conn);
+    if (conn.ids !== null) this.hub.logout(conn);
     conn.held = null;
     conn.state = next;
     if (next !== State.Closed) return;
     conn.pending = undefined;
+    conn.due = 0;
     const list = this.#conns;
     const i = conn.index;
     const last = list.pop()!;
@@ -274,112 +286,158 @@ export class Gateway implements ConnectionHost {
     if (list.length === 0) this.#emptied?.();
   }
 
-  /** A socket closed: log its connection out at once (the article's hibernating process never noticed). */
   closed(conn: Connection): void {
     this.release(conn);
+    conn.socket[kConn] = undefined;
     this.stats.closed++;
   }
 
-  /**
-   * Puts a keep-alive connection back to reading a request head. Bytes held behind a long-poll
-   * are read once the answer has drained (never from inside the delivery that answered it).
-   */
   awaitNextRequest(conn: Connection): void {
-    conn.state = State.Head;
-    conn.kind = Kind.None;
-    conn.since = this.now;
-    this.heads.add(conn, this.now + this.#headTimeout + 1);
     const pending = conn.pending;
     conn.pending = undefined;
-    if (pending !== undefined) this.#resumeAfterDrain(conn, pending);
+    conn.state = State.Head;
+    conn.transport = null;
+    this.#deadline(conn, this.#headTimeout);
+    // Bytes held behind a long-poll are read once its answer has drained (never from inside the
+    // delivery that answered it).
+    if (pending !== undefined) this.#resumeAfterDrain(conn, pending.join());
   }
 
-  /** Files a waiting long-poll under its timeout. */
   awaitPoll(conn: Connection): void {
-    conn.since = this.now;
-    this.polls.add(conn, this.now + this.#pollTimeout + 1);
-  }
-
-  answerPoll(conn: Connection, messages: readonly Message[], extra = ''): void {
-    if (conn.state !== State.Poll) return;
-    this.release(conn, State.Ending);
-    const last = messages.length > 0 ? messages[messages.length - 1]!.eid : this.router.lastEid();
-    const body = `{"messages":[${messages.map(messageJson).join(',')}],"last":${JSON.stringify(last)}${extra}}`;
-    const text = response(this.headers, 200, body, { contentType: 'application/json', close: conn.raw });
-    this.stats.deliveries += messages.length;
-    if (!this.answer(conn, text)) return;
-    if (conn.raw || this.#draining) conn.socket.end();
-    else this.awaitNextRequest(conn);
+    this.#deadline(conn, this.#pollTimeout);
   }
 
   /**
-   * Writes a complete answer on a connection that may be kept alive. Like stream frames it goes
-   * through the slow-consumer limit: false when the client was cut off for not reading.
+   * Logs `conn` in as `ids` over `transport`. With `last` it resumes: logged in at once (so
+   * nothing sent from now on is missed), live messages are held while the history is read, then
+   * the replay is written and the held messages not already in it.
    */
-  answer(conn: Connection, text: string): boolean {
-    const socket = conn.socket;
-    socket.write(text);
-    this.stats.bytesOut += text.length;
-    if (socket.writableLength <= this.maxQueueBytes) return true;
-    conn.cut();
-    return false;
+  attach(conn: Connection, transport: Transport, ids: readonly string[], last: string | undefined): void {
+    conn.transport = transport;
+    conn.due = 0;
+    if (last === undefined) {
+      conn.state = State.Open;
+      for (const id of ids) this.hub.login(id, conn);
+      return;
+    }
+    conn.state = State.Resuming;
+    conn.held = [];
+    for (const id of ids) this.hub.login(id, conn);
+    this.#deadline(conn, this.#headTimeout);
+    this.#history.replay(ids, last).then(
+      (replay) => this.#resumed(conn, replay, last),
+      (err: unknown) => {
+        this.log.warn('resume failed', { err, ids });
+        if (conn.state === State.Resuming) conn.disconnect(Disconnect.InternalError);
+      },
+    );
   }
 
-  answerPollEmpty(conn: Connection, reason?: DisconnectReason): void {
-    if (reason !== undefined) conn.raw = true;
-    this.answerPoll(conn, [], reason === undefined ? '' : `,"disconnect":${JSON.stringify(reason)}`);
+  #resumed(conn: Connection, replay: Replay, last: string): void {
+    if (conn.state !== State.Resuming) return;
+    const held = conn.held ?? [];
+    conn.held = null;
+    conn.state = State.Open;
+    conn.due = 0;
+    try {
+      if (replay.ok) {
+        this.stats.resumed++;
+        const seen = new Set(replay.messages.map((m) => m.eid));
+        conn.transport!.resumed(
+          conn,
+          replay.messages.concat(held.filter((m) => !seen.has(m.eid))),
+          undefined,
+        );
+      } else {
+        this.stats.gaps++;
+        conn.transport!.resumed(conn, held, { last, reason: replay.reason });
+      }
+    } catch (err) {
+      this.#fail(conn, err);
+    }
   }
 
   #tick(): void {
     this.now++;
     this.headers.date = new Date().toUTCString();
-    for (const c of this.heads.take(this.now)) {
-      if (c.state === State.Head && this.now - c.since > this.#headTimeout) {
-        this.stats.headTimeouts++;
-        this.reject(c, 408, `request head not received within ${this.opts.headTimeoutMs} ms`);
+    for (const [c, due] of this.#deadlines.take(this.now)) {
+      if (c.due !== due) continue;
+      c.due = 0;
+      try {
+        this.#expire(c);
+      } catch (err) {
+        this.#fail(c, err);
       }
-    }
-    for (const c of this.polls.take(this.now)) {
-      if (c.state === State.Poll && this.now - c.since > this.#pollTimeout) this.answerPollEmpty(c);
     }
     this.#sweep();
   }
 
-  /** Visits 1/heartbeat of the connections: heartbeats, stale WebSockets, expired tokens. */
+  /** A connection's deadline passed: what that means depends on its state. */
+  #expire(c: Connection): void {
+    switch (c.state) {
+      case State.Head:
+        this.stats.headTimeouts++;
+        this.reject(c, 408, `request head not received within ${this.opts.headTimeoutMs} ms`);
+        return;
+      case State.Open:
+        if (c.transport?.name === 'poll') answerPollEmpty(c);
+        return;
+      case State.Resuming:
+        this.log.warn('resume did not finish in time; connection ended', { ids: c.ids });
+        c.disconnect(Disconnect.InternalError);
+        return;
+      case State.Ending:
+        this.stats.lingerTimeouts++;
+        this.release(c);
+        c.socket.destroy();
+        return;
+      default:
+    }
+  }
+
+  /**
+   * Visits the share of the connections owed a heartbeat this second: over one heartbeat
+   * period every connection is visited once, however few there are.
+   */
   #sweep(): void {
     const list = this.#conns;
-    if (list.length === 0) return;
-    const count = Math.ceil(list.length / this.#heartbeat);
+    if (list.length === 0) {
+      this.#beatBudget = 0;
+      return;
+    }
+    this.#beatBudget = Math.min(this.#beatBudget + list.length / this.#heartbeat, list.length);
+    const count = Math.floor(this.#beatBudget);
+    this.#beatBudget -= count;
     const epochSeconds = Math.floor(Date.now() / 1000);
     for (let k = 0; k < count && list.length > 0; k++) {
       if (this.#cursor >= list.length) this.#cursor = 0;
       const c = list[this.#cursor++]!;
-      if (c.state !== State.Stream && c.state !== State.Ws) continue;
-      if (c.exp !== 0 && c.exp <= epochSeconds) {
-        this.stats.expired++;
-        c.disconnect(Disconnect.TokenExpired);
-      } else if (c.kind === Kind.Sse) {
-        c.write(SSE_HEARTBEAT);
-      } else if (c.kind === Kind.Ws) {
-        if (this.now - c.since > 2 * this.#heartbeat) {
-          this.stats.stale++;
-          c.disconnect(Disconnect.Stale);
+      if (c.state !== State.Open) continue;
+      try {
+        if (c.exp !== 0 && c.exp <= epochSeconds) {
+          this.stats.expired++;
+          c.disconnect(Disconnect.TokenExpired);
         } else {
-          c.write(WS_PING);
+          c.transport!.heartbeat(c);
         }
+      } catch (err) {
+        this.#fail(c, err);
       }
     }
   }
 
   /** The article's part 1: every stream gets `Chunk N for id X`, from one timer for all. */
   #tickAll(): void {
-    for (const c of this.#conns) {
-      if (c.state !== State.Stream) continue;
-      c.n++;
-      if (c.kind === Kind.Sse) c.write(chunk(`data: Chunk ${c.n} for id ${c.firstId}\n\n`));
-      else if (c.kind === Kind.Ws) c.write(wsControl('tick', { n: c.n, id: c.firstId }));
-      else c.write(tickFrame(c.n, c.firstId));
+    for (const c of [...this.#conns]) {
+      if (c.state === State.Open) c.transport!.tick(c);
     }
+  }
+
+  /** Ends every connection logged in as `id` with `reason`; returns how many. */
+  disconnectId(id: string, reason: DisconnectReason): number {
+    const conns = this.hub.receiversOf(id) as Connection[];
+    for (const c of conns) c.disconnect(reason);
+    return conns.length;
   }
 
   /**
@@ -394,35 +452,42 @@ export class Gateway implements ConnectionHost {
 
   async #close(): Promise<void> {
     this.#draining = true;
-    clearInterval(this.#wheel);
     clearInterval(this.#ticker);
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const c of [...this.#conns]) {
-      if (c.state === State.Head) c.socket.destroy();
-      else c.disconnect(Disconnect.Shutdown);
+      if (c.state === State.Head) {
+        this.release(c);
+        c.socket.destroy();
+      } else {
+        c.disconnect(Disconnect.Shutdown);
+      }
     }
     if (this.#conns.length > 0) {
       const emptied = new Promise<void>((resolve) => {
         this.#emptied = resolve;
       });
       const timer = setTimeout(() => {
-        for (const c of [...this.#conns]) c.socket.destroy();
+        for (const c of [...this.#conns]) {
+          this.release(c);
+          c.socket.destroy();
+        }
       }, this.opts.shutdownTimeoutMs);
       await emptied;
       clearTimeout(timer);
     }
+    clearInterval(this.#wheel);
     await stopped;
   }
 }
 
 function onData(this: ConnSocket, bytes: Buffer): void {
   const conn = this[kConn];
-  if (conn !== undefined) (conn.gw as Gateway).data(conn, bytes);
+  if (conn !== undefined) conn.host.data(conn, bytes);
 }
 
 function onClose(this: ConnSocket): void {
   const conn = this[kConn];
-  if (conn !== undefined) (conn.gw as Gateway).closed(conn);
+  if (conn !== undefined) conn.host.closed(conn);
 }
 
 function onError(this: ConnSocket): void {

@@ -6,9 +6,13 @@
  * budget. Client requests here are simple GETs, so the head is parsed once, the few headers the
  * gateway needs are kept in a fixed-shape object, and the raw bytes are dropped.
  *
- * Bytes arrive in pieces; {@link HeadReader} accumulates them up to a limit (431 past it) and
- * looks for the blank line that ends the head.
+ * Bytes arrive in pieces; {@link readHead} accumulates them up to a limit (431 past it) and
+ * looks for the blank line that ends the head. Parsing is strict, as RFC 9112 asks of a server
+ * that does not forward requests: lines end in CRLF only (a bare CR or LF, NUL or any other
+ * control character but HTAB in a header value is a 400), so a request cannot be read one way
+ * here and another way by a proxy in front.
  */
+import { PendingBytes } from './bytes.js';
 
 /** The request head fields the gateway uses. Header values are trimmed; absent is `undefined`. */
 export class RequestHead {
@@ -53,6 +57,12 @@ export interface HeadError {
 }
 
 const MAX_HEADERS = 100;
+/** Control characters allowed nowhere in a head line (HTAB is allowed in header values). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+const CTL_LINE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** In the request line not even HTAB. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+const CTL_REQUEST_LINE = /[\x00-\x1f\x7f]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
@@ -63,6 +73,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 export function parseHead(text: string): RequestHead | HeadError {
   const lines = text.split('\r\n');
   const requestLine = lines[0] ?? '';
+  if (CTL_REQUEST_LINE.test(requestLine))
+    return { status: 400, reason: lineProblem(requestLine, 'request line') };
   const sp1 = requestLine.indexOf(' ');
   const sp2 = requestLine.lastIndexOf(' ');
   if (sp1 <= 0 || sp2 === sp1) return { status: 400, reason: 'malformed request line' };
@@ -75,9 +87,11 @@ export function parseHead(text: string): RequestHead | HeadError {
   else if (version === 'HTTP/1.0') head.minor = 0;
   else if (/^HTTP\/\d\.\d$/.test(version)) return { status: 505, reason: `${version} is not supported` };
   else return { status: 400, reason: 'malformed request line' };
-  if (head.target.length === 0 || head.target[0] !== '/' || /[\s\0]/.test(head.target)) {
-    return { status: 400, reason: 'request target must be an origin-form path' };
+  const target = originForm(head.target, head.method);
+  if (target === undefined) {
+    return { status: 400, reason: 'request target must be a path (or an absolute http URL)' };
   }
+  head.target = target;
   const q = head.target.indexOf('?');
   head.path = q === -1 ? head.target : head.target.slice(0, q);
   head.query = q === -1 ? '' : head.target.slice(q + 1);
@@ -86,6 +100,7 @@ export function parseHead(text: string): RequestHead | HeadError {
 
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
+    if (CTL_LINE.test(line)) return { status: 400, reason: lineProblem(line, `header line ${i}`) };
     const colon = line.indexOf(':');
     if (colon <= 0) return { status: 400, reason: `malformed header line ${i}` };
     const name = line.slice(0, colon);
@@ -135,51 +150,91 @@ export function parseHead(text: string): RequestHead | HeadError {
   return head;
 }
 
+/** Says what is wrong with a line holding a control character. */
+function lineProblem(line: string, where: string): string {
+  return /[\r\n]/.test(line) ? `bare CR or LF in the ${where}` : `control character in the ${where}`;
+}
+
+/**
+ * The origin-form of a request target: a path as sent, the path of an absolute `http(s)://` URL
+ * (RFC 9112 §3.2.2: a server must accept the absolute form), `*` for OPTIONS; else undefined.
+ */
+function originForm(target: string, method: string): string | undefined {
+  if (/\s/.test(target)) return undefined;
+  if (target[0] === '/') return target;
+  if (target === '*' && method === 'OPTIONS') return target;
+  const m = /^https?:\/\/[^/?#]+([/?][^#]*)?$/i.exec(target);
+  if (m === null) return undefined;
+  const rest = m[1] ?? '/';
+  return rest[0] === '?' ? `/${rest}` : rest;
+}
+
 /** True when `x` is a {@link HeadError}. */
 export function isHeadError(x: RequestHead | HeadError): x is HeadError {
   return !(x instanceof RequestHead);
 }
 
-/**
- * Accumulates request bytes until the head is complete. One reader is shared by the whole
- * gateway; the partial bytes of each connection live on the connection (`pending`) and are
- * dropped as soon as the head is parsed.
- */
+/** What {@link readHead} made of the bytes so far. */
 export interface HeadChunk {
   /** The parsed head or why it was rejected; `undefined` while incomplete. */
   readonly result: RequestHead | HeadError | undefined;
   /** Bytes after the head (a WebSocket frame, a pipelined request), if any. */
   readonly rest: Buffer | undefined;
   /** Bytes to keep for the next read when incomplete. */
-  readonly pending: Buffer | undefined;
+  readonly pending: PendingBytes | undefined;
+}
+
+const tooLarge = (maxBytes: number): HeadChunk => ({
+  result: { status: 431, reason: `request head over ${maxBytes} bytes` },
+  rest: undefined,
+  pending: undefined,
+});
+const bareLf: HeadChunk = {
+  result: { status: 400, reason: 'bare LF in the request head (lines must end in CRLF)' },
+  rest: undefined,
+  pending: undefined,
+};
+
+/** True when `area` has an LF at or after `from` that is not preceded by CR. */
+function hasBareLf(area: Buffer, from: number): boolean {
+  for (let i = area.indexOf(10, from); i !== -1; i = area.indexOf(10, i + 1)) {
+    if (i === 0 || area[i - 1] !== 13) return true;
+  }
+  return false;
 }
 
 /**
  * Adds `chunk` to `pending` and tries to complete the head. `maxBytes` bounds the head size
- * (request line plus headers); past it the result is a 431.
+ * (request line plus headers); past it the result is a 431. A bare LF is refused (400) as soon
+ * as it arrives rather than at the head timeout. Pieces are joined once, when the head is whole.
  */
-export function readHead(pending: Buffer | undefined, chunk: Buffer, maxBytes: number): HeadChunk {
-  const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
-  const from = pending === undefined ? 0 : Math.max(0, pending.length - 3);
-  const end = buf.indexOf(CRLFCRLF, from);
-  if (end === -1) {
-    if (buf.length > maxBytes) {
-      return {
-        result: { status: 431, reason: `request head over ${maxBytes} bytes` },
-        rest: undefined,
-        pending: undefined,
-      };
+export function readHead(pending: PendingBytes | undefined, chunk: Buffer, maxBytes: number): HeadChunk {
+  if (pending === undefined) {
+    const end = chunk.indexOf(CRLFCRLF);
+    if (end === -1) {
+      if (chunk.length > maxBytes) return tooLarge(maxBytes);
+      if (hasBareLf(chunk, 0)) return bareLf;
+      const keep = new PendingBytes();
+      keep.push(chunk);
+      return { result: undefined, rest: undefined, pending: keep };
     }
-    // Copy so a small pending head does not pin a large pooled read buffer.
-    return { result: undefined, rest: undefined, pending: pending === undefined ? Buffer.from(buf) : buf };
+    return complete(chunk, end, maxBytes);
   }
-  if (end > maxBytes) {
-    return {
-      result: { status: 431, reason: `request head over ${maxBytes} bytes` },
-      rest: undefined,
-      pending: undefined,
-    };
+  const tail = pending.tail(3);
+  const area = tail.length === 0 ? chunk : Buffer.concat([tail, chunk]);
+  const at = area.indexOf(CRLFCRLF);
+  if (at === -1) {
+    if (pending.length + chunk.length > maxBytes) return tooLarge(maxBytes);
+    if (hasBareLf(area, tail.length)) return bareLf;
+    pending.push(chunk);
+    return { result: undefined, rest: undefined, pending };
   }
+  const end = pending.length - tail.length + at;
+  return complete(Buffer.concat([pending.join(), chunk]), end, maxBytes);
+}
+
+function complete(buf: Buffer, end: number, maxBytes: number): HeadChunk {
+  if (end > maxBytes) return tooLarge(maxBytes);
   const result = parseHead(buf.toString('latin1', 0, end));
   const restStart = end + 4;
   return { result, rest: restStart < buf.length ? buf.subarray(restStart) : undefined, pending: undefined };

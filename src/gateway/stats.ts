@@ -26,16 +26,24 @@ export class GatewayStats {
   /** Resume requests answered from history, and those that could not be (gap). */
   resumed = 0;
   gaps = 0;
+  /** Ended connections destroyed because the client had not closed its side within the linger time. */
+  lingerTimeouts = 0;
   /** Connections ended because handling them threw (a bug, logged; the process goes on). */
   errors = 0;
 }
 
-/** Open connections by transport, computed from the connection list on demand. */
+/**
+ * Open sockets by state and transport, computed from the connection list on demand; the parts
+ * add up to the gateway's open count.
+ */
 export interface OpenByKind {
+  /** Reading a request head (new or between keep-alive requests). */
   head: number;
   test: number;
   plain: number;
   sse: number;
   ws: number;
   poll: number;
+  /** Final answer written, waiting for the client to close (at most the linger time). */
+  ending: number;
 }

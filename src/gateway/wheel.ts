@@ -1,8 +1,8 @@
 /**
  * Deadlines by the second, for many connections and no timer each (STYLE.md §7: one coarse
  * wheel for all). Items are filed under the second they fall due; the gateway's one-second tick
- * takes the due slot and checks each item is still in the state that deadline was for (a
- * connection that moved on is simply skipped, so nothing is ever removed early).
+ * takes the due slots and checks each item still has that deadline (a connection that moved on
+ * holds another one, or none, and is skipped; nothing is ever removed early).
  */
 export class DeadlineSlots<T> {
   readonly #slots = new Map<number, T[]>();
@@ -14,13 +14,13 @@ export class DeadlineSlots<T> {
     else slot.push(item);
   }
 
-  /** Takes every item due at or before second `now`. */
-  take(now: number): T[] {
-    const out: T[] = [];
+  /** Takes every item due at or before second `now`, with the second it was filed under. */
+  take(now: number): [item: T, due: number][] {
+    const out: [T, number][] = [];
     for (const [due, items] of this.#slots) {
       if (due > now) continue;
       this.#slots.delete(due);
-      for (const item of items) out.push(item);
+      for (const item of items) out.push([item, due]);
     }
     return out;
   }

@@ -8,7 +8,7 @@
  * arithmetic. A client whose id is from another epoch (another process, or before a restart) or
  * older than the ring is told it cannot resume (a `gap`), never silently given a partial replay.
  */
-import type { EventIds, Message } from './message.js';
+import type { EventIds, Message } from '../message.js';
 
 export interface HistoryOptions {
   /** Most messages kept (0 turns history off). */

@@ -1,8 +1,6 @@
 /**
  * The router: the article's `router.erl` with `router.erl.2`'s pub/sub fan-out.
  *
- * - `login(id, conn)` / `logout(conn)` register connections in this gateway's {@link Registry};
- *   the registry tells the bus when an id gains its first or loses its last local connection.
  * - `send(id, msg)` resolves the recipients — `id` itself plus every subscriber of `id` from the
  *   {@link SubscriptionStore} — and publishes the message once per recipient id on the bus, which
  *   delivers only where there is interest. It answers how many connections were reached.
@@ -14,17 +12,14 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Bus } from '../bus/bus.js';
 import { InvalidInputError, PayloadTooLargeError, UnavailableError } from '../errors.js';
 import { validateId } from '../ids.js';
+import { bodyOf, type EventIds, Message } from '../message.js';
 import type { SubscriptionStore } from '../store/store.js';
 import type { History, Replay } from './history.js';
-import { bodyOf, type EventIds, Message } from './message.js';
-import type { Receiver, Registry } from './registry.js';
 
 export interface RouterOptions {
   readonly bus: Bus;
   readonly store: SubscriptionStore;
   readonly ids: EventIds;
-  /** This gateway's registry; absent on a router-only process. */
-  readonly registry?: Registry;
   readonly history?: History;
   /** Subscribers per bus publish. */
   readonly pageSize?: number;
@@ -64,7 +59,6 @@ export class Router {
   readonly #bus: Bus;
   readonly #store: SubscriptionStore;
   readonly #ids: EventIds;
-  readonly #registry: Registry | undefined;
   readonly #history: History | undefined;
   readonly #pageSize: number;
   readonly #maxBytes: number;
@@ -77,26 +71,9 @@ export class Router {
     this.#bus = opts.bus;
     this.#store = opts.store;
     this.#ids = opts.ids;
-    this.#registry = opts.registry;
     this.#history = opts.history;
     this.#pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
     this.#maxBytes = opts.maxMessageBytes;
-  }
-
-  /** Registers `conn` to receive messages for `id`. One connection may log in as many ids. */
-  login(id: string, conn: Receiver): void {
-    this.#requireRegistry().login(id, conn);
-  }
-
-  /** Stops all deliveries to `conn`. */
-  logout(conn: Receiver): void {
-    this.#requireRegistry().logout(conn);
-  }
-
-  #requireRegistry(): Registry {
-    if (this.#registry === undefined)
-      throw new Error('this router has no local gateway to log connections into');
-    return this.#registry;
   }
 
   /**

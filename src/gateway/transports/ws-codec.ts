@@ -57,30 +57,51 @@ export function closeFrame(code: number, reason: string): Buffer {
   return encodeWsFrame(WS_OP_CLOSE, payload);
 }
 
-/** A decoded client frame. */
+/**
+ * A client frame as read off the wire: its payload is still masked, a view into the read buffer
+ * (valid until the next read). {@link unmask} copies it out when it is needed: control frames
+ * and text (for the UTF-8 check); binary data is dropped without ever being unmasked.
+ */
 export interface WsFrame {
   readonly fin: boolean;
   readonly opcode: number;
-  readonly payload: Buffer;
+  readonly masked: Buffer;
+  readonly mask: Buffer;
 }
 
-/** Why the decoder gave up: a close code (1002 protocol error, 1009 too big) and reason. */
+/** The payload of `frame`, unmasked, in a new buffer. */
+export function unmask(frame: WsFrame): Buffer {
+  const { masked, mask } = frame;
+  const out = Buffer.allocUnsafe(masked.length);
+  for (let i = 0; i < masked.length; i++) out[i] = masked[i]! ^ mask[i & 3]!;
+  return out;
+}
+
+/** Why the decoder or the receiving side gave up: a close code and reason. */
 export interface WsProtocolError {
-  readonly closeCode: 1002 | 1009;
+  /** 1002 protocol error, 1007 invalid UTF-8, 1009 too big. */
+  readonly closeCode: 1002 | 1007 | 1009;
   readonly reason: string;
 }
 
+/** What {@link decodeWsFrames} read: complete frames, the rest, and how many bytes the next needs. */
+export interface WsFrames {
+  readonly frames: WsFrame[];
+  /** Bytes after the last complete frame (a view into the input), if any. */
+  readonly rest: Buffer | undefined;
+  /** Total bytes `rest` must grow to before the next frame can be read. */
+  readonly need: number;
+}
+
 /**
- * Decodes as many complete frames as `buf` holds. Returns them with the unconsumed remainder, or a
- * protocol error. Client frames must be masked; control frames must be final and ≤ 125 bytes;
- * a frame longer than `maxPayload` is refused before it is buffered.
+ * Decodes as many complete frames as `buf` holds. Client frames must be masked; control frames
+ * must be final and at most 125 bytes; reserved bits and opcodes are refused (1002); a frame
+ * longer than `maxPayload` is refused from its header, before it is buffered (1009).
  */
-export function decodeWsFrames(
-  buf: Buffer,
-  maxPayload: number,
-): { frames: WsFrame[]; rest: Buffer | undefined } | WsProtocolError {
+export function decodeWsFrames(buf: Buffer, maxPayload: number): WsFrames | WsProtocolError {
   const frames: WsFrame[] = [];
   let off = 0;
+  let need = 2;
   while (buf.length - off >= 2) {
     const b0 = buf[off]!;
     const b1 = buf[off + 1]!;
@@ -94,11 +115,13 @@ export function decodeWsFrames(
     let len = b1 & 0x7f;
     let pos = off + 2;
     if (len === 126) {
-      if (buf.length - pos < 2) break;
+      need = 4;
+      if (buf.length - off < need) break;
       len = buf.readUInt16BE(pos);
       pos += 2;
     } else if (len === 127) {
-      if (buf.length - pos < 8) break;
+      need = 10;
+      if (buf.length - off < need) break;
       const high = buf.readUInt32BE(pos);
       if (high !== 0) return { closeCode: 1009, reason: 'frame too big' };
       len = buf.readUInt32BE(pos + 4);
@@ -106,13 +129,21 @@ export function decodeWsFrames(
     }
     if (control && (len > 125 || !fin)) return { closeCode: 1002, reason: 'bad control frame' };
     if (len > maxPayload) return { closeCode: 1009, reason: `frame over ${maxPayload} bytes` };
-    if (buf.length - pos < 4 + len) break;
+    need = pos - off + 4 + len;
+    if (buf.length - off < need) break;
     const mask = buf.subarray(pos, pos + 4);
     pos += 4;
-    const payload = Buffer.allocUnsafe(len);
-    for (let i = 0; i < len; i++) payload[i] = buf[pos + i]! ^ mask[i & 3]!;
-    frames.push({ fin, opcode, payload });
+    frames.push({ fin, opcode, masked: buf.subarray(pos, pos + len), mask });
     off = pos + len;
+    need = 2;
   }
-  return { frames, rest: off < buf.length ? Buffer.from(buf.subarray(off)) : undefined };
+  return { frames, rest: off < buf.length ? buf.subarray(off) : undefined, need };
+}
+
+/**
+ * True for a close code a peer may send (RFC 6455 §7.4; as the `ws` library checks): 1000–1003,
+ * 1007–1014, and 3000–4999 for libraries and applications.
+ */
+export function validCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }

@@ -1,24 +1,27 @@
 /**
- * The registry of logged-in connections on one gateway: the article's two ets bags (`id2pid`,
- * `pid2id`), kept lean for a million entries.
+ * The hub: which connections of this gateway are logged in as which ids — the article's two ets
+ * bags (`id2pid`, `pid2id`), kept lean for a million entries and O(1) for an id shared by
+ * 100,000 connections.
  *
  * ```
- *   byId: Map<id, Receiver | Receiver[]>     one receiver stored bare, an array only when shared
- *   receiver.ids: id | id[] | null            the reverse mapping lives on the receiver itself
+ *   byId: Map<id, Receiver | Set<Receiver>>   one receiver stored bare, a Set once an id is shared
+ *   receiver.ids: id | id[] | null             the reverse mapping lives on the receiver itself
  * ```
  *
- * Arrays are copy-on-write: logging a receiver out replaces the array instead of splicing it, so
- * a fan-out that is iterating the old array (and whose write just cut a slow consumer, which logs
- * it out) keeps a consistent view. This closes the article's disconnect race: a receiver that
- * closed mid-delivery answers `false` from `push` and is not counted.
+ * Login and logout are O(1) per (receiver, id) pair. A delivery iterates the Set of an id; a
+ * receiver logged out meanwhile (its write cut it off as a slow consumer, say) is deleted from the
+ * Set, which a running `for…of` then skips — removal during a delivery needs no copy. A receiver
+ * that closed mid-delivery answers `false` from `push` and is not counted: the article's
+ * disconnect race. When a shared id is down to one receiver it goes back to being stored bare;
+ * an iteration still running over the old Set sees at most receivers that answer `false`.
  */
 import type { Deliverer, GatewayLoad } from '../bus/bus.js';
-import type { Message } from './message.js';
+import type { Message } from '../message.js';
 
 /** Size of the dedupe window of a receiver logged in as several ids. */
 const RECENT = 8;
 
-/** A connection as the registry sees it. The registry owns `ids` and `recent`. */
+/** A connection as the hub sees it. The hub owns `ids` and `recent`. */
 export interface Receiver {
   /** Ids this receiver is logged in as: one string, an array for several, null for none. */
   ids: string | string[] | null;
@@ -37,20 +40,15 @@ export interface InterestListener {
   disinterest(id: string): void;
 }
 
-export class Registry implements Deliverer {
-  readonly #byId = new Map<string, Receiver | Receiver[]>();
+/** The connection index of one gateway. */
+export class Hub implements Deliverer {
+  readonly #byId = new Map<string, Receiver | Set<Receiver>>();
   readonly #listener: InterestListener | undefined;
   #logins = 0;
-  /** Open connections of the gateway this registry belongs to (for {@link load}). */
-  connections: () => number = () => 0;
+  #receivers = 0;
 
   constructor(listener?: InterestListener) {
     this.#listener = listener;
-  }
-
-  /** What this gateway holds, announced to the cluster. */
-  load(): GatewayLoad {
-    return { connections: this.connections(), ids: this.#byId.size };
   }
 
   /** Ids with at least one receiver. */
@@ -58,9 +56,19 @@ export class Registry implements Deliverer {
     return this.#byId.size;
   }
 
-  /** Logins (receiver, id) pairs currently held. */
+  /** (receiver, id) pairs currently held. */
   get logins(): number {
     return this.#logins;
+  }
+
+  /** Receivers logged in as at least one id. */
+  get receivers(): number {
+    return this.#receivers;
+  }
+
+  /** What this hub holds (the gateway reports its open sockets instead of receivers). */
+  load(): GatewayLoad {
+    return { connections: this.#receivers, ids: this.#byId.size };
   }
 
   /** Logs `r` in as `id`; a second login of the same pair is a no-op. */
@@ -69,6 +77,7 @@ export class Registry implements Deliverer {
     if (ids === id || (Array.isArray(ids) && ids.includes(id))) return;
     if (ids === null) {
       r.ids = id;
+      this.#receivers++;
     } else {
       r.ids = typeof ids === 'string' ? [ids, id] : [...ids, id];
       r.recent ??= [];
@@ -78,10 +87,10 @@ export class Registry implements Deliverer {
     if (entry === undefined) {
       this.#byId.set(id, r);
       this.#listener?.interest(id);
-    } else if (Array.isArray(entry)) {
-      this.#byId.set(id, [...entry, r]);
+    } else if (entry instanceof Set) {
+      entry.add(r);
     } else {
-      this.#byId.set(id, [entry, r]);
+      this.#byId.set(id, new Set([entry, r]));
     }
   }
 
@@ -91,6 +100,7 @@ export class Registry implements Deliverer {
     if (ids === null) return;
     r.ids = null;
     r.recent = null;
+    this.#receivers--;
     if (typeof ids === 'string') this.#remove(ids, r);
     else for (const id of ids) this.#remove(id, r);
   }
@@ -104,27 +114,26 @@ export class Registry implements Deliverer {
       this.#listener?.disinterest(id);
       return;
     }
-    if (!Array.isArray(entry)) return;
-    const i = entry.indexOf(r);
-    if (i === -1) return;
+    if (!(entry instanceof Set) || !entry.delete(r)) return;
     this.#logins--;
-    if (entry.length === 2) this.#byId.set(id, entry[1 - i]!);
-    else
-      this.#byId.set(
-        id,
-        entry.filter((x) => x !== r),
-      );
+    if (entry.size === 1) this.#byId.set(id, entry.values().next().value as Receiver);
   }
 
   /** Number of receivers logged in as `id`. */
   count(id: string): number {
     const entry = this.#byId.get(id);
-    return entry === undefined ? 0 : Array.isArray(entry) ? entry.length : 1;
+    return entry === undefined ? 0 : entry instanceof Set ? entry.size : 1;
   }
 
   /** True when some receiver is logged in as `id`. */
   has(id: string): boolean {
     return this.#byId.has(id);
+  }
+
+  /** Every receiver logged in as `id` now (a copy: for acting on them, e.g. disconnecting). */
+  receiversOf(id: string): Receiver[] {
+    const entry = this.#byId.get(id);
+    return entry === undefined ? [] : entry instanceof Set ? [...entry] : [entry];
   }
 
   /**
@@ -136,8 +145,8 @@ export class Registry implements Deliverer {
     for (let i = 0; i < recipients.length; i++) {
       const entry = this.#byId.get(recipients[i]!);
       if (entry === undefined) continue;
-      if (Array.isArray(entry)) {
-        for (let j = 0; j < entry.length; j++) n += push(entry[j]!, msg);
+      if (entry instanceof Set) {
+        for (const r of entry) n += push(r, msg);
       } else {
         n += push(entry, msg);
       }

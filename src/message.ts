@@ -1,15 +1,29 @@
 /**
- * A published message as it travels from the router to the gateways' connections.
+ * A published message as it travels from the router over the bus to the gateways' connections;
+ * shared by router, bus and gateway, so it lives at the root beside ids.ts.
  *
- * One `Message` object is shared by every connection that receives it: the transport frames (SSE
- * event, WebSocket frame, chunk) are encoded once, on first use, and cached on the object. This is
- * the "framed once per message, not once per connection" rule of DESIGN.md; the only per-connection
- * bytes are the article's `#N` counter on the `/test` route.
+ * One `Message` object is shared by every connection that receives it: each transport encodes its
+ * frame once, on first use, into the message's {@link FrameCache}. This is the "framed once per
+ * message, not once per connection" rule of DESIGN.md; the only per-connection bytes are the
+ * article's `#N` counter on the `/test` route.
  */
 
 /** Longest body accepted by default (64 KB), see `maxMessageBytes`. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 
+/**
+ * Encoded forms of one message, filled lazily by the gateway's transports (one slot each) and
+ * read only by them. Internal: not part of the public surface.
+ */
+export class FrameCache {
+  sse: Buffer | undefined = undefined;
+  ws: Buffer | undefined = undefined;
+  chunk: Buffer | undefined = undefined;
+  testTail: Buffer | undefined = undefined;
+  json: string | undefined = undefined;
+}
+
+/** One published message: its event id, subject (the id it was sent to), body and time. */
 export class Message {
   /** Event id, unique in the cluster: `<epoch>-<seq>`. SSE `id:` lines and resume use it. */
   readonly eid: string;
@@ -20,12 +34,8 @@ export class Message {
   /** Publish time, milliseconds since the Unix epoch. */
   readonly ts: number;
 
-  /** Frame caches, filled by the gateway's frame encoders (internal). */
-  sseFrame: Buffer | undefined = undefined;
-  wsFrame: Buffer | undefined = undefined;
-  chunkFrame: Buffer | undefined = undefined;
-  testTail: Buffer | undefined = undefined;
-  jsonText: string | undefined = undefined;
+  /** @internal Frames encoded by the gateway's transports. */
+  readonly frames = new FrameCache();
 
   constructor(eid: string, subject: string, body: string, ts: number) {
     this.eid = eid;
