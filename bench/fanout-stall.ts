@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
-import { listTargets } from '../src/tools/flood-targets.js';
+import { listTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/latency.js';
 import {
   cleanupOnExit,

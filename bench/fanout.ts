@@ -30,7 +30,7 @@ import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LEAN_NODE_ARGS } from '../src/options.js';
-import { templateTargets } from '../src/tools/flood-targets.js';
+import { templateTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/latency.js';
 import type { MsggenOptions, MsggenSummary } from '../src/tools/msggen.js';
 import {

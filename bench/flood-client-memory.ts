@@ -19,8 +19,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runFlood } from '../src/tools/flood.js';
-import type { FloodReport } from '../src/tools/flood-report.js';
+import { runFlood } from '../src/tools/flood/flood.js';
+import type { FloodReport } from '../src/tools/flood/report.js';
 
 const { values: flags } = parseArgs({
   options: {

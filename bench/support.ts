@@ -15,12 +15,12 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { ServerOptionsInput } from '../src/options.js';
-import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood-pool.js';
-import type { FromWorker, ToWorker } from '../src/tools/flood-worker.js';
+import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
+import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
 import { bucketRange, type HistogramSnapshot } from '../src/tools/latency.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood-worker.js', import.meta.url));
+const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood/worker.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 /** Kernel clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on Linux x86-64). */
 const CLK_TCK = 100;
@@ -299,10 +299,10 @@ async function serveScript(optionsJson: string): Promise<void> {
 
 // ── flood ────────────────────────────────────────────────────────────────────────────────────
 /** The Node flags `flood` gives its workers (runFlood's DEFAULT_WORKER_EXEC_ARGV). */
-export { DEFAULT_WORKER_EXEC_ARGV } from '../src/tools/flood.js';
+export { DEFAULT_WORKER_EXEC_ARGV } from '../src/tools/flood/flood.js';
 
 /**
- * One flood worker process (dist/src/tools/flood-worker.js, the process `flood --procs N` forks),
+ * One flood worker process (dist/src/tools/flood/worker.js, the process `flood --procs N` forks),
  * driven over its IPC protocol, so the bench gets each cumulative {@link FloodStats} — with the
  * whole latency histogram — every `statsEvery` ms.
  */

@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import type { ResolvedC10kOptions } from './c10k-options.js';
-import type { FloodSummary } from './flood-report.js';
+import type { FloodSummary } from './flood/report.js';
 import type { LatencySummary } from './latency.js';
 import type { Sample } from './memlog.js';
 import type { MsggenSummary } from './msggen.js';

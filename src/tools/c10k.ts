@@ -31,8 +31,8 @@ import {
   type PhaseMark,
 } from './c10k-report.js';
 import { findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from './c10k-server.js';
-import { runFlood } from './flood.js';
-import type { FloodReport, FloodSummary } from './flood-report.js';
+import { runFlood } from './flood/flood.js';
+import type { FloodReport, FloodSummary } from './flood/report.js';
 import { formatSample, runMemlog, type Sample, takeSample } from './memlog.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from './msggen.js';
 import { childPids } from './proc-net.js';
