@@ -27,7 +27,7 @@ import { LEAN_NODE_ARGS } from '../src/options.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
 import { listTargets } from '../src/tools/flood/targets.js';
-import { LatencyHistogram } from '../src/tools/latency.js';
+import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import {
   cleanupOnExit,
   cpuSeconds,

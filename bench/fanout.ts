@@ -31,8 +31,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 import { templateTargets } from '../src/tools/flood/targets.js';
-import { LatencyHistogram } from '../src/tools/latency.js';
-import type { MsggenOptions, MsggenSummary } from '../src/tools/msggen.js';
+import { LatencyHistogram } from '../src/tools/msggen/latency.js';
+import type { MsggenOptions, MsggenSummary } from '../src/tools/msggen/msggen.js';
 import {
   CLI,
   cleanupOnExit,
@@ -83,7 +83,7 @@ const BATCH_REQUESTS_PER_S = 250;
 type FromMsggen = { type: 'started' } | { type: 'done'; summary: MsggenSummary };
 
 async function msggenChild(optionsJson: string): Promise<void> {
-  const { runMsggen } = await import('../src/tools/msggen.js');
+  const { runMsggen } = await import('../src/tools/msggen/msggen.js');
   process.send?.({ type: 'started' } satisfies FromMsggen);
   const summary = await runMsggen(JSON.parse(optionsJson) as MsggenOptions);
   process.send?.({ type: 'done', summary } satisfies FromMsggen, () => process.exit(0));

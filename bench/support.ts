@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { ServerOptionsInput } from '../src/options.js';
 import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
 import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
-import { bucketRange, type HistogramSnapshot } from '../src/tools/latency.js';
+import { bucketRange, type HistogramSnapshot } from '../src/tools/msggen/latency.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood/worker.js', import.meta.url));

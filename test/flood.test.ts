@@ -21,7 +21,7 @@ import {
   planFlood,
 } from '../src/tools/flood/plan.js';
 import type { FloodReport, FloodSummary } from '../src/tools/flood/report.js';
-import { bucketOf, bucketRange, LatencyHistogram } from '../src/tools/latency.js';
+import { bucketOf, bucketRange, LatencyHistogram } from '../src/tools/msggen/latency.js';
 import { runCli } from './support/cli.js';
 import { api, startServer, type TestServer, until } from './support/server.js';
 

@@ -11,7 +11,7 @@ import { degreeStats, degreesFromEndpoints, fitPowerLaw, hurwitzZeta } from '../
 import { EdgeListError, openEdgeListFile, readEdgeBatches } from '../src/tools/edge-list.js';
 import { BarabasiAlbert, baEdgeCount, writeFriendsGraph } from '../src/tools/friends-generate.js';
 import { loadFriends } from '../src/tools/friends-load.js';
-import { Xoshiro128 } from '../src/tools/random.js';
+import { Xoshiro128 } from '../src/tools/msggen/random.js';
 import { runCli } from './support/cli.js';
 
 /** A stream that keeps a copy of every byte written. */

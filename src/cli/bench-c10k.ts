@@ -11,8 +11,8 @@
 import { C10K_DEFAULTS, type C10kEvent, MAX_C10K_CONNECTIONS, runC10k } from '../tools/c10k.js';
 import { shellJoin, splitArgs } from '../tools/c10k-server.js';
 import { formatC10kSummary } from '../tools/c10k-summary.js';
-import { formatMs } from '../tools/latency.js';
-import { MAX_BATCH } from '../tools/msggen.js';
+import { formatMs } from '../tools/msggen/latency.js';
+import { MAX_BATCH } from '../tools/msggen/msggen.js';
 import { bool, list, num, str } from './args.js';
 import type { Command } from './command.js';
 

@@ -7,7 +7,7 @@ import { ConfigError } from '../errors.js';
 import { connectionCeiling } from '../limits.js';
 import { defaultC10kTitle } from './c10k-chart.js';
 import { shellJoin } from './c10k-server.js';
-import { MAX_BATCH } from './msggen.js';
+import { MAX_BATCH } from './msggen/msggen.js';
 
 /** The defaults: the article's scale, with a faster ramp (it used 100/s) and a 60 s send. */
 export const C10K_DEFAULTS = {

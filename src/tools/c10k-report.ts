@@ -5,9 +5,9 @@
 import os from 'node:os';
 import type { ResolvedC10kOptions } from './c10k-options.js';
 import type { FloodSummary } from './flood/report.js';
-import type { LatencySummary } from './latency.js';
 import type { Sample } from './memlog.js';
-import type { MsggenSummary } from './msggen.js';
+import type { LatencySummary } from './msggen/latency.js';
+import type { MsggenSummary } from './msggen/msggen.js';
 
 /** Where a run is. `interruptedIn` names the phase a SIGINT arrived in. */
 export type C10kPhase = 'server' | 'baseline' | 'ramp' | 'hold' | 'messages' | 'drain' | 'stop';

@@ -4,7 +4,7 @@
  */
 import type { C10kReport, PerConnection } from './c10k-report.js';
 import { formatBytes } from './format.js';
-import { formatMs } from './latency.js';
+import { formatMs } from './msggen/latency.js';
 
 /** The article's part 2 figures (mochiweb on Erlang R12, 2008), for the summary. */
 export const ARTICLE = {

@@ -34,7 +34,7 @@ import { findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from '.
 import { runFlood } from './flood/flood.js';
 import type { FloodReport, FloodSummary } from './flood/report.js';
 import { formatSample, runMemlog, type Sample, takeSample } from './memlog.js';
-import { type MsggenReport, type MsggenSummary, runMsggen } from './msggen.js';
+import { type MsggenReport, type MsggenSummary, runMsggen } from './msggen/msggen.js';
 import { childPids } from './proc-net.js';
 
 export { C10K_DEFAULTS, type C10kOptions, MAX_C10K_CONNECTIONS } from './c10k-options.js';

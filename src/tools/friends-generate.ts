@@ -25,7 +25,7 @@
  * first, then the older node it chose). It costs 8 bytes per edge (120 MB for 1M users, m = 15);
  * the text output is streamed in chunks and never held whole.
  */
-import { Xoshiro128 } from './random.js';
+import { Xoshiro128 } from './msggen/random.js';
 
 /** Endpoint-array limit (2^29 ints = 2 GiB), i.e. at most 268,435,456 edges. */
 export const MAX_ENDPOINTS = 2 ** 29;

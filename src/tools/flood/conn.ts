@@ -5,7 +5,7 @@
  * each in a 16-byte heap number). The listeners and the parser reach everything from `this`.
  */
 import net from 'node:net';
-import { LatencyHistogram } from '../latency.js';
+import { LatencyHistogram } from '../msggen/latency.js';
 
 /** Connection flags, one bit each in {@link FloodConn.flags}. */
 export const F_CHUNKED = 1;

@@ -11,7 +11,7 @@
 import type net from 'node:net';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { errorMessage } from '../../errors.js';
-import type { HistogramSnapshot } from '../latency.js';
+import type { HistogramSnapshot } from '../msggen/latency.js';
 import { type ConnOwner, F_FAILED, F_OPENED, FloodConn, FloodCounters, tally } from './conn.js';
 import { parse } from './parser.js';
 

@@ -5,7 +5,7 @@
  */
 
 import { formatBytes } from '../format.js';
-import { formatMs, LatencyHistogram, type LatencySummary } from '../latency.js';
+import { formatMs, LatencyHistogram, type LatencySummary } from '../msggen/latency.js';
 import type { FloodStats } from './pool.js';
 
 /** One report: figures summed over all processes at `elapsedMs`. */
