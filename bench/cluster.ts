@@ -21,7 +21,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { findSocketOwners, readRssKb, scanPort } from '../src/tools/proc-net.js';
+import { findSocketOwners, readRssKb, scanPort } from '../src/tools/memlog/sockets.js';
 import { CLI as MAIN, sleep } from './support.js';
 
 const { values } = parseArgs({

@@ -16,8 +16,8 @@ import { addPhaseBands, defaultC10kTitle } from '../src/tools/c10k-chart.js';
 import type { C10kReport } from '../src/tools/c10k-report.js';
 import { countMismatch } from '../src/tools/c10k-report.js';
 import { splitArgs } from '../src/tools/c10k-server.js';
-import { renderSvg } from '../src/tools/chart.js';
-import { parseMemlog, type Sample } from '../src/tools/memlog.js';
+import { renderSvg } from '../src/tools/memlog/chart.js';
+import { parseMemlog, type Sample } from '../src/tools/memlog/memlog.js';
 import { get, RawClient, startServer } from './support/server.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

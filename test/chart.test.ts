@@ -5,9 +5,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { crc32, inflateSync } from 'node:zlib';
 import { InvalidInputError } from '../src/errors.js';
-import { chartFormatFor, defaultTitle, renderChart } from '../src/tools/chart.js';
-import { alignedAxis, formatCount, niceStep, pairedAxes, zeroBasedAxis } from '../src/tools/chart-axis.js';
-import { formatSample, type Sample } from '../src/tools/memlog.js';
+import { chartFormatFor, defaultTitle, renderChart } from '../src/tools/memlog/chart.js';
+import {
+  alignedAxis,
+  formatCount,
+  niceStep,
+  pairedAxes,
+  zeroBasedAxis,
+} from '../src/tools/memlog/chart-axis.js';
+import { formatSample, type Sample } from '../src/tools/memlog/memlog.js';
 import { runCli } from './support/cli.js';
 
 const T0 = 1_224_518_244;

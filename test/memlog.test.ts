@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { InvalidInputError } from '../src/errors.js';
-import { formatDate, formatSample, parseMemlog, type Sample, takeSample } from '../src/tools/memlog.js';
+import {
+  formatDate,
+  formatSample,
+  parseMemlog,
+  type Sample,
+  takeSample,
+} from '../src/tools/memlog/memlog.js';
 import {
   findClusterWorkers,
   findSocketOwners,
@@ -14,7 +20,7 @@ import {
   scanMethod,
   scanPort,
   TCP_TABLES,
-} from '../src/tools/proc-net.js';
+} from '../src/tools/memlog/sockets.js';
 import { runCli } from './support/cli.js';
 
 /** A server in its own process (the test process must not be the one holding the port). */

@@ -5,7 +5,7 @@
 import os from 'node:os';
 import type { ResolvedC10kOptions } from './c10k-options.js';
 import type { FloodSummary } from './flood/report.js';
-import type { Sample } from './memlog.js';
+import type { Sample } from './memlog/memlog.js';
 import type { LatencySummary } from './msggen/latency.js';
 import type { MsggenSummary } from './msggen/msggen.js';
 

@@ -11,7 +11,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
-import { findServerProcesses, scanPort } from './proc-net.js';
+import { findServerProcesses, scanPort } from './memlog/sockets.js';
 
 /** The CLI entry point next to this file in dist/. */
 export const MAIN_JS = fileURLToPath(new URL('../cli/main.js', import.meta.url));

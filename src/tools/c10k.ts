@@ -33,9 +33,9 @@ import {
 import { findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from './c10k-server.js';
 import { runFlood } from './flood/flood.js';
 import type { FloodReport, FloodSummary } from './flood/report.js';
-import { formatSample, runMemlog, type Sample, takeSample } from './memlog.js';
+import { formatSample, runMemlog, type Sample, takeSample } from './memlog/memlog.js';
+import { childPids } from './memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from './msggen/msggen.js';
-import { childPids } from './proc-net.js';
 
 export { C10K_DEFAULTS, type C10kOptions, MAX_C10K_CONNECTIONS } from './c10k-options.js';
 

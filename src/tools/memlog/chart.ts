@@ -7,7 +7,7 @@
  * rendered by resvg, loaded only when a PNG is asked for.
  */
 import { createRequire } from 'node:module';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../../errors.js';
 import { type Axis, formatCount, formatSpan, formatTick, pairedAxes, zeroBasedAxis } from './chart-axis.js';
 import type { Sample } from './memlog.js';
 
