@@ -7,8 +7,8 @@
  * the time axis's tick labels in the SVG give the mapping from time to x. If that layout is not
  * found (the chart changed), the chart is returned without bands rather than with wrong ones.
  */
-import { escapeXml, renderSvg, svgToPng } from './memlog/chart.js';
-import type { Sample } from './memlog/memlog.js';
+import { escapeXml, renderSvg, svgToPng } from '../../tools/memlog/chart.js';
+import type { Sample } from '../../tools/memlog/memlog.js';
 
 /** One phase of the run, in unix seconds (fractions allowed). */
 export interface PhaseSpan {

@@ -10,11 +10,11 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '../errors.js';
-import { findServerProcesses, scanPort } from './memlog/sockets.js';
+import { ConfigError } from '../../errors.js';
+import { findServerProcesses, scanPort } from '../../tools/memlog/sockets.js';
 
 /** The CLI entry point next to this file in dist/. */
-export const MAIN_JS = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+export const MAIN_JS = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 /** Default wait for the server's "clients:" and "publish API:" log lines. */
 export const DEFAULT_START_TIMEOUT_MS = 20_000;
 /** Default wait for the server to exit after SIGTERM before it is killed. */
