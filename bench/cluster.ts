@@ -21,7 +21,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { findSocketOwners, readRssKb, scanPort } from '../src/tools/memlog/sockets.js';
+import { readRssKb } from '../src/bench/harness/proc.js';
+import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
 import { CLI as MAIN, sleep } from './support.js';
 
 const { values } = parseArgs({
@@ -52,9 +53,9 @@ async function natsPids(busUrl: string): Promise<number[]> {
 }
 
 /** RSS (KB) of those pids, or null when there are none (NATS not local, or not readable). */
-async function natsRssKb(pids: readonly number[]): Promise<number | null> {
+function natsRssKb(pids: readonly number[]): number | null {
   let total = 0;
-  for (const pid of pids) total += (await readRssKb(pid)) ?? 0;
+  for (const pid of pids) total += readRssKb(pid) ?? 0;
   return pids.length > 0 ? total : null;
 }
 
@@ -169,12 +170,10 @@ async function main(): Promise<void> {
   );
   const warmup = await warmUp(ready.clients, ready.api);
   const nats = await natsPids(values.bus!);
-  const natsBefore = await natsRssKb(nats);
+  const natsBefore = natsRssKb(nats);
   let natsPeak = natsBefore ?? 0;
   const natsTimer = setInterval(() => {
-    void natsRssKb(nats).then((kb) => {
-      natsPeak = Math.max(natsPeak, kb ?? 0);
-    });
+    natsPeak = Math.max(natsPeak, natsRssKb(nats) ?? 0);
   }, 5000);
   bench = spawn(
     process.execPath,
@@ -194,7 +193,7 @@ async function main(): Promise<void> {
   const started = bench;
   const benchCode = await new Promise<number | null>((resolve) => started.once('exit', resolve));
   clearInterval(natsTimer);
-  const natsAfter = await natsRssKb(nats);
+  const natsAfter = natsRssKb(nats);
   // The router's own view before it stops: its event-loop delay since start, load shedding, bus.
   let routerStats: unknown = null;
   try {

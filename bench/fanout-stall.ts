@@ -23,6 +23,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { machineCpu } from '../src/bench/harness/proc.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
@@ -35,7 +36,6 @@ import {
   FloodWorker,
   httpJson,
   load1,
-  machineCpu,
   note,
   round,
   rssMB,

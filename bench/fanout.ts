@@ -29,6 +29,7 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { machineCpu } from '../src/bench/harness/proc.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 import { templateTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
@@ -42,7 +43,6 @@ import {
   FloodWorker,
   histogramDelta,
   load1,
-  machineCpu,
   note,
   round,
   rssMB,

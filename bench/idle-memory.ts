@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { readRssKb } from '../src/bench/harness/proc.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 
 const { values } = parseArgs({
@@ -35,11 +36,6 @@ const { values } = parseArgs({
 });
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-
-function rssKB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0);
-}
 
 /** Kernel slab memory (KB) and TCP buffer pages in use, system-wide. */
 function kernelKB(): { slab: number; tcpPages: number } {
@@ -108,7 +104,7 @@ async function main(): Promise<void> {
     server.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
   });
   await sleep(1000);
-  const before = rssKB(server.pid!);
+  const before = readRssKb(server.pid!) ?? 0;
   const kernelBefore = kernelKB();
   const stats = async (): Promise<{ connections: number; memory: { heapUsed: number; heapTotal: number } }> =>
     (await (await fetch(`http://127.0.0.1:${ports.api}/api/stats`)).json()) as {
@@ -140,7 +136,7 @@ async function main(): Promise<void> {
   const results = await Promise.all(opened);
   const rampSeconds = (Date.now() - started) / 1000;
   await sleep(Number(values.settle) * 1000);
-  const after = rssKB(server.pid!);
+  const after = readRssKb(server.pid!) ?? 0;
   const kernelAfter = kernelKB();
   const st = naive ? noStats : await stats();
   for (const c of clients) c.kill();

@@ -9,11 +9,12 @@
  * in-process server: Switchboard.start with those options, ports and event-loop delay over IPC.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/bench/harness/proc.js';
 import type { ServerOptionsInput } from '../src/options.js';
 import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
 import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
@@ -22,8 +23,6 @@ import { bucketRange, type HistogramSnapshot } from '../src/tools/msggen/latency
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood/worker.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-/** Kernel clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on Linux x86-64). */
-const CLK_TCK = 100;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -125,17 +124,12 @@ export async function waitForOthersQuiet(
   }
 }
 
+// The benches' convention over the harness's /proc readers: a pid not started yet (undefined)
+// or gone reads as zero, so sums over a step's processes need no checks.
+
 /** CPU seconds in user and kernel mode a process has used; zeros once it is gone. */
-export function cpuTimes(pid: number | undefined): { user: number; sys: number } {
-  if (pid === undefined) return { user: 0, sys: 0 };
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK };
-  } catch {
-    return { user: 0, sys: 0 };
-  }
+export function cpuTimes(pid: number | undefined): CpuTimes {
+  return (pid === undefined ? undefined : readCpuTimes(pid)) ?? { user: 0, sys: 0 };
 }
 
 /** CPU seconds (user + system) a process has used; 0 once it is gone. */
@@ -144,23 +138,9 @@ export function cpuSeconds(pid: number | undefined): number {
   return t.user + t.sys;
 }
 
-/** Busy and total CPU seconds of the whole machine (all cores), from /proc/stat. */
-export function machineCpu(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  const idle = f[3]! + f[4]!;
-  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
-}
-
 /** Resident set size of a process in MB (0 once it is gone). */
 export function rssMB(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return round(Number(m?.[1] ?? 0) / 1024);
-  } catch {
-    return 0;
-  }
+  return round(((pid === undefined ? undefined : readRssKb(pid)) ?? 0) / 1024);
 }
 
 // ── HTTP ─────────────────────────────────────────────────────────────────────────────────────

@@ -29,9 +29,10 @@ import { ConfigError, errorMessage } from '../../errors.js';
 import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { formatSample, runMemlog, type Sample, takeSample } from '../../tools/memlog/memlog.js';
-import { childPids } from '../../tools/memlog/sockets.js';
+import { childPids, findPortOwners } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
-import { findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from '../harness/server-process.js';
+import { sumCpuSeconds } from '../harness/proc.js';
+import { type ServerExit, ServerProcess } from '../harness/server-process.js';
 import { type PhaseSpan, renderC10kChart } from './chart.js';
 import { type C10kOptions, type ResolvedC10kOptions, resolveC10kOptions } from './options.js';
 import { buildC10kReport, type C10kPhase, type C10kReport, type MarkName, type PhaseMark } from './report.js';
@@ -266,7 +267,7 @@ class C10kRun {
       this.#samples.push(r.sample);
       await this.#memlogFile.write(`${formatSample(r.sample)}\n`);
     }
-    const cpu = await sumCpuSeconds(this.#pids);
+    const cpu = sumCpuSeconds(this.#pids);
     const m: PhaseMark = {
       mark,
       elapsedMs: this.#elapsed(),
@@ -402,7 +403,7 @@ class C10kRun {
       await sleep(100);
     }
     await this.#mark('drained');
-    const cpu = await sumCpuSeconds(
+    const cpu = sumCpuSeconds(
       await childPids([process.pid]).then((p) => p.filter((x) => !this.#pids.includes(x))),
     );
     const own = process.cpuUsage(this.#cpuStart);

@@ -1,17 +1,15 @@
 /**
  * The server under test as a child process, for `bench c10k`: started the way an operator
- * starts it (`node [node flags] main.js serve …`), its ports read from its own log lines, its CPU
- * time read from `/proc/<pid>/stat`, and stopped with SIGTERM, after which it must exit 0.
+ * starts it (`node [node flags] main.js serve …`), its ports read from its own log lines, and
+ * stopped with SIGTERM, after which it must exit 0.
  *
  * A separate process, not an in-process `Switchboard`, because what is measured is the server's
  * RSS: a load generator or a test runner in the same process would be counted with it.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../errors.js';
-import { findServerProcesses, scanPort } from '../../tools/memlog/sockets.js';
 
 /** The CLI entry point next to this file in dist/. */
 export const MAIN_JS = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
@@ -72,55 +70,6 @@ export function shellJoin(args: readonly string[]): string {
   return args
     .map((a) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
     .join(' ');
-}
-
-let ticks: number | undefined;
-
-/** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux in practice). */
-export function clockTicks(): number {
-  if (ticks === undefined) {
-    try {
-      ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      ticks = 100;
-    }
-  }
-  return ticks;
-}
-
-/** User + system CPU seconds `pid` has used, or `undefined` when it is gone. */
-export async function readCpuSeconds(pid: number): Promise<number | undefined> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid …": comm may hold spaces, so count fields after the last ')'.
-  // Fields 14 and 15 (utime, stime) are the 12th and 13th after it.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
-  return (utime + stime) / clockTicks();
-}
-
-/** CPU seconds summed over `pids`; `undefined` when none could be read. */
-export async function sumCpuSeconds(pids: readonly number[]): Promise<number | undefined> {
-  let total = 0;
-  let read = 0;
-  for (const pid of pids) {
-    const s = await readCpuSeconds(pid);
-    if (s === undefined) continue;
-    total += s;
-    read++;
-  }
-  return read === 0 ? undefined : total;
-}
-
-/** The processes serving `port` (listening or holding its connections), with cluster workers. */
-export async function findPortOwners(port: number): Promise<number[]> {
-  return (await findServerProcesses((await scanPort(port, true)).inodes)).pids;
 }
 
 /** How to start the server. */

@@ -31,8 +31,9 @@
  * `chart-axis` picks its round ticks and labels.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readRssKb } from '../../bench/harness/proc.js';
 import { InvalidInputError, UnavailableError } from '../../errors.js';
-import { findServerProcesses, readRssKb, scanPort } from './sockets.js';
+import { findServerProcesses, scanPort } from './sockets.js';
 
 /** The article's interval: one line a minute. */
 export const DEFAULT_MEMLOG_INTERVAL_MS = 60_000;
@@ -167,7 +168,7 @@ export async function takeSample(target: SampleTarget, at?: Date): Promise<Sampl
   let rssKb = 0;
   let processes = 0;
   for (const pid of pids) {
-    const rss = await readRssKb(pid);
+    const rss = readRssKb(pid);
     if (rss === undefined) continue;
     rssKb += rss;
     processes++;

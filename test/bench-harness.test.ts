@@ -1,0 +1,53 @@
+/** The shared bench harness (src/bench/harness): the /proc readers. */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { describe, test } from 'node:test';
+import {
+  clockTicks,
+  machineCpu,
+  readCpuSeconds,
+  readCpuTimes,
+  readRssKb,
+  sumCpuSeconds,
+} from '../src/bench/harness/proc.js';
+
+/** A pid no process has (above the kernel's pid_max). */
+const GONE = 2 ** 30;
+
+describe('/proc readers', () => {
+  test('clock ticks come from getconf CLK_TCK', () => {
+    assert.equal(clockTicks(), Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })));
+  });
+
+  test("this process's CPU time agrees with process.cpuUsage", () => {
+    // Burn a little CPU so the tick-granular figure is above zero.
+    const end = performance.now() + 50;
+    while (performance.now() < end);
+    const own = process.cpuUsage();
+    const t = readCpuTimes(process.pid);
+    assert.ok(t !== undefined);
+    // /proc counts in whole ticks (10 ms at 100 Hz), cpuUsage in microseconds.
+    const slack = 2 / clockTicks();
+    assert.ok(Math.abs(t.user - own.user / 1e6) <= slack, `user ${t.user} vs ${own.user / 1e6}`);
+    assert.ok(Math.abs(t.sys - own.system / 1e6) <= slack, `sys ${t.sys} vs ${own.system / 1e6}`);
+    assert.ok(readCpuSeconds(process.pid)! >= t.user + t.sys);
+    assert.ok(sumCpuSeconds([process.pid, GONE])! >= t.user + t.sys);
+  });
+
+  test('a process that is gone reads as undefined', () => {
+    assert.equal(readCpuTimes(GONE), undefined);
+    assert.equal(readCpuSeconds(GONE), undefined);
+    assert.equal(sumCpuSeconds([GONE]), undefined);
+    assert.equal(readRssKb(GONE), undefined);
+  });
+
+  test("this process's RSS is in /proc status", () => {
+    const kb = readRssKb(process.pid);
+    assert.ok(kb !== undefined && kb > 10_000, `a node process uses > 10 MB, got ${kb} KB`);
+  });
+
+  test('the machine has been busy for less time than it has been up', () => {
+    const m = machineCpu();
+    assert.ok(m.busy > 0 && m.busy < m.total, JSON.stringify(m));
+  });
+});
