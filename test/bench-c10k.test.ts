@@ -14,7 +14,7 @@ import { crc32 } from 'node:zlib';
 import { addPhaseBands, defaultC10kTitle } from '../src/bench/c10k/chart.js';
 import type { C10kReport } from '../src/bench/c10k/report.js';
 import { countMismatch } from '../src/bench/c10k/report.js';
-import { splitArgs } from '../src/bench/harness/server-process.js';
+import { splitArgs } from '../src/bench/harness/shell.js';
 import { ConfigError } from '../src/errors.js';
 import { renderSvg } from '../src/tools/memlog/chart.js';
 import { parseMemlog, type Sample } from '../src/tools/memlog/memlog.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ConfigError } from '../../errors.js';
 import { connectionCeiling } from '../../limits.js';
 import { MAX_BATCH } from '../../tools/msggen/msggen.js';
-import { shellJoin } from '../harness/server-process.js';
+import { shellJoin } from '../harness/shell.js';
 import { defaultC10kTitle } from './chart.js';
 
 /** The defaults: the article's scale, with a faster ramp (it used 100/s) and a 60 s send. */

@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../errors.js';
+import { shellJoin } from './shell.js';
 
 /** The CLI entry point next to this file in dist/. */
 export const MAIN_JS = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
@@ -22,55 +23,6 @@ const TAIL_CHARS = 8192;
 
 const CLIENTS_LINE = /clients: http:\/\/(\S+?)\/test\//;
 const API_LINE = /publish API: http:\/\/(\S+?)\/api\/send/;
-
-/**
- * Splits a flag value such as `--max-semi-space-size=1 --optimize-for-size` or
- * `--history 0 --allow-origin ""` into arguments, as a POSIX shell would: whitespace separates,
- * single quotes keep everything, double quotes keep all but `\"` and `\\`, a backslash escapes.
- *
- * @param flag Named in the error for an unterminated quote.
- */
-export function splitArgs(text: string, flag: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let inWord = false;
-  let quote: "'" | '"' | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quote === "'") {
-      if (c === "'") quote = undefined;
-      else cur += c;
-    } else if (quote === '"') {
-      if (c === '"') quote = undefined;
-      else if (c === '\\' && (text[i + 1] === '"' || text[i + 1] === '\\')) cur += text[++i];
-      else cur += c;
-    } else if (c === "'" || c === '"') {
-      quote = c;
-      inWord = true;
-    } else if (c === '\\' && i + 1 < text.length) {
-      cur += text[++i];
-      inWord = true;
-    } else if (/\s/.test(c)) {
-      if (inWord) out.push(cur);
-      cur = '';
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (quote !== undefined)
-    throw new ConfigError(`${flag}: unterminated ${quote} quote in ${JSON.stringify(text)}`);
-  if (inWord) out.push(cur);
-  return out;
-}
-
-/** Quotes `args` for a shell so the printed command line can be pasted back. */
-export function shellJoin(args: readonly string[]): string {
-  return args
-    .map((a) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
-    .join(' ');
-}
 
 /** How to start the server. */
 export interface ServerProcessOptions {
