@@ -21,9 +21,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { readRssKb } from '../src/bench/harness/proc.js';
 import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
-import { CLI as MAIN, sleep } from './support.js';
+import { sleep } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -61,7 +62,7 @@ function natsRssKb(pids: readonly number[]): number | null {
 
 /** Runs a CLI command to its end; resolves with its exit code and the tail of its output. */
 function run(args: readonly string[]): Promise<{ code: number | null; tail: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer): void => {
     out = (out + d.toString()).slice(-2000);
@@ -97,7 +98,7 @@ async function warmUp(clients: string, api: string): Promise<unknown> {
   const flood = spawn(
     process.execPath,
     [
-      MAIN,
+      CLI_MAIN,
       'flood',
       '--url',
       `${clients}/test/{id}`,
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
   const prefix = `bench_${process.pid}_${Date.now()}`;
   const cluster = spawn(
     process.execPath,
-    [MAIN, 'cluster', '--gateways', values.gateways!, '--routers', values.routers!, '--bus', values.bus!]
+    [CLI_MAIN, 'cluster', '--gateways', values.gateways!, '--routers', values.routers!, '--bus', values.bus!]
       .concat(['--bus-prefix', prefix, '--port', '0', '--api-port', '0', '--host', '127.0.0.1'])
       .concat(['--data', path.join(dir, 'data'), '--json', '--log-level', 'warn']),
     { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -177,7 +178,7 @@ async function main(): Promise<void> {
   }, 5000);
   bench = spawn(
     process.execPath,
-    [MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
+    [CLI_MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
       .concat(['--connections', values.connections!, '--ramp-rate', values['ramp-rate']!])
       .concat(['--rate', values.rate!, '--duration', values.duration!, '--out-dir', outDir, '--json'])
       .concat(['--sample-every', values['sample-every']!])

@@ -11,8 +11,9 @@
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { Switchboard } from '../src/server.js';
-import { CLI, cleanup, load1, sleep, tempDir, track } from './support.js';
+import { cleanup, load1, sleep, tempDir, track } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,7 +36,7 @@ async function storm(bus: string, n: number): Promise<Record<string, unknown>> {
     const gateway = sb.gateway!;
     const url = `http://127.0.0.1:${gateway.address().port}/test/{id}`;
     const flood = track(
-      spawn(process.execPath, [CLI, 'flood', '--url', url, '--count', String(n), '--rate', '7000'], {
+      spawn(process.execPath, [CLI_MAIN, 'flood', '--url', url, '--count', String(n), '--rate', '7000'], {
         stdio: 'ignore',
       }),
     );

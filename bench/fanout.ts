@@ -29,13 +29,13 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { machineCpu } from '../src/bench/harness/proc.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 import { templateTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import type { MsggenOptions, MsggenSummary } from '../src/tools/msggen/msggen.js';
 import {
-  CLI,
   cleanupOnExit,
   cpuSeconds,
   cpuTimes,
@@ -95,7 +95,7 @@ async function cli(args: readonly string[]): Promise<{ json: Record<string, unkn
   note(`node dist/src/cli/main.js ${args.join(' ')} --json`);
   const t0 = performance.now();
   const child = track(
-    spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+    spawn(process.execPath, [CLI_MAIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] }),
   );
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => {

@@ -18,10 +18,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TIME = '/usr/bin/time';
 
 interface Step {
@@ -35,8 +34,8 @@ async function step(args: string[]): Promise<Step> {
   const timeFile = path.join(await mkdtemp(path.join(tmpdir(), 'sb-bench-time-')), 'time');
   const timed = existsSync(TIME);
   const [cmd, argv] = timed
-    ? [TIME, ['-f', '%e %M', '-o', timeFile, process.execPath, CLI, ...args, '--json']]
-    : [process.execPath, [CLI, ...args, '--json']];
+    ? [TIME, ['-f', '%e %M', '-o', timeFile, process.execPath, CLI_MAIN, ...args, '--json']]
+    : [process.execPath, [CLI_MAIN, ...args, '--json']];
   const started = performance.now();
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';

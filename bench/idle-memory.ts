@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { readRssKb } from '../src/bench/harness/proc.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 
@@ -34,8 +35,6 @@ const { values } = parseArgs({
     from: { type: 'string', default: '0' },
   },
 });
-
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 /** Kernel slab memory (KB) and TCP buffer pages in use, system-wide. */
 function kernelKB(): { slab: number; tcpPages: number } {
@@ -91,7 +90,7 @@ async function main(): Promise<void> {
   const serve = ['serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', data];
   const args = naive
     ? [...nodeArgs, fileURLToPath(new URL('./naive-http-server.js', import.meta.url))]
-    : [...nodeArgs, MAIN, ...serve];
+    : [...nodeArgs, CLI_MAIN, ...serve];
   const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {

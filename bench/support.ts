@@ -14,13 +14,13 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/bench/harness/proc.js';
 import type { ServerOptionsInput } from '../src/options.js';
 import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
 import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
 import { bucketRange, type HistogramSnapshot } from '../src/tools/msggen/latency.js';
 
-export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood/worker.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 
@@ -191,7 +191,18 @@ export async function startCliServer(
   nodeArgs: readonly string[],
   args: readonly string[],
 ): Promise<ServerProcess> {
-  const argv = [...nodeArgs, CLI, 'serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', ...args];
+  const argv = [
+    ...nodeArgs,
+    CLI_MAIN,
+    'serve',
+    '--port',
+    '0',
+    '--api-port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    ...args,
+  ];
   note(`server: node ${argv.join(' ')}`);
   const child = track(spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';

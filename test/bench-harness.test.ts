@@ -1,7 +1,11 @@
-/** The shared bench harness (src/bench/harness): the /proc readers. */
+/** The shared bench harness (src/bench/harness): the /proc readers and the CLI child. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, test } from 'node:test';
+import { CliProcess } from '../src/bench/harness/cli-process.js';
 import {
   clockTicks,
   machineCpu,
@@ -49,5 +53,35 @@ describe('/proc readers', () => {
   test('the machine has been busy for less time than it has been up', () => {
     const m = machineCpu();
     assert.ok(m.busy > 0 && m.busy < m.total, JSON.stringify(m));
+  });
+});
+
+describe('CliProcess', () => {
+  test('collects output from the start and finds a line in it', async () => {
+    const child = new CliProcess(['--version']);
+    const m = await child.waitFor(/^(\d+)\.\d+\.\d+$/m);
+    assert.ok(Number(m[1]) >= 0);
+    const exit = await child.closed;
+    assert.deepEqual(exit, { code: 0, signal: null, killed: false });
+    assert.equal(child.running, false);
+    assert.match(child.tail(), /^\d+\.\d+\.\d+$/);
+  });
+
+  test('a process that ignores SIGTERM is killed after the stop timeout, and says so', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-harness-'));
+    try {
+      const script = path.join(dir, 'stubborn.mjs');
+      writeFileSync(
+        script,
+        "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000); console.log('ready');",
+      );
+      const child = new CliProcess([], { script });
+      await child.waitFor(/ready/);
+      const exit = await child.stop('SIGTERM', 300);
+      assert.deepEqual(exit, { code: null, signal: 'SIGKILL', killed: true });
+      await assert.rejects(child.waitFor(/never/), /exited before/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -8,12 +8,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../errors.js';
+import { CLI_MAIN } from './cli-process.js';
 import { shellJoin } from './shell.js';
 
-/** The CLI entry point next to this file in dist/. */
-export const MAIN_JS = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 /** Default wait for the server's "clients:" and "publish API:" log lines. */
 export const DEFAULT_START_TIMEOUT_MS = 20_000;
 /** Default wait for the server to exit after SIGTERM before it is killed. */
@@ -94,7 +92,7 @@ export class ServerProcess {
   static async start(opts: ServerProcessOptions): Promise<ServerProcess> {
     const args = [
       ...(opts.nodeArgs ?? []),
-      MAIN_JS,
+      CLI_MAIN,
       'serve',
       '--port',
       '0',
