@@ -30,6 +30,7 @@ import type { Subscription } from '../src/store/store.js';
 import { listTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import {
+  type BenchServer,
   cleanupOnExit,
   cpuSeconds,
   DEFAULT_WORKER_EXEC_ARGV,
@@ -39,7 +40,6 @@ import {
   note,
   round,
   rssMB,
-  type ServerProcess,
   sleep,
   startScriptServer,
   tempDir,
@@ -155,7 +155,7 @@ const median = (xs: readonly number[]): number => {
 };
 
 async function oneSend(
-  server: ServerProcess,
+  server: BenchServer,
   flood: FloodWorker,
   prober: ChildProcess,
   k: number,

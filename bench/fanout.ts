@@ -36,6 +36,7 @@ import { templateTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import type { MsggenOptions, MsggenSummary } from '../src/tools/msggen/msggen.js';
 import {
+  type BenchServer,
   cleanupOnExit,
   cpuSeconds,
   cpuTimes,
@@ -46,7 +47,6 @@ import {
   note,
   round,
   rssMB,
-  type ServerProcess,
   sleep,
   startCliServer,
   tempDir,
@@ -122,7 +122,7 @@ interface Snapshot {
 }
 
 async function snapshot(
-  server: ServerProcess,
+  server: BenchServer,
   flood: FloodWorker,
   msggenPid: number | undefined,
 ): Promise<Snapshot> {
@@ -150,7 +150,7 @@ interface StepPlan {
 }
 
 async function runStep(
-  server: ServerProcess,
+  server: BenchServer,
   flood: FloodWorker,
   plan: StepPlan,
 ): Promise<Record<string, unknown>> {

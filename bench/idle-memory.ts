@@ -14,14 +14,14 @@
  * whole RSS, base process included, as the article's 450 MB / 10k did. `kernelSlabPerSocketKB` is
  * the growth of kernel slab memory per socket (client and server ends both count), system-wide.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { readRssKb } from '../src/bench/harness/proc.js';
+import { ServerProcess } from '../src/bench/harness/server-process.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 
 const { values } = parseArgs({
@@ -87,26 +87,17 @@ async function main(): Promise<void> {
   const naive = values.server === 'naive-http';
   if (!naive && values.server !== 'switchboard')
     throw new Error('--server must be switchboard or naive-http');
-  const serve = ['serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', data];
-  const args = naive
-    ? [...nodeArgs, fileURLToPath(new URL('./naive-http-server.js', import.meta.url))]
-    : [...nodeArgs, CLI_MAIN, ...serve];
-  const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
-    server.stderr.on('data', (d: Buffer) => {
-      log += d;
-      const c = /clients: http:\/\/[\d.]+:(\d+)/.exec(log);
-      const a = /publish API: http:\/\/[\d.]+:(\d+)/.exec(log);
-      if (c && a) resolve({ client: Number(c[1]), api: Number(a[1]) });
-    });
-    server.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
-  });
+  // The naive server logs its port the way serve does, so both start the same way.
+  const server = await ServerProcess.start(
+    naive
+      ? { nodeArgs, script: fileURLToPath(new URL('./naive-http-server.js', import.meta.url)) }
+      : { nodeArgs, dataDir: data },
+  );
   await sleep(1000);
-  const before = readRssKb(server.pid!) ?? 0;
+  const before = readRssKb(server.pid) ?? 0;
   const kernelBefore = kernelKB();
   const stats = async (): Promise<{ connections: number; memory: { heapUsed: number; heapTotal: number } }> =>
-    (await (await fetch(`http://127.0.0.1:${ports.api}/api/stats`)).json()) as {
+    (await (await fetch(`${server.apiUrl}/api/stats`)).json()) as {
       connections: number;
       memory: { heapUsed: number; heapTotal: number };
     };
@@ -121,7 +112,7 @@ async function main(): Promise<void> {
     const child = fork(fileURLToPath(import.meta.url), [
       '--client',
       '--port',
-      String(ports.client),
+      String(server.clientPort),
       '--count',
       String(n),
       '--from',
@@ -135,12 +126,11 @@ async function main(): Promise<void> {
   const results = await Promise.all(opened);
   const rampSeconds = (Date.now() - started) / 1000;
   await sleep(Number(values.settle) * 1000);
-  const after = readRssKb(server.pid!) ?? 0;
+  const after = readRssKb(server.pid) ?? 0;
   const kernelAfter = kernelKB();
   const st = naive ? noStats : await stats();
   for (const c of clients) c.kill();
-  server.kill('SIGTERM');
-  await new Promise((r) => server.once('exit', r));
+  await server.stop();
   rmSync(data, { recursive: true, force: true });
   const open = results.reduce((a, r) => a + r.open, 0);
   console.log(

@@ -1,21 +1,22 @@
 /**
  * Shared pieces of the fan-out benches (bench/fanout.ts, bench/fanout-stall.ts): a quiet-machine
- * check, per-process CPU and RSS from /proc, the server as its own process (the `serve` CLI, or
- * `Switchboard.start` in a child when an option has no flag yet), the flood's own worker process
- * driven over its IPC protocol (so the bench sees the raw latency histogram and can take
- * per-step deltas), and cleanup of every child and temp dir this process made.
+ * check, per-process CPU and RSS (over src/bench/harness/proc.ts), the server as its own process
+ * (the `serve` CLI through the harness's ServerProcess, or `Switchboard.start` in a child when an
+ * option has no flag yet), the flood's own worker process driven over its IPC protocol (so the
+ * bench sees the raw latency histogram and can take per-step deltas), and cleanup of every child
+ * and temp dir this process made.
  *
  * Run as a script (`node <lean flags> dist/bench/support.js --serve '<options JSON>'`) it is the
  * in-process server: Switchboard.start with those options, ports and event-loop delay over IPC.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/bench/harness/proc.js';
+import { ServerProcess } from '../src/bench/harness/server-process.js';
 import type { ServerOptionsInput } from '../src/options.js';
 import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
 import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
@@ -160,9 +161,8 @@ export async function httpJson(
 }
 
 // ── the server ───────────────────────────────────────────────────────────────────────────────
-/** A server process started by a bench. */
-export interface ServerProcess {
-  readonly child: ChildProcess;
+/** A server process started by a bench: the `serve` CLI or a script server, and what the bench asks it. */
+export interface BenchServer {
   readonly pid: number;
   readonly clientPort: number;
   readonly apiPort: number;
@@ -173,11 +173,14 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/** How long a server has to exit after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 10_000;
+
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill('SIGTERM');
-  await Promise.race([exited, sleep(10_000)]);
+  await Promise.race([exited, sleep(STOP_TIMEOUT_MS)]);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await exited;
 }
@@ -190,41 +193,17 @@ function statsOf(apiPort: number): () => Promise<Record<string, number>> {
 export async function startCliServer(
   nodeArgs: readonly string[],
   args: readonly string[],
-): Promise<ServerProcess> {
-  const argv = [
-    ...nodeArgs,
-    CLI_MAIN,
-    'serve',
-    '--port',
-    '0',
-    '--api-port',
-    '0',
-    '--host',
-    '127.0.0.1',
-    ...args,
-  ];
-  note(`server: node ${argv.join(' ')}`);
-  const child = track(spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let log = '';
-  const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
-    child.stderr?.on('data', (d: Buffer) => {
-      log += d;
-      const c = /clients: http:\/\/[\d.]+:(\d+)/.exec(log);
-      const a = /publish API: http:\/\/[\d.]+:(\d+)/.exec(log);
-      if (c && a) resolve({ client: Number(c[1]), api: Number(a[1]) });
-      // Keep only the tail: the server may log for hours.
-      if (log.length > 65_536) log = log.slice(-16_384);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
-  });
+): Promise<BenchServer> {
+  const server = await ServerProcess.start({ nodeArgs, serverArgs: args });
+  track(server.process.child);
+  note(`server: ${server.command}`);
   return {
-    child,
-    pid: child.pid!,
-    clientPort: ports.client,
-    apiPort: ports.api,
-    stats: statsOf(ports.api),
+    pid: server.pid,
+    clientPort: server.clientPort,
+    apiPort: server.apiPort,
+    stats: statsOf(server.apiPort),
     eventLoopDelay: async () => null,
-    stop: () => stopChild(child),
+    stop: async () => void (await server.stop(STOP_TIMEOUT_MS)),
   };
 }
 
@@ -240,7 +219,7 @@ type FromServer =
 export async function startScriptServer(
   nodeArgs: readonly string[],
   options: ServerOptionsInput,
-): Promise<ServerProcess> {
+): Promise<BenchServer> {
   const opts = { port: 0, apiPort: 0, host: '127.0.0.1', logLevel: 'warn', ...options };
   note(`server: node ${nodeArgs.join(' ')} dist/bench/support.js --serve '${JSON.stringify(opts)}'`);
   const child = track(fork(SELF, ['--serve', JSON.stringify(opts)], { execArgv: [...nodeArgs] }));
@@ -249,7 +228,6 @@ export async function startScriptServer(
     child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
   });
   return {
-    child,
     pid: child.pid!,
     clientPort: ready.client,
     apiPort: ready.api,

@@ -1,10 +1,11 @@
-/** The shared bench harness (src/bench/harness): the /proc readers and the CLI child. */
+/** The shared bench harness (src/bench/harness): the /proc readers, the CLI child and the server child. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { CliProcess } from '../src/bench/harness/cli-process.js';
 import {
   clockTicks,
@@ -14,9 +15,13 @@ import {
   readRssKb,
   sumCpuSeconds,
 } from '../src/bench/harness/proc.js';
+import { ServerProcess } from '../src/bench/harness/server-process.js';
+import { ConfigError } from '../src/errors.js';
 
 /** A pid no process has (above the kernel's pid_max). */
 const GONE = 2 ** 30;
+/** bench/idle-memory.ts's reference server. */
+const NAIVE_SERVER = fileURLToPath(new URL('../bench/naive-http-server.js', import.meta.url));
 
 describe('/proc readers', () => {
   test('clock ticks come from getconf CLK_TCK', () => {
@@ -83,5 +88,41 @@ describe('CliProcess', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ServerProcess', () => {
+  test('starts serve on ports 0, reads both ports from its log, and stops it with SIGTERM (exit 0)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-harness-'));
+    try {
+      const server = await ServerProcess.start({ dataDir: dir, logFile: path.join(dir, 'server.log') });
+      assert.ok(server.clientPort > 0 && server.apiPort > 0 && server.clientPort !== server.apiPort);
+      assert.equal(server.clientUrl, `http://127.0.0.1:${server.clientPort}`);
+      const stats = (await (await fetch(`${server.apiUrl}/api/stats`)).json()) as { connections: number };
+      assert.equal(stats.connections, 0);
+      assert.match(server.command, /main\.js serve --port 0 --api-port 0 --host 127\.0\.0\.1 --data /);
+      assert.deepEqual(await server.stop(), { code: 0, signal: null, killed: false });
+      assert.match(readFileSync(path.join(dir, 'server.log'), 'utf8'), /publish API: http:\/\/127\.0\.0\.1:/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a flag serve refuses is a ConfigError with its message', async () => {
+    await assert.rejects(
+      ServerProcess.start({ serverArgs: ['--log-level', 'loud'] }),
+      (err: unknown) =>
+        err instanceof ConfigError && /refused its flags \(exit 2\).*--log-level/s.test(err.message),
+    );
+  });
+
+  test('runs a reference server script that logs its port the way serve does', async () => {
+    const server = await ServerProcess.start({ script: NAIVE_SERVER });
+    const res = await fetch(`${server.clientUrl}/test/7`);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.match(Buffer.from(first.value!).toString(), /Your Id: 7/);
+    await reader.cancel();
+    assert.equal((await server.stop()).signal, 'SIGTERM', 'the naive server has no SIGTERM handler');
   });
 });

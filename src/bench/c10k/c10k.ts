@@ -31,8 +31,9 @@ import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { formatSample, runMemlog, type Sample, takeSample } from '../../tools/memlog/memlog.js';
 import { childPids, findPortOwners } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
+import type { ProcessExit } from '../harness/cli-process.js';
 import { sumCpuSeconds } from '../harness/proc.js';
-import { type ServerExit, ServerProcess } from '../harness/server-process.js';
+import { ServerProcess } from '../harness/server-process.js';
 import { type PhaseSpan, renderC10kChart } from './chart.js';
 import { type C10kOptions, type ResolvedC10kOptions, resolveC10kOptions } from './options.js';
 import { buildC10kReport, type C10kPhase, type C10kReport, type MarkName, type PhaseMark } from './report.js';
@@ -106,7 +107,7 @@ class C10kRun {
   #phase: C10kPhase = 'server';
   #interruptedIn: C10kPhase | null = null;
   #server: ServerProcess | undefined;
-  #serverExit: ServerExit | undefined;
+  #serverExit: ProcessExit | undefined;
   #clientUrl: string | undefined;
   #apiUrl: string | undefined;
   #port = 0;
@@ -202,6 +203,9 @@ class C10kRun {
       serverArgs: o.serverArgs,
       dataDir: this.#dataDir,
       logFile: path.join(o.outDir, 'server.log'),
+      // Own process group: a Ctrl-C in the terminal reaches the bench only, which then stops
+      // msggen, flood and the server in that order instead of all at once.
+      detached: true,
       signal: this.#signal,
     });
     this.#clientUrl = this.#server.clientUrl;
