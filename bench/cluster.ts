@@ -20,26 +20,74 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { MAX_C10K_CONNECTIONS } from '../src/bench/c10k/options.js';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
 import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { readRssKb } from '../src/bench/harness/proc.js';
 import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
 import { sleep } from './support.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/cluster.js',
+  summary:
+    'Scale-out over NATS: `switchboard cluster` on this box, warmed up, then `bench c10k` against it; prints JSON.',
   options: {
-    connections: { type: 'string', default: '100000' },
-    gateways: { type: 'string', default: '7' },
-    routers: { type: 'string', default: '1' },
-    rate: { type: 'string', default: '1000' },
-    duration: { type: 'string', default: '60s' },
-    'ramp-rate': { type: 'string', default: '1000' },
-    'sample-every': { type: 'string', default: '10s' },
-    'warmup-messages': { type: 'string', default: '20000' },
-    bus: { type: 'string', default: 'nats://127.0.0.1:4222' },
-    'out-dir': { type: 'string' },
+    connections: {
+      type: 'int',
+      description: 'Streaming connections',
+      default: 100_000,
+      min: 1,
+      max: MAX_C10K_CONNECTIONS,
+      placeholder: 'N',
+    },
+    gateways: { type: 'int', description: 'Gateway processes', default: 7, min: 1, max: 512 },
+    routers: {
+      type: 'int',
+      description: 'Router processes (0: the gateways serve the API)',
+      default: 1,
+      min: 0,
+      max: 64,
+    },
+    rate: {
+      type: 'number',
+      description: 'Messages per second, warm-up and measured run',
+      default: 1000,
+      min: 0.001,
+      placeholder: 'PER_SECOND',
+    },
+    duration: { type: 'duration', description: 'How long messages are sent', default: 60_000, min: 1 },
+    'ramp-rate': {
+      type: 'number',
+      description: 'New connections per second (0: as fast as possible)',
+      default: 1000,
+      min: 0,
+      placeholder: 'PER_SECOND',
+    },
+    'sample-every': {
+      type: 'duration',
+      description: 'Time between memory samples',
+      default: 10_000,
+      min: 100,
+    },
+    'warmup-messages': {
+      type: 'int',
+      description: 'Messages sent through the cluster before the run (0: no warm-up)',
+      default: 20_000,
+      min: 0,
+      placeholder: 'N',
+    },
+    bus: { type: 'string', description: 'NATS URL', default: 'nats://127.0.0.1:4222', placeholder: 'URL' },
+    'out-dir': {
+      type: 'string',
+      description: "Folder for bench c10k's report and charts (default: a temp folder)",
+      placeholder: 'DIR',
+    },
   },
-});
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec);
+
+/** A duration flag passed on as it is usually written (`60s`, `0.25s`). */
+const seconds = (ms: number): string => `${ms / 1000}s`;
 
 /**
  * Pids of the NATS server behind `busUrl` (the processes holding its port whose command is
@@ -90,10 +138,10 @@ let warmFlood: ReturnType<typeof spawn> | undefined;
 
 /** See the file comment: traffic through the cluster before the measured run. */
 async function warmUp(clients: string, api: string): Promise<unknown> {
-  const messages = Number(values['warmup-messages']);
+  const messages = values['warmup-messages'];
   if (!(messages > 0)) return null;
   const conns = 7000;
-  const first = Number(values.connections) + 1_000_000;
+  const first = values.connections + 1_000_000;
   const t0 = performance.now();
   const flood = spawn(
     process.execPath,
@@ -117,7 +165,7 @@ async function warmUp(clients: string, api: string): Promise<unknown> {
       60_000,
     );
     const msggen = await run(
-      ['msggen', '--api', api, '--rate', values.rate!, '--count', String(messages)].concat([
+      ['msggen', '--api', api, '--rate', String(values.rate), '--count', String(messages)].concat([
         '--min-id',
         String(first),
         '--max-id',
@@ -143,7 +191,8 @@ async function main(): Promise<void> {
   const prefix = `bench_${process.pid}_${Date.now()}`;
   const cluster = spawn(
     process.execPath,
-    [CLI_MAIN, 'cluster', '--gateways', values.gateways!, '--routers', values.routers!, '--bus', values.bus!]
+    [CLI_MAIN, 'cluster', '--gateways', String(values.gateways), '--routers', String(values.routers)]
+      .concat(['--bus', values.bus])
       .concat(['--bus-prefix', prefix, '--port', '0', '--api-port', '0', '--host', '127.0.0.1'])
       .concat(['--data', path.join(dir, 'data'), '--json', '--log-level', 'warn']),
     { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -170,7 +219,7 @@ async function main(): Promise<void> {
     },
   );
   const warmup = await warmUp(ready.clients, ready.api);
-  const nats = await natsPids(values.bus!);
+  const nats = await natsPids(values.bus);
   const natsBefore = natsRssKb(nats);
   let natsPeak = natsBefore ?? 0;
   const natsTimer = setInterval(() => {
@@ -179,9 +228,17 @@ async function main(): Promise<void> {
   bench = spawn(
     process.execPath,
     [CLI_MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
-      .concat(['--connections', values.connections!, '--ramp-rate', values['ramp-rate']!])
-      .concat(['--rate', values.rate!, '--duration', values.duration!, '--out-dir', outDir, '--json'])
-      .concat(['--sample-every', values['sample-every']!])
+      .concat(['--connections', String(values.connections), '--ramp-rate', String(values['ramp-rate'])])
+      .concat([
+        '--rate',
+        String(values.rate),
+        '--duration',
+        seconds(values.duration),
+        '--out-dir',
+        outDir,
+        '--json',
+      ])
+      .concat(['--sample-every', seconds(values['sample-every'])])
       // The cluster's own processes, so memlog need not search every process's sockets (slow at
       // 200,000 sockets): the primary, which holds the listening sockets, and every worker.
       .concat([cluster.pid!, ...Object.values(ready.pids)].flatMap((pid) => ['--server-pid', String(pid)])),
@@ -215,8 +272,8 @@ async function main(): Promise<void> {
   console.log(
     JSON.stringify({
       bench: 'cluster',
-      gateways: Number(values.gateways),
-      routers: Number(values.routers),
+      gateways: values.gateways,
+      routers: values.routers,
       pids: ready.pids,
       benchExit: benchCode,
       clusterExit: clusterCode,

@@ -19,22 +19,39 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
 import { readRssKb } from '../src/bench/harness/proc.js';
 import { ServerProcess } from '../src/bench/harness/server-process.js';
 import { LEAN_NODE_ARGS } from '../src/options.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/idle-memory.js',
+  summary: 'Server RSS per idle /test/<id> stream, the server in its own process; prints JSON.',
   options: {
-    count: { type: 'string', default: '15000' },
-    'node-args': { type: 'string', default: LEAN_NODE_ARGS.join(' ') },
-    server: { type: 'string', default: 'switchboard' },
-    settle: { type: 'string', default: '5' },
-    client: { type: 'boolean', default: false },
-    port: { type: 'string' },
-    from: { type: 'string', default: '0' },
+    count: { type: 'int', description: 'Idle streams', default: 15_000, min: 1, placeholder: 'N' },
+    'node-args': {
+      type: 'string',
+      description: "The server's node flags",
+      default: LEAN_NODE_ARGS.join(' '),
+    },
+    server: {
+      type: 'string',
+      description: 'Which server (naive-http: bench/naive-http-server.ts)',
+      default: 'switchboard',
+      choices: ['switchboard', 'naive-http'],
+    },
+    settle: {
+      type: 'number',
+      description: 'Seconds to wait after the ramp before measuring',
+      default: 5,
+      min: 0,
+    },
+    client: { type: 'boolean', description: '(internal) run as a client process', default: false },
+    port: { type: 'int', description: '(internal) the client port to connect to', min: 1, max: 65_535 },
+    from: { type: 'int', description: "(internal) a client's first id", default: 0, min: 0 },
   },
-});
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec);
 
 /** Kernel slab memory (KB) and TCP buffer pages in use, system-wide. */
 function kernelKB(): { slab: number; tcpPages: number } {
@@ -48,9 +65,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Client side (a child process): opens `count` streams from 127.0.<k>.<j> addresses, lean. */
 async function client(): Promise<void> {
   const net = await import('node:net');
-  const port = Number(values.port);
-  const count = Number(values.count);
-  const base = Number(values.from);
+  const port = values.port!;
+  const { count, from: base } = values;
   let open = 0;
   let failed = 0;
   const onData = function (this: { got?: boolean }): void {
@@ -81,12 +97,10 @@ async function client(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const count = Number(values.count);
+  const { count } = values;
   const data = mkdtempSync(path.join(tmpdir(), 'sb-bench-'));
-  const nodeArgs = values['node-args']!.split(/\s+/).filter((a) => a.length > 0);
+  const nodeArgs = values['node-args'].split(/\s+/).filter((a) => a.length > 0);
   const naive = values.server === 'naive-http';
-  if (!naive && values.server !== 'switchboard')
-    throw new Error('--server must be switchboard or naive-http');
   // The naive server logs its port the way serve does, so both start the same way.
   const server = await ServerProcess.start(
     naive
@@ -125,7 +139,7 @@ async function main(): Promise<void> {
   }
   const results = await Promise.all(opened);
   const rampSeconds = (Date.now() - started) / 1000;
-  await sleep(Number(values.settle) * 1000);
+  await sleep(values.settle * 1000);
   const after = readRssKb(server.pid) ?? 0;
   const kernelAfter = kernelKB();
   const st = naive ? noStats : await stats();

@@ -2,7 +2,8 @@
  * The shared bench harness: what `bench c10k`, the scripts in bench/ and the tests that start real
  * processes use to run and measure them, so each is written once. This file runs a `switchboard`
  * command as a child process; `server-process.ts` starts the server under test, `proc.ts`
- * reads CPU and memory from `/proc`, and `shell.ts` turns command lines into text and back.
+ * reads CPU and memory from `/proc`, `shell.ts` turns command lines into text and back, and
+ * `args.ts` parses the bench scripts' flags with the CLI's checked parser.
  *
  * A {@link CliProcess} is `node [node flags] dist/src/cli/main.js <args>` with its stdout and
  * stderr collected from the first byte, so a line is found whichever chunk it came in, and
