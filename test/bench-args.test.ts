@@ -26,7 +26,7 @@ async function bench(script: string, args: readonly string[]) {
 
 describe('bench scripts', () => {
   test('there are bench scripts to check', () => {
-    assert.ok(SCRIPTS.includes('cluster.js') && SCRIPTS.length >= 10, SCRIPTS.join(' '));
+    assert.ok(SCRIPTS.includes('scale-out.js') && SCRIPTS.length >= 10, SCRIPTS.join(' '));
   });
 
   for (const script of SCRIPTS) {
@@ -39,8 +39,8 @@ describe('bench scripts', () => {
     });
   }
 
-  test('cluster.js --help keeps the flags and defaults BENCHMARKS.md relies on', async () => {
-    const r = await bench('cluster.js', ['--help']);
+  test('scale-out.js --help keeps the flags and defaults BENCHMARKS.md relies on', async () => {
+    const r = await bench('scale-out.js', ['--help']);
     for (const [flag, shown] of [
       ['connections', '100000'],
       ['gateways', '7'],
@@ -58,12 +58,12 @@ describe('bench scripts', () => {
 
   for (const [script, args, message] of [
     [
-      'cluster.js',
+      'scale-out.js',
       ['--connections', '10k'],
-      /bench\/cluster\.js: --connections must be a whole number, got "10k"/,
+      /bench\/scale-out\.js: --connections must be a whole number, got "10k"/,
     ],
-    ['cluster.js', ['--gateways', '0'], /--gateways must be at least 1, got "0"/],
-    ['cluster.js', ['--duration', '60x'], /--duration must be a duration/],
+    ['scale-out.js', ['--gateways', '0'], /--gateways must be at least 1, got "0"/],
+    ['scale-out.js', ['--duration', '60x'], /--duration must be a duration/],
     ['bus.js', ['--seconds', 'ten'], /bench\/bus\.js: --seconds must be a number, got "ten"/],
     [
       'bus.js',

@@ -8,7 +8,7 @@
 import { type CommandSpec, formatHelp, type OptionSpec, parseArgs } from '../../cli/args.js';
 import { UsageError } from '../../errors.js';
 
-/** A bench script's flags; `name` is its path under dist/ (`bench/cluster.js`), used in messages. */
+/** A bench script's flags; `name` is its path under dist/ (`bench/scale-out.js`), used in messages. */
 export interface BenchSpec extends CommandSpec {
   readonly name: `bench/${string}.js`;
 }

@@ -5,7 +5,7 @@
  * (flood spreads the connections over its own processes and source addresses; memlog sums the RSS
  * of the primary and every worker), samples the NATS server's RSS, stops the cluster, prints JSON.
  *
- *   node dist/bench/cluster.js --connections 100000 --gateways 7 --rate 1000 --duration 60s --ramp-rate 1000
+ *   node dist/bench/scale-out.js --connections 100000 --gateways 7 --rate 1000 --duration 60s --ramp-rate 1000
  *
  * Needs a NATS server (default nats://127.0.0.1:4222); a unique subject prefix isolates the run.
  *
@@ -28,7 +28,7 @@ import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
 import { sleep } from './support.js';
 
 const spec = {
-  name: 'bench/cluster.js',
+  name: 'bench/scale-out.js',
   summary:
     'Scale-out over NATS: `switchboard cluster` on this box, warmed up, then `bench c10k` against it; prints JSON.',
   options: {
@@ -186,7 +186,7 @@ async function warmUp(clients: string, api: string): Promise<unknown> {
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sb-cluster-bench-'));
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-scale-out-'));
   const outDir = path.resolve(values['out-dir'] ?? path.join(dir, 'out'));
   const prefix = `bench_${process.pid}_${Date.now()}`;
   const cluster = spawn(
@@ -271,7 +271,7 @@ async function main(): Promise<void> {
   }
   console.log(
     JSON.stringify({
-      bench: 'cluster',
+      bench: 'scale-out',
       gateways: values.gateways,
       routers: values.routers,
       pids: ready.pids,
