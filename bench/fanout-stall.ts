@@ -22,9 +22,15 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type BenchSpec, badFlag, numberList, parseBenchArgs } from '../src/bench/harness/args.js';
+import {
+  type BenchSpec,
+  badFlag,
+  NODE_ARGS_OPTION,
+  nodeArgsOf,
+  numberList,
+  parseBenchArgs,
+} from '../src/bench/harness/args.js';
 import { machineCpu } from '../src/bench/harness/proc.js';
-import { LEAN_NODE_ARGS } from '../src/options.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
 import { listTargets } from '../src/tools/flood/targets.js';
@@ -38,6 +44,7 @@ import {
   httpJson,
   load1,
   note,
+  QUIET_MACHINE_OPTIONS,
   round,
   rssMB,
   sleep,
@@ -73,23 +80,8 @@ const spec = {
       default: ['100', '1000', '10000'],
     },
     sends: { type: 'int', description: 'Measured sends per page size', default: 5, min: 1 },
-    'max-load': {
-      type: 'number',
-      description: 'Wait for a 1-minute load average at most this',
-      default: 1.0,
-      min: 0,
-    },
-    'max-others': {
-      type: 'number',
-      description: 'Before each send, wait until other processes use at most this % of a core',
-      default: 25,
-      min: 0,
-    },
-    'node-args': {
-      type: 'string',
-      description: "The server's node flags",
-      default: LEAN_NODE_ARGS.join(' '),
-    },
+    ...QUIET_MACHINE_OPTIONS,
+    'node-args': NODE_ARGS_OPTION,
     probe: {
       type: 'int',
       description: '(internal) run as the probe of this client port',
@@ -248,7 +240,7 @@ async function runPageSize(
   dataDir: string,
 ): Promise<Record<string, unknown>> {
   const { subscribers, connected, sends } = values;
-  const nodeArgs = values['node-args'].split(/\s+/).filter((a) => a.length > 0);
+  const nodeArgs = nodeArgsOf(values['node-args']);
   const server = await startScriptServer(nodeArgs, { pageSize, store: `sqlite:${dbFile}`, data: dataDir });
   const prober = track(
     fork(fileURLToPath(import.meta.url), ['--probe', String(server.clientPort)], { execArgv: [] }),

@@ -28,10 +28,16 @@
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { type BenchSpec, badFlag, numberList, parseBenchArgs } from '../src/bench/harness/args.js';
+import {
+  type BenchSpec,
+  badFlag,
+  NODE_ARGS_OPTION,
+  nodeArgsOf,
+  numberList,
+  parseBenchArgs,
+} from '../src/bench/harness/args.js';
 import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { machineCpu } from '../src/bench/harness/proc.js';
-import { LEAN_NODE_ARGS } from '../src/options.js';
 import { templateTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import { MAX_BATCH, type MsggenOptions, type MsggenSummary } from '../src/tools/msggen/msggen.js';
@@ -45,6 +51,7 @@ import {
   histogramDelta,
   load1,
   note,
+  QUIET_MACHINE_OPTIONS,
   round,
   rssMB,
   sleep,
@@ -103,23 +110,8 @@ const spec = {
       default: 'auto',
       placeholder: 'auto|N',
     },
-    'max-load': {
-      type: 'number',
-      description: 'Wait for a 1-minute load average at most this',
-      default: 1.0,
-      min: 0,
-    },
-    'max-others': {
-      type: 'number',
-      description: 'Before each step, wait until other processes use at most this % of a core',
-      default: 25,
-      min: 0,
-    },
-    'node-args': {
-      type: 'string',
-      description: "The server's node flags",
-      default: LEAN_NODE_ARGS.join(' '),
-    },
+    ...QUIET_MACHINE_OPTIONS,
+    'node-args': NODE_ARGS_OPTION,
     msggen: { type: 'string', description: '(internal) run as the msggen child with these options (JSON)' },
   },
 } as const satisfies BenchSpec;
@@ -327,7 +319,7 @@ async function main(): Promise<void> {
 
   const quiet = await waitForQuiet(values['max-load']);
   note(`load average ${quiet.load1} (waited ${quiet.waitedS}s${quiet.quiet ? '' : ', gave up waiting'})`);
-  const nodeArgs = values['node-args'].split(/\s+/).filter((x) => x.length > 0);
+  const nodeArgs = nodeArgsOf(values['node-args']);
   const server = await startCliServer(nodeArgs, ['--data', dir, '--store', db]);
   let flood: FloodWorker | undefined;
   const steps: Record<string, unknown>[] = [];

@@ -19,21 +19,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
+import { type BenchSpec, NODE_ARGS_OPTION, nodeArgsOf, parseBenchArgs } from '../src/bench/harness/args.js';
 import { readRssKb } from '../src/bench/harness/proc.js';
 import { ServerProcess } from '../src/bench/harness/server-process.js';
-import { LEAN_NODE_ARGS } from '../src/options.js';
 
 const spec = {
   name: 'bench/idle-memory.js',
   summary: 'Server RSS per idle /test/<id> stream, the server in its own process; prints JSON.',
   options: {
     count: { type: 'int', description: 'Idle streams', default: 15_000, min: 1, placeholder: 'N' },
-    'node-args': {
-      type: 'string',
-      description: "The server's node flags",
-      default: LEAN_NODE_ARGS.join(' '),
-    },
+    'node-args': NODE_ARGS_OPTION,
     server: {
       type: 'string',
       description: 'Which server (naive-http: bench/naive-http-server.ts)',
@@ -99,7 +94,7 @@ async function client(): Promise<void> {
 async function main(): Promise<void> {
   const { count } = values;
   const data = mkdtempSync(path.join(tmpdir(), 'sb-bench-'));
-  const nodeArgs = values['node-args'].split(/\s+/).filter((a) => a.length > 0);
+  const nodeArgs = nodeArgsOf(values['node-args']);
   const naive = values.server === 'naive-http';
   // The naive server logs its port the way serve does, so both start the same way.
   const server = await ServerProcess.start(

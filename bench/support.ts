@@ -17,6 +17,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/bench/harness/proc.js';
 import { ServerProcess } from '../src/bench/harness/server-process.js';
+import type { OptionSpec } from '../src/cli/args.js';
 import type { ServerOptionsInput } from '../src/options.js';
 import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
 import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
@@ -85,6 +86,22 @@ export async function waitForQuiet(
 }
 
 export const load1 = (): number => round(loadavg()[0]!, 2);
+
+/** The flags of a bench that waits for a quiet machine: {@link waitForQuiet}, {@link waitForOthersQuiet}. */
+export const QUIET_MACHINE_OPTIONS = {
+  'max-load': {
+    type: 'number',
+    description: 'First wait for a 1-minute load average at most this',
+    default: 1.0,
+    min: 0,
+  },
+  'max-others': {
+    type: 'number',
+    description: 'Before each measured step, wait until other processes use at most this % of a core',
+    default: 25,
+    min: 0,
+  },
+} as const satisfies Record<string, OptionSpec>;
 
 /**
  * CPU other processes use, % of one core, sampled over `sampleMs`: the whole machine's busy time

@@ -7,6 +7,7 @@
  */
 import { type CommandSpec, formatHelp, type OptionSpec, parseArgs } from '../../cli/args.js';
 import { UsageError } from '../../errors.js';
+import { LEAN_NODE_ARGS } from '../../options.js';
 
 /** A bench script's flags; `name` is its path under dist/ (`bench/scale-out.js`), used in messages. */
 export interface BenchSpec extends CommandSpec {
@@ -27,6 +28,18 @@ export type BenchValues<S extends CommandSpec> = {
     ? ValueOf<S['options'][K]>
     : ValueOf<S['options'][K]> | undefined;
 };
+
+/** `--node-args`, for a bench that starts a server: its node flags, the lean V8 flags by default. */
+export const NODE_ARGS_OPTION = {
+  type: 'string',
+  description: "The server's node flags ('' for none)",
+  default: LEAN_NODE_ARGS.join(' '),
+} as const satisfies OptionSpec;
+
+/** A `--node-args` value as arguments: whitespace separates them. */
+export function nodeArgsOf(text: string): string[] {
+  return text.split(/\s+/).filter((a) => a.length > 0);
+}
 
 /** The `--help` text of a bench script: the CLI's help, with `node dist/<name>` as the command. */
 export function benchHelp(spec: BenchSpec): string {

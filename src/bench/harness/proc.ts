@@ -37,14 +37,19 @@ export interface CpuTimes {
   readonly sys: number;
 }
 
-/** The CPU time `pid` has used (`utime`, `stime` of `/proc/<pid>/stat`), or `undefined` when it is gone. */
-export function readCpuTimes(pid: number): CpuTimes | undefined {
-  let stat: string;
+/** A `/proc` file's text, or `undefined` when it cannot be read (its process is gone). */
+function readProcFile(file: string): string | undefined {
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return readFileSync(file, 'latin1');
   } catch {
     return undefined;
   }
+}
+
+/** The CPU time `pid` has used (`utime`, `stime` of `/proc/<pid>/stat`), or `undefined` when it is gone. */
+export function readCpuTimes(pid: number): CpuTimes | undefined {
+  const stat = readProcFile(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
   // "pid (comm) state ppid …": comm may hold spaces, so count fields after the last ')'.
   // Fields 14 and 15 (utime, stime) are the 12th and 13th after it.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -89,12 +94,6 @@ export function machineCpu(): { busy: number; total: number } {
  * prints), or `undefined` when the process is gone or is a zombie.
  */
 export function readRssKb(pid: number): number | undefined {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'latin1');
-  } catch {
-    return undefined;
-  }
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readProcFile(`/proc/${pid}/status`) ?? '');
   return m ? Number(m[1]) : undefined;
 }
