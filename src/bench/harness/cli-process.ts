@@ -52,8 +52,9 @@ export interface CliProcessOptions {
 
 /** A running `switchboard` command (or {@link CliProcessOptions.script}). */
 export class CliProcess {
+  /** The node child process, for signals and for cleanup that tracks children. */
   readonly child: ChildProcess;
-  /** 0 when the spawn itself failed. */
+  /** Its pid; 0 when the spawn itself failed. */
   readonly pid: number;
   /** The full command, shell-quoted, for logs and reports. */
   readonly command: string;
@@ -101,7 +102,8 @@ export class CliProcess {
         resolve(this.#exit);
       };
       this.child.once('exit', end);
-      this.child.once('error', () => end(null, null));
+      // Also after the exit: a failed kill() is reported as an 'error' too, and must not throw.
+      this.child.on('error', () => end(null, null));
     });
     this.closed = new Promise((resolve) => {
       const done = (): void => void this.exited.then(resolve);

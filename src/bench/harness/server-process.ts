@@ -27,7 +27,7 @@ export interface ServerProcessOptions {
   readonly dataDir?: string;
   /** The server's stdout and stderr are appended here. */
   readonly logFile?: string;
-  /** Own process group (see {@link CliProcessOptions.detached}). */
+  /** Own process group (see `CliProcessOptions.detached`); bench c10k asks for it. */
   readonly detached?: boolean;
   /**
    * A module to run instead of `main.js serve --port 0 …`, with `serverArgs` as its arguments:
