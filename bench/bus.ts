@@ -16,26 +16,41 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setImmediate as turn } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
+import { type BenchSpec, badFlag, parseBenchArgs } from '../src/bench/harness/args.js';
 import type { Deliverer } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats-bus.js';
 import * as codec from '../src/bus/nats-codec.js';
 import { Message } from '../src/message.js';
 
-const { values: flags } = parseArgs({
+/** What the bench can measure (`--parts`). */
+const PARTS = ['load', 'codec', 'heap', 'publish'] as const;
+
+const spec = {
+  name: 'bench/bus.js',
+  summary:
+    'NATS bus throughput and tally latency, the wire codec and the heap cost of an interest; prints JSON.',
   options: {
-    server: { type: 'string', default: 'nats://127.0.0.1:4222' },
-    seconds: { type: 'string', default: '10' },
-    interests: { type: 'string', default: '10000' },
-    gateways: { type: 'string', default: '2' },
-    recipients: { type: 'string', default: '30' },
-    inflight: { type: 'string', default: '200' },
-    children: { type: 'boolean', default: false },
-    parts: { type: 'string', default: 'load,codec,heap,publish' },
-    // internal: run as a child gateway
-    'child-gateway': { type: 'string' },
-    prefix: { type: 'string' },
+    server: { type: 'string', description: 'NATS URL', default: 'nats://127.0.0.1:4222', placeholder: 'URL' },
+    seconds: { type: 'number', description: 'How long the load part publishes', default: 10, min: 0.001 },
+    interests: { type: 'int', description: 'Ids the gateways hold between them', default: 10_000, min: 1 },
+    gateways: { type: 'int', description: 'Gateways', default: 2, min: 1 },
+    recipients: { type: 'int', description: 'Distinct recipients per message', default: 30, min: 1 },
+    inflight: { type: 'int', description: 'Publishes waiting for their count at most', default: 200, min: 1 },
+    children: { type: 'boolean', description: 'Each gateway in its own process', default: false },
+    parts: { type: 'list', description: `What to measure, of ${PARTS.join(',')}`, default: [...PARTS] },
+    'child-gateway': {
+      type: 'string',
+      description: '(internal) run as child gateway INDEX,GATEWAYS,INTERESTS',
+    },
+    prefix: { type: 'string', description: '(internal) subject prefix of the parent run' },
   },
+} as const satisfies BenchSpec;
+const flags = parseBenchArgs(spec, (v) => {
+  const unknown = v.parts.find((p) => !(PARTS as readonly string[]).includes(p));
+  if (unknown !== undefined)
+    throw badFlag(spec, 'parts', `must list some of ${PARTS.join(', ')}`, v.parts.join(','));
+  if (v.recipients > v.interests)
+    throw badFlag(spec, 'recipients', `must be at most --interests (${v.interests})`, String(v.recipients));
 });
 
 /** One fake connection per id; dedupes by Message identity like the real registry. */
@@ -220,14 +235,10 @@ async function main(): Promise<void> {
     await runChild(server, flags.prefix, flags['child-gateway']);
     return;
   }
-  const seconds = Number(flags.seconds);
-  const interests = Number(flags.interests);
-  const gateways = Number(flags.gateways);
-  const recipients = Number(flags.recipients);
-  const inflightLimit = Number(flags.inflight);
+  const { seconds, interests, gateways, recipients, inflight: inflightLimit } = flags;
   const prefix = `bench-${process.pid}-${Date.now().toString(36)}`;
 
-  const parts = new Set(flags.parts.split(','));
+  const parts = new Set(flags.parts);
   const codecFigures = parts.has('codec') ? codecBench() : undefined;
   const heap = parts.has('heap') ? await interestHeap(server, 20_000) : undefined;
   const publishCpu = parts.has('publish') ? await publishCost(server, recipients) : undefined;

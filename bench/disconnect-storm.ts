@@ -10,16 +10,31 @@
  */
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 import { Switchboard } from '../src/server.js';
-import { CLI, cleanup, load1, sleep, tempDir, track } from './support.js';
+import { cleanup, load1, sleep, tempDir, track } from './support.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/disconnect-storm.js',
+  summary:
+    'Every client of a server goes at once: time, CPU and event-loop stall until all are logged out; JSON per bus.',
   options: {
-    connections: { type: 'string', default: '14000' },
-    bus: { type: 'string', default: 'local,nats://127.0.0.1:4222' },
+    connections: {
+      type: 'int',
+      description: 'Streams that disconnect together',
+      default: 14_000,
+      min: 1,
+      placeholder: 'N',
+    },
+    bus: {
+      type: 'list',
+      description: 'Buses to run it on, one run each',
+      default: ['local', 'nats://127.0.0.1:4222'],
+    },
   },
-});
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec);
 
 async function storm(bus: string, n: number): Promise<Record<string, unknown>> {
   const sb = await Switchboard.start({
@@ -35,7 +50,7 @@ async function storm(bus: string, n: number): Promise<Record<string, unknown>> {
     const gateway = sb.gateway!;
     const url = `http://127.0.0.1:${gateway.address().port}/test/{id}`;
     const flood = track(
-      spawn(process.execPath, [CLI, 'flood', '--url', url, '--count', String(n), '--rate', '7000'], {
+      spawn(process.execPath, [CLI_MAIN, 'flood', '--url', url, '--count', String(n), '--rate', '7000'], {
         stdio: 'ignore',
       }),
     );
@@ -71,8 +86,7 @@ async function storm(bus: string, n: number): Promise<Record<string, unknown>> {
 }
 
 try {
-  for (const bus of values.bus!.split(','))
-    console.log(JSON.stringify(await storm(bus, Number(values.connections))));
+  for (const bus of values.bus) console.log(JSON.stringify(await storm(bus, values.connections)));
 } finally {
   cleanup();
 }

@@ -22,24 +22,31 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { LEAN_NODE_ARGS } from '../src/options.js';
+import {
+  type BenchSpec,
+  badFlag,
+  NODE_ARGS_OPTION,
+  nodeArgsOf,
+  numberList,
+  parseBenchArgs,
+} from '../src/bench/harness/args.js';
+import { machineCpu } from '../src/bench/harness/proc.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
-import { listTargets } from '../src/tools/flood-targets.js';
-import { LatencyHistogram } from '../src/tools/latency.js';
+import { listTargets } from '../src/tools/flood/targets.js';
+import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import {
+  type BenchServer,
   cleanupOnExit,
   cpuSeconds,
   DEFAULT_WORKER_EXEC_ARGV,
   FloodWorker,
   httpJson,
   load1,
-  machineCpu,
   note,
+  QUIET_MACHINE_OPTIONS,
   round,
   rssMB,
-  type ServerProcess,
   sleep,
   startScriptServer,
   tempDir,
@@ -48,17 +55,45 @@ import {
   waitForQuiet,
 } from './support.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/fanout-stall.js',
+  summary:
+    'One send to a user with many subscribers, per store page size: how long the server keeps other clients waiting.',
   options: {
-    subscribers: { type: 'string', default: '100000' },
-    connected: { type: 'string', default: '10000' },
-    'page-sizes': { type: 'string', default: '100,1000,10000' },
-    sends: { type: 'string', default: '5' },
-    'max-load': { type: 'string', default: '1.0' },
-    'max-others': { type: 'string', default: '25' },
-    'node-args': { type: 'string', default: LEAN_NODE_ARGS.join(' ') },
-    probe: { type: 'string' },
+    subscribers: {
+      type: 'int',
+      description: 'Subscribers of the celebrity',
+      default: 100_000,
+      min: 1,
+      placeholder: 'N',
+    },
+    connected: {
+      type: 'int',
+      description: 'Subscribers holding a stream',
+      default: 10_000,
+      min: 1,
+      placeholder: 'N',
+    },
+    'page-sizes': {
+      type: 'list',
+      description: 'Store page sizes, a server each',
+      default: ['100', '1000', '10000'],
+    },
+    sends: { type: 'int', description: 'Measured sends per page size', default: 5, min: 1 },
+    ...QUIET_MACHINE_OPTIONS,
+    'node-args': NODE_ARGS_OPTION,
+    probe: {
+      type: 'int',
+      description: '(internal) run as the probe of this client port',
+      min: 1,
+      max: 65_535,
+    },
   },
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec, (v) => {
+  numberList(spec, 'page-sizes', v['page-sizes'], { min: 1, int: true });
+  if (v.connected > v.subscribers)
+    throw badFlag(spec, 'connected', `must be at most --subscribers (${v.subscribers})`, String(v.connected));
 });
 
 const CELEBRITY = 'celebrity';
@@ -155,7 +190,7 @@ const median = (xs: readonly number[]): number => {
 };
 
 async function oneSend(
-  server: ServerProcess,
+  server: BenchServer,
   flood: FloodWorker,
   prober: ChildProcess,
   k: number,
@@ -204,10 +239,8 @@ async function runPageSize(
   dbFile: string,
   dataDir: string,
 ): Promise<Record<string, unknown>> {
-  const subscribers = Number(values.subscribers);
-  const connected = Number(values.connected);
-  const sends = Number(values.sends);
-  const nodeArgs = values['node-args']!.split(/\s+/).filter((a) => a.length > 0);
+  const { subscribers, connected, sends } = values;
+  const nodeArgs = nodeArgsOf(values['node-args']);
   const server = await startScriptServer(nodeArgs, { pageSize, store: `sqlite:${dbFile}`, data: dataDir });
   const prober = track(
     fork(fileURLToPath(import.meta.url), ['--probe', String(server.clientPort)], { execArgv: [] }),
@@ -247,7 +280,7 @@ async function runPageSize(
     for (let k = 1; k <= sends; k++) {
       const quiet = await waitForOthersQuiet(
         [server.pid, flood.pid, prober.pid, process.pid],
-        Number(values['max-others']),
+        values['max-others'],
         120_000,
       );
       if (!quiet.quiet) note(`sending anyway: other processes use ${quiet.othersPercent}% of a core`);
@@ -293,16 +326,16 @@ async function runPageSize(
 
 async function main(): Promise<void> {
   cleanupOnExit();
-  const subscribers = Number(values.subscribers);
+  const { subscribers } = values;
   const dir = tempDir('sb-fanout-stall-');
   const dbFile = `${dir}/store.db`;
   const t0 = performance.now();
   const added = await loadStore(dbFile, subscribers);
   note(`store: ${added} subscriptions to ${CELEBRITY} in ${round((performance.now() - t0) / 1000, 2)}s`);
-  const quiet = await waitForQuiet(Number(values['max-load']));
+  const quiet = await waitForQuiet(values['max-load']);
   note(`load average ${quiet.load1} (waited ${quiet.waitedS}s${quiet.quiet ? '' : ', gave up waiting'})`);
   const rows: Record<string, unknown>[] = [];
-  for (const pageSize of values['page-sizes']!.split(',').map(Number)) {
+  for (const pageSize of values['page-sizes'].map(Number)) {
     const row = await runPageSize(pageSize, dbFile, dir);
     console.log(JSON.stringify(row));
     rows.push(row);
@@ -311,7 +344,7 @@ async function main(): Promise<void> {
     JSON.stringify({
       bench: 'fanout-stall-summary',
       subscribers,
-      connected: Number(values.connected),
+      connected: values.connected,
       loadBefore: quiet,
       byPageSize: rows.map((r) => ({
         pageSize: r.pageSize,
@@ -325,5 +358,5 @@ async function main(): Promise<void> {
   );
 }
 
-if (values.probe !== undefined) probe(Number(values.probe));
+if (values.probe !== undefined) probe(values.probe);
 else await main();

@@ -28,13 +28,21 @@
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { LEAN_NODE_ARGS } from '../src/options.js';
-import { templateTargets } from '../src/tools/flood-targets.js';
-import { LatencyHistogram } from '../src/tools/latency.js';
-import type { MsggenOptions, MsggenSummary } from '../src/tools/msggen.js';
 import {
-  CLI,
+  type BenchSpec,
+  badFlag,
+  NODE_ARGS_OPTION,
+  nodeArgsOf,
+  numberList,
+  parseBenchArgs,
+} from '../src/bench/harness/args.js';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
+import { machineCpu } from '../src/bench/harness/proc.js';
+import { templateTargets } from '../src/tools/flood/targets.js';
+import { LatencyHistogram } from '../src/tools/msggen/latency.js';
+import { MAX_BATCH, type MsggenOptions, type MsggenSummary } from '../src/tools/msggen/msggen.js';
+import {
+  type BenchServer,
   cleanupOnExit,
   cpuSeconds,
   cpuTimes,
@@ -42,11 +50,10 @@ import {
   FloodWorker,
   histogramDelta,
   load1,
-  machineCpu,
   note,
+  QUIET_MACHINE_OPTIONS,
   round,
   rssMB,
-  type ServerProcess,
   sleep,
   startCliServer,
   tempDir,
@@ -55,22 +62,63 @@ import {
   waitForQuiet,
 } from './support.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/fanout.js',
+  summary:
+    'Fan-out throughput over a friends graph: msggen at rising open-loop rates until p99 > 100 ms; JSON per step.',
   options: {
-    users: { type: 'string', default: '15000' },
-    m: { type: 'string', default: '15' },
-    seed: { type: 'string', default: '1' },
-    rates: { type: 'string', default: '250,500,750,1000,1500,2000,4000,8000' },
-    'article-rate': { type: 'string', default: '16666' },
-    warm: { type: 'string', default: '3' },
-    measure: { type: 'string', default: '20' },
-    prewarm: { type: 'string', default: '8' },
-    batch: { type: 'string', default: 'auto' },
-    'max-load': { type: 'string', default: '1.0' },
-    'max-others': { type: 'string', default: '25' },
-    'node-args': { type: 'string', default: LEAN_NODE_ARGS.join(' ') },
-    msggen: { type: 'string' },
+    users: {
+      type: 'int',
+      description: 'Connected users, also the friends graph size',
+      default: 15_000,
+      min: 1,
+    },
+    m: {
+      type: 'int',
+      description: 'Friends each new user makes (friends generate --m)',
+      default: 15,
+      min: 1,
+    },
+    seed: { type: 'int', description: 'Seed of the graph', default: 1, min: 0 },
+    rates: {
+      type: 'list',
+      description: 'Send rates to step through, messages/s',
+      default: ['250', '500', '750', '1000', '1500', '2000', '4000', '8000'],
+    },
+    'article-rate': {
+      type: 'number',
+      description: "A last step at the article's rate, not reported as sustained (0: none)",
+      default: 16_666,
+      min: 0,
+    },
+    warm: { type: 'number', description: 'Seconds of each step before the window', default: 3, min: 0 },
+    measure: {
+      type: 'number',
+      description: "Seconds of each step's measured window",
+      default: 20,
+      min: 0.001,
+    },
+    prewarm: {
+      type: 'number',
+      description: 'Seconds of an unreported JIT warm-up run (0: none)',
+      default: 8,
+      min: 0,
+    },
+    batch: {
+      type: 'string',
+      description: 'Messages per API request: auto (batch once single sends fall short) or N',
+      default: 'auto',
+      placeholder: 'auto|N',
+    },
+    ...QUIET_MACHINE_OPTIONS,
+    'node-args': NODE_ARGS_OPTION,
+    msggen: { type: 'string', description: '(internal) run as the msggen child with these options (JSON)' },
   },
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec, (v) => {
+  numberList(spec, 'rates', v.rates, { min: 0.001 });
+  if (v.batch !== 'auto' && !(/^\d+$/.test(v.batch) && Number(v.batch) <= MAX_BATCH))
+    throw badFlag(spec, 'batch', `must be auto or a whole number up to ${MAX_BATCH}`, v.batch);
 });
 
 const FLOOD_SOURCES = ['127.0.44.2', '127.0.44.3'];
@@ -83,7 +131,7 @@ const BATCH_REQUESTS_PER_S = 250;
 type FromMsggen = { type: 'started' } | { type: 'done'; summary: MsggenSummary };
 
 async function msggenChild(optionsJson: string): Promise<void> {
-  const { runMsggen } = await import('../src/tools/msggen.js');
+  const { runMsggen } = await import('../src/tools/msggen/msggen.js');
   process.send?.({ type: 'started' } satisfies FromMsggen);
   const summary = await runMsggen(JSON.parse(optionsJson) as MsggenOptions);
   process.send?.({ type: 'done', summary } satisfies FromMsggen, () => process.exit(0));
@@ -95,7 +143,7 @@ async function cli(args: readonly string[]): Promise<{ json: Record<string, unkn
   note(`node dist/src/cli/main.js ${args.join(' ')} --json`);
   const t0 = performance.now();
   const child = track(
-    spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+    spawn(process.execPath, [CLI_MAIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] }),
   );
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -122,7 +170,7 @@ interface Snapshot {
 }
 
 async function snapshot(
-  server: ServerProcess,
+  server: BenchServer,
   flood: FloodWorker,
   msggenPid: number | undefined,
 ): Promise<Snapshot> {
@@ -150,7 +198,7 @@ interface StepPlan {
 }
 
 async function runStep(
-  server: ServerProcess,
+  server: BenchServer,
   flood: FloodWorker,
   plan: StepPlan,
 ): Promise<Record<string, unknown>> {
@@ -250,9 +298,7 @@ const passes = (r: Record<string, unknown>): boolean =>
 // ── main ─────────────────────────────────────────────────────────────────────────────────────
 async function main(): Promise<void> {
   cleanupOnExit();
-  const users = Number(values.users);
-  const warmS = Number(values.warm);
-  const measureS = Number(values.measure);
+  const { users, warm: warmS, measure: measureS } = values;
   const dir = tempDir('sb-fanout-');
   const edges = `${dir}/friends.txt`;
   const db = `sqlite:${dir}/store.db`;
@@ -262,18 +308,18 @@ async function main(): Promise<void> {
     '--users',
     String(users),
     '--m',
-    values.m!,
+    String(values.m),
     '--seed',
-    values.seed!,
+    String(values.seed),
     '--out',
     edges,
   ]);
   const load = await cli(['friends', 'load', edges, '--store', db]);
   note(`generated in ${gen.seconds}s, loaded in ${load.seconds}s: ${JSON.stringify(load.json)}`);
 
-  const quiet = await waitForQuiet(Number(values['max-load']));
+  const quiet = await waitForQuiet(values['max-load']);
   note(`load average ${quiet.load1} (waited ${quiet.waitedS}s${quiet.quiet ? '' : ', gave up waiting'})`);
-  const nodeArgs = values['node-args']!.split(/\s+/).filter((x) => x.length > 0);
+  const nodeArgs = nodeArgsOf(values['node-args']);
   const server = await startCliServer(nodeArgs, ['--data', dir, '--store', db]);
   let flood: FloodWorker | undefined;
   const steps: Record<string, unknown>[] = [];
@@ -296,9 +342,9 @@ async function main(): Promise<void> {
     await sleep(3000);
 
     // JIT warm-up of server, flood and API paths at the first rate: not reported as a step.
-    const prewarmS = Number(values.prewarm);
+    const prewarmS = values.prewarm;
     if (prewarmS > 0) {
-      const rate = Number(values.rates!.split(',')[0]);
+      const rate = Number(values.rates[0]);
       const w = await runStep(server, flood, {
         step: 'prewarm',
         rate,
@@ -315,7 +361,7 @@ async function main(): Promise<void> {
     const batchFor = (rate: number): number =>
       batchMode === 0 ? 1 : values.batch === 'auto' ? Math.ceil(rate / BATCH_REQUESTS_PER_S) : batchMode;
     let seed = 1;
-    const maxOthers = Number(values['max-others']);
+    const maxOthers = values['max-others'];
     const contended = (r: Record<string, unknown>): boolean =>
       (r.cpuPercentOfOneCore as { others: number }).others > maxOthers;
     const once = async (step: string, rate: number, batch: number): Promise<Record<string, unknown>> => {
@@ -334,7 +380,7 @@ async function main(): Promise<void> {
       note(`step ${step} failed while other processes used the CPU: once more`);
       return once(step, rate, batch);
     };
-    for (const rate of values.rates!.split(',').map(Number)) {
+    for (const rate of values.rates.map(Number)) {
       let r = await run(`${rate}`, rate, batchFor(rate));
       const short = (r.achievedRate as number) < SHORTFALL * rate;
       if (short && values.batch === 'auto' && batchMode === 0) {
@@ -344,7 +390,7 @@ async function main(): Promise<void> {
       }
       if (!passes(r)) break;
     }
-    const article = Number(values['article-rate']);
+    const article = values['article-rate'];
     if (article > 0) {
       batchMode = values.batch === 'auto' ? 1 : batchMode;
       // Far past saturation: a rerun would tell nothing new.
@@ -359,7 +405,7 @@ async function main(): Promise<void> {
     JSON.stringify({
       bench: 'fanout-summary',
       users,
-      m: Number(values.m),
+      m: values.m,
       subscriptions: load.json.subscriptions ?? load.json.added ?? null,
       loadBefore: quiet,
       sustained: sustained

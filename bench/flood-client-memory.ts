@@ -18,20 +18,43 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { runFlood } from '../src/tools/flood.js';
-import type { FloodReport } from '../src/tools/flood-report.js';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
+import { runFlood } from '../src/tools/flood/flood.js';
+import type { FloodReport } from '../src/tools/flood/report.js';
 
-const { values: flags } = parseArgs({
+const spec = {
+  name: 'bench/flood-client-memory.js',
+  summary:
+    "What one flood connection costs the load generator: the worker's RSS per open stream; prints JSON.",
   options: {
-    count: { type: 'string', default: '15000' },
-    rate: { type: 'string', default: '5000' },
-    sources: { type: 'string', default: '' },
-    settle: { type: 'string', default: '3000' },
-    messages: { type: 'string', default: '0' },
-    'child-server': { type: 'boolean', default: false },
+    count: { type: 'int', description: 'Connections', default: 15_000, min: 1, placeholder: 'N' },
+    rate: {
+      type: 'number',
+      description: 'New connections per second (0: as fast as possible)',
+      default: 5000,
+      min: 0,
+    },
+    sources: {
+      type: 'string',
+      description: "Source addresses (flood --sources; default: flood's)",
+      default: '',
+    },
+    settle: {
+      type: 'duration',
+      description: 'Wait after the ramp (and after the traffic) before sampling',
+      default: 3000,
+      min: 0,
+    },
+    messages: {
+      type: 'int',
+      description: 'Chunks then sent to every connection (0: none)',
+      default: 0,
+      min: 0,
+    },
+    'child-server': { type: 'boolean', description: '(internal) run as the stream server', default: false },
   },
-});
+} as const satisfies BenchSpec;
+const flags = parseBenchArgs(spec);
 
 /** The child: a raw chunked-stream server that keeps no per-connection state but the socket. */
 function serve(): void {
@@ -63,8 +86,7 @@ function serve(): void {
 }
 
 async function main(): Promise<void> {
-  const count = Number(flags.count);
-  const messages = Number(flags.messages);
+  const { count, messages } = flags;
   const child = fork(fileURLToPath(import.meta.url), ['--child-server'], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -78,7 +100,7 @@ async function main(): Promise<void> {
     {
       url: `http://127.0.0.1:${port}/test/{id}`,
       count,
-      rate: Number(flags.rate),
+      rate: flags.rate,
       procs: 1,
       fork: true,
       sources: flags.sources ? flags.sources : undefined,
@@ -88,14 +110,14 @@ async function main(): Promise<void> {
       onProgress: (r) => {
         if (phase === 'ramp' && !r.ramping && r.connecting === 0) {
           phase = 'settle';
-          settleUntil = performance.now() + Number(flags.settle);
+          settleUntil = performance.now() + flags.settle;
         } else if (phase === 'settle' && performance.now() >= settleUntil) {
           ready = r;
           if (messages > 0) {
             phase = 'traffic';
             child.send({ send: messages });
             child.once('message', () => {
-              settleUntil = performance.now() + Number(flags.settle);
+              settleUntil = performance.now() + flags.settle;
             });
           } else {
             phase = 'done';
@@ -118,7 +140,7 @@ async function main(): Promise<void> {
       bench: 'flood-client-memory',
       node: process.version,
       count,
-      rate: Number(flags.rate),
+      rate: flags.rate,
       sources: summary.sources,
       open: idle.open,
       failed: summary.failed,

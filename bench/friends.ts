@@ -18,10 +18,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TIME = '/usr/bin/time';
 
 interface Step {
@@ -35,8 +34,8 @@ async function step(args: string[]): Promise<Step> {
   const timeFile = path.join(await mkdtemp(path.join(tmpdir(), 'sb-bench-time-')), 'time');
   const timed = existsSync(TIME);
   const [cmd, argv] = timed
-    ? [TIME, ['-f', '%e %M', '-o', timeFile, process.execPath, CLI, ...args, '--json']]
-    : [process.execPath, [CLI, ...args, '--json']];
+    ? [TIME, ['-f', '%e %M', '-o', timeFile, process.execPath, CLI_MAIN, ...args, '--json']]
+    : [process.execPath, [CLI_MAIN, ...args, '--json']];
   const started = performance.now();
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
@@ -71,25 +70,38 @@ async function sizeOf(file: string): Promise<number> {
   return total;
 }
 
-async function run(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      users: { type: 'string', default: '1000000' },
-      m: { type: 'string', default: '15' },
-      seed: { type: 'string', default: '1' },
-      file: { type: 'string', default: '/tmp/fakefriends.txt' },
-      store: { type: 'string' },
-      batch: { type: 'string' },
-      'one-way': { type: 'boolean', default: false },
-      'skip-generate': { type: 'boolean', default: false },
+const spec = {
+  name: 'bench/friends.js',
+  summary:
+    "The article's friends data set end to end: friends generate, then friends load, each timed; prints JSON.",
+  options: {
+    users: { type: 'int', description: 'Users in the graph', default: 1_000_000, min: 1 },
+    m: { type: 'int', description: 'Friends each new user makes', default: 15, min: 1 },
+    seed: { type: 'int', description: 'Seed of the graph', default: 1, min: 0 },
+    file: {
+      type: 'string',
+      description: 'The edge list written, then loaded',
+      default: '/tmp/fakefriends.txt',
     },
-  });
+    store: {
+      type: 'string',
+      description: 'Store URL to load into (default: a fresh SQLite file)',
+      placeholder: 'URL',
+    },
+    batch: { type: 'int', description: 'friends load --batch', min: 1, max: 1_000_000, placeholder: 'N' },
+    'one-way': { type: 'boolean', description: 'friends load --one-way', default: false },
+    'skip-generate': { type: 'boolean', description: 'Load --file as it is', default: false },
+  },
+} as const satisfies BenchSpec;
+
+async function run(): Promise<void> {
+  const values = parseBenchArgs(spec);
   const result: Record<string, unknown> = {
     bench: 'friends',
     node: process.version,
-    users: Number(values.users),
-    m: Number(values.m),
-    seed: Number(values.seed),
+    users: values.users,
+    m: values.m,
+    seed: values.seed,
   };
 
   if (!values['skip-generate']) {
@@ -97,11 +109,11 @@ async function run(): Promise<void> {
       'friends',
       'generate',
       '--users',
-      values.users,
+      String(values.users),
       '--m',
-      values.m,
+      String(values.m),
       '--seed',
-      values.seed,
+      String(values.seed),
       '--out',
       values.file,
       '--stats',
@@ -138,7 +150,7 @@ async function run(): Promise<void> {
     loadArgs.push('--data', scratch);
     dbFile = path.join(scratch, 'switchboard.db');
   }
-  if (values.batch !== undefined) loadArgs.push('--batch', values.batch);
+  if (values.batch !== undefined) loadArgs.push('--batch', String(values.batch));
   if (values['one-way']) loadArgs.push('--one-way');
   const load = await step(loadArgs);
   const seconds = Number(load.report.seconds);

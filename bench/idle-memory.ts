@@ -14,32 +14,39 @@
  * whole RSS, base process included, as the article's 450 MB / 10k did. `kernelSlabPerSocketKB` is
  * the growth of kernel slab memory per socket (client and server ends both count), system-wide.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { LEAN_NODE_ARGS } from '../src/options.js';
+import { type BenchSpec, NODE_ARGS_OPTION, nodeArgsOf, parseBenchArgs } from '../src/bench/harness/args.js';
+import { readRssKb } from '../src/bench/harness/proc.js';
+import { ServerProcess } from '../src/bench/harness/server-process.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/idle-memory.js',
+  summary: 'Server RSS per idle /test/<id> stream, the server in its own process; prints JSON.',
   options: {
-    count: { type: 'string', default: '15000' },
-    'node-args': { type: 'string', default: LEAN_NODE_ARGS.join(' ') },
-    server: { type: 'string', default: 'switchboard' },
-    settle: { type: 'string', default: '5' },
-    client: { type: 'boolean', default: false },
-    port: { type: 'string' },
-    from: { type: 'string', default: '0' },
+    count: { type: 'int', description: 'Idle streams', default: 15_000, min: 1, placeholder: 'N' },
+    'node-args': NODE_ARGS_OPTION,
+    server: {
+      type: 'string',
+      description: 'Which server (naive-http: bench/naive-http-server.ts)',
+      default: 'switchboard',
+      choices: ['switchboard', 'naive-http'],
+    },
+    settle: {
+      type: 'number',
+      description: 'Seconds to wait after the ramp before measuring',
+      default: 5,
+      min: 0,
+    },
+    client: { type: 'boolean', description: '(internal) run as a client process', default: false },
+    port: { type: 'int', description: '(internal) the client port to connect to', min: 1, max: 65_535 },
+    from: { type: 'int', description: "(internal) a client's first id", default: 0, min: 0 },
   },
-});
-
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-
-function rssKB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0);
-}
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec);
 
 /** Kernel slab memory (KB) and TCP buffer pages in use, system-wide. */
 function kernelKB(): { slab: number; tcpPages: number } {
@@ -53,9 +60,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Client side (a child process): opens `count` streams from 127.0.<k>.<j> addresses, lean. */
 async function client(): Promise<void> {
   const net = await import('node:net');
-  const port = Number(values.port);
-  const count = Number(values.count);
-  const base = Number(values.from);
+  const port = values.port!;
+  const { count, from: base } = values;
   let open = 0;
   let failed = 0;
   const onData = function (this: { got?: boolean }): void {
@@ -86,32 +92,21 @@ async function client(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const count = Number(values.count);
+  const { count } = values;
   const data = mkdtempSync(path.join(tmpdir(), 'sb-bench-'));
-  const nodeArgs = values['node-args']!.split(/\s+/).filter((a) => a.length > 0);
+  const nodeArgs = nodeArgsOf(values['node-args']);
   const naive = values.server === 'naive-http';
-  if (!naive && values.server !== 'switchboard')
-    throw new Error('--server must be switchboard or naive-http');
-  const serve = ['serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', data];
-  const args = naive
-    ? [...nodeArgs, fileURLToPath(new URL('./naive-http-server.js', import.meta.url))]
-    : [...nodeArgs, MAIN, ...serve];
-  const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
-    server.stderr.on('data', (d: Buffer) => {
-      log += d;
-      const c = /clients: http:\/\/[\d.]+:(\d+)/.exec(log);
-      const a = /publish API: http:\/\/[\d.]+:(\d+)/.exec(log);
-      if (c && a) resolve({ client: Number(c[1]), api: Number(a[1]) });
-    });
-    server.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
-  });
+  // The naive server logs its port the way serve does, so both start the same way.
+  const server = await ServerProcess.start(
+    naive
+      ? { nodeArgs, script: fileURLToPath(new URL('./naive-http-server.js', import.meta.url)) }
+      : { nodeArgs, dataDir: data },
+  );
   await sleep(1000);
-  const before = rssKB(server.pid!);
+  const before = readRssKb(server.pid) ?? 0;
   const kernelBefore = kernelKB();
   const stats = async (): Promise<{ connections: number; memory: { heapUsed: number; heapTotal: number } }> =>
-    (await (await fetch(`http://127.0.0.1:${ports.api}/api/stats`)).json()) as {
+    (await (await fetch(`${server.apiUrl}/api/stats`)).json()) as {
       connections: number;
       memory: { heapUsed: number; heapTotal: number };
     };
@@ -126,7 +121,7 @@ async function main(): Promise<void> {
     const child = fork(fileURLToPath(import.meta.url), [
       '--client',
       '--port',
-      String(ports.client),
+      String(server.clientPort),
       '--count',
       String(n),
       '--from',
@@ -139,13 +134,12 @@ async function main(): Promise<void> {
   }
   const results = await Promise.all(opened);
   const rampSeconds = (Date.now() - started) / 1000;
-  await sleep(Number(values.settle) * 1000);
-  const after = rssKB(server.pid!);
+  await sleep(values.settle * 1000);
+  const after = readRssKb(server.pid) ?? 0;
   const kernelAfter = kernelKB();
   const st = naive ? noStats : await stats();
   for (const c of clients) c.kill();
-  server.kill('SIGTERM');
-  await new Promise((r) => server.once('exit', r));
+  await server.stop();
   rmSync(data, { recursive: true, force: true });
   const open = results.reduce((a, r) => a + r.open, 0);
   console.log(

@@ -6,8 +6,16 @@
  *   node dist/bench/idle-memory.js --server naive-http
  */
 import http from 'node:http';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
 
-const port = Number(process.argv[2] ?? 0);
+const spec = {
+  name: 'bench/naive-http-server.js',
+  summary: "The /test/<id> stream on node:http, the obvious way: bench/idle-memory.ts's reference server.",
+  options: {
+    port: { type: 'int', description: 'Client port (0: any free one)', default: 0, min: 0, max: 65_535 },
+  },
+} as const satisfies BenchSpec;
+const { port } = parseBenchArgs(spec);
 const streams = new Map<string, Set<http.ServerResponse>>();
 
 const server = http.createServer((req, res) => {

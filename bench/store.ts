@@ -17,33 +17,50 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
+import { UsageError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/store.js',
+  summary: 'Subscription store: bulk-load a power-law friends graph, then time getSubscribers; prints JSON.',
   options: {
-    store: { type: 'string' },
-    users: { type: 'string', default: '170000' },
-    m: { type: 'string', default: '15' },
-    file: { type: 'string' },
-    batch: { type: 'string', default: '10000' },
-    samples: { type: 'string', default: '10000' },
-    seed: { type: 'string', default: '1' },
-    'reads-only': { type: 'boolean', default: false },
+    store: {
+      type: 'string',
+      description: 'Store URL (default: a fresh SQLite file, removed after)',
+      placeholder: 'URL',
+    },
+    users: {
+      type: 'int',
+      description: 'Users of the generated graph (with --reads-only: ids read)',
+      default: 170_000,
+      min: 1,
+    },
+    m: { type: 'int', description: 'Friends each new user makes', default: 15, min: 1 },
+    file: {
+      type: 'string',
+      description: 'Load this edge list instead of generating one',
+      placeholder: 'FILE',
+    },
+    batch: { type: 'int', description: 'Subscriptions per bulk-load batch', default: 10_000, min: 1 },
+    samples: { type: 'int', description: 'Reads timed per kind', default: 10_000, min: 1 },
+    seed: { type: 'int', description: 'Seed of the graph and of the users read', default: 1, min: 0 },
+    'reads-only': {
+      type: 'boolean',
+      description: 'Load nothing; time reads of --store as it is',
+      default: false,
+    },
   },
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec, (v) => {
+  if (v['reads-only'] && v.store === undefined)
+    throw new UsageError(`${spec.name}: --reads-only needs --store URL (an existing store)`);
 });
-const readsOnly = values['reads-only'] === true;
-if (readsOnly && values.store === undefined) {
-  process.stderr.write('bench store: --reads-only needs --store URL (an existing store)\n');
-  process.exit(2);
-}
+const readsOnly = values['reads-only'];
 
-const users = Number(values.users);
-const m = Number(values.m);
-const batchSize = Number(values.batch);
-const samples = Number(values.samples);
+const { users, m, batch: batchSize, samples } = values;
 
 /** A small seeded PRNG (mulberry32) so runs are repeatable. */
 function prng(seed: number): () => number {
@@ -92,8 +109,7 @@ async function* fileEdges(file: string): AsyncGenerator<[string, string]> {
 let maxUser = users;
 async function* batches(): AsyncGenerator<Subscription[]> {
   let batch: Subscription[] = [];
-  const edges =
-    values.file === undefined ? generatedEdges(users, m, Number(values.seed)) : fileEdges(values.file);
+  const edges = values.file === undefined ? generatedEdges(users, m, values.seed) : fileEdges(values.file);
   for await (const [a, b] of edges) {
     const x = String(a);
     const y = String(b);
@@ -136,7 +152,7 @@ try {
 
   /** Times `read` for `samples` random users 1..maxUser (the same users for every read kind). */
   const timeReads = async (read: (user: string) => Promise<string[]>) => {
-    const rnd = prng(Number(values.seed) + 1);
+    const rnd = prng(values.seed + 1);
     const lat: number[] = [];
     let total = 0;
     for (let i = 0; i < samples; i++) {

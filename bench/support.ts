@@ -1,29 +1,30 @@
 /**
  * Shared pieces of the fan-out benches (bench/fanout.ts, bench/fanout-stall.ts): a quiet-machine
- * check, per-process CPU and RSS from /proc, the server as its own process (the `serve` CLI, or
- * `Switchboard.start` in a child when an option has no flag yet), the flood's own worker process
- * driven over its IPC protocol (so the bench sees the raw latency histogram and can take
- * per-step deltas), and cleanup of every child and temp dir this process made.
+ * check, per-process CPU and RSS (over src/bench/harness/proc.ts), the server as its own process
+ * (the `serve` CLI through the harness's ServerProcess, or `Switchboard.start` in a child when an
+ * option has no flag yet), the flood's own worker process driven over its IPC protocol (so the
+ * bench sees the raw latency histogram and can take per-step deltas), and cleanup of every child
+ * and temp dir this process made.
  *
  * Run as a script (`node <lean flags> dist/bench/support.js --serve '<options JSON>'`) it is the
  * in-process server: Switchboard.start with those options, ports and event-loop delay over IPC.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/bench/harness/proc.js';
+import { ServerProcess } from '../src/bench/harness/server-process.js';
+import type { OptionSpec } from '../src/cli/args.js';
 import type { ServerOptionsInput } from '../src/options.js';
-import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood-pool.js';
-import type { FromWorker, ToWorker } from '../src/tools/flood-worker.js';
-import { bucketRange, type HistogramSnapshot } from '../src/tools/latency.js';
+import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
+import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
+import { bucketRange, type HistogramSnapshot } from '../src/tools/msggen/latency.js';
 
-export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood-worker.js', import.meta.url));
+const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood/worker.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-/** Kernel clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on Linux x86-64). */
-const CLK_TCK = 100;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -86,6 +87,22 @@ export async function waitForQuiet(
 
 export const load1 = (): number => round(loadavg()[0]!, 2);
 
+/** The flags of a bench that waits for a quiet machine: {@link waitForQuiet}, {@link waitForOthersQuiet}. */
+export const QUIET_MACHINE_OPTIONS = {
+  'max-load': {
+    type: 'number',
+    description: 'First wait for a 1-minute load average at most this',
+    default: 1.0,
+    min: 0,
+  },
+  'max-others': {
+    type: 'number',
+    description: 'Before each measured step, wait until other processes use at most this % of a core',
+    default: 25,
+    min: 0,
+  },
+} as const satisfies Record<string, OptionSpec>;
+
 /**
  * CPU other processes use, % of one core, sampled over `sampleMs`: the whole machine's busy time
  * minus that of `ours` (this bench's own processes, whose load the load average also counts).
@@ -125,17 +142,12 @@ export async function waitForOthersQuiet(
   }
 }
 
+// The benches' convention over the harness's /proc readers: a pid not started yet (undefined)
+// or gone reads as zero, so sums over a step's processes need no checks.
+
 /** CPU seconds in user and kernel mode a process has used; zeros once it is gone. */
-export function cpuTimes(pid: number | undefined): { user: number; sys: number } {
-  if (pid === undefined) return { user: 0, sys: 0 };
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK };
-  } catch {
-    return { user: 0, sys: 0 };
-  }
+export function cpuTimes(pid: number | undefined): CpuTimes {
+  return (pid === undefined ? undefined : readCpuTimes(pid)) ?? { user: 0, sys: 0 };
 }
 
 /** CPU seconds (user + system) a process has used; 0 once it is gone. */
@@ -144,23 +156,9 @@ export function cpuSeconds(pid: number | undefined): number {
   return t.user + t.sys;
 }
 
-/** Busy and total CPU seconds of the whole machine (all cores), from /proc/stat. */
-export function machineCpu(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  const idle = f[3]! + f[4]!;
-  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
-}
-
 /** Resident set size of a process in MB (0 once it is gone). */
 export function rssMB(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return round(Number(m?.[1] ?? 0) / 1024);
-  } catch {
-    return 0;
-  }
+  return round(((pid === undefined ? undefined : readRssKb(pid)) ?? 0) / 1024);
 }
 
 // ── HTTP ─────────────────────────────────────────────────────────────────────────────────────
@@ -180,9 +178,8 @@ export async function httpJson(
 }
 
 // ── the server ───────────────────────────────────────────────────────────────────────────────
-/** A server process started by a bench. */
-export interface ServerProcess {
-  readonly child: ChildProcess;
+/** A server process started by a bench: the `serve` CLI or a script server, and what the bench asks it. */
+export interface BenchServer {
   readonly pid: number;
   readonly clientPort: number;
   readonly apiPort: number;
@@ -193,11 +190,14 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/** How long a server has to exit after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 10_000;
+
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill('SIGTERM');
-  await Promise.race([exited, sleep(10_000)]);
+  await Promise.race([exited, sleep(STOP_TIMEOUT_MS)]);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await exited;
 }
@@ -210,30 +210,17 @@ function statsOf(apiPort: number): () => Promise<Record<string, number>> {
 export async function startCliServer(
   nodeArgs: readonly string[],
   args: readonly string[],
-): Promise<ServerProcess> {
-  const argv = [...nodeArgs, CLI, 'serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', ...args];
-  note(`server: node ${argv.join(' ')}`);
-  const child = track(spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let log = '';
-  const ports = await new Promise<{ client: number; api: number }>((resolve, reject) => {
-    child.stderr?.on('data', (d: Buffer) => {
-      log += d;
-      const c = /clients: http:\/\/[\d.]+:(\d+)/.exec(log);
-      const a = /publish API: http:\/\/[\d.]+:(\d+)/.exec(log);
-      if (c && a) resolve({ client: Number(c[1]), api: Number(a[1]) });
-      // Keep only the tail: the server may log for hours.
-      if (log.length > 65_536) log = log.slice(-16_384);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
-  });
+): Promise<BenchServer> {
+  const server = await ServerProcess.start({ nodeArgs, serverArgs: args });
+  track(server.process.child);
+  note(`server: ${server.command}`);
   return {
-    child,
-    pid: child.pid!,
-    clientPort: ports.client,
-    apiPort: ports.api,
-    stats: statsOf(ports.api),
+    pid: server.pid,
+    clientPort: server.clientPort,
+    apiPort: server.apiPort,
+    stats: statsOf(server.apiPort),
     eventLoopDelay: async () => null,
-    stop: () => stopChild(child),
+    stop: async () => void (await server.stop(STOP_TIMEOUT_MS)),
   };
 }
 
@@ -249,7 +236,7 @@ type FromServer =
 export async function startScriptServer(
   nodeArgs: readonly string[],
   options: ServerOptionsInput,
-): Promise<ServerProcess> {
+): Promise<BenchServer> {
   const opts = { port: 0, apiPort: 0, host: '127.0.0.1', logLevel: 'warn', ...options };
   note(`server: node ${nodeArgs.join(' ')} dist/bench/support.js --serve '${JSON.stringify(opts)}'`);
   const child = track(fork(SELF, ['--serve', JSON.stringify(opts)], { execArgv: [...nodeArgs] }));
@@ -258,7 +245,6 @@ export async function startScriptServer(
     child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
   });
   return {
-    child,
     pid: child.pid!,
     clientPort: ready.client,
     apiPort: ready.api,
@@ -299,10 +285,10 @@ async function serveScript(optionsJson: string): Promise<void> {
 
 // ── flood ────────────────────────────────────────────────────────────────────────────────────
 /** The Node flags `flood` gives its workers (runFlood's DEFAULT_WORKER_EXEC_ARGV). */
-export { DEFAULT_WORKER_EXEC_ARGV } from '../src/tools/flood.js';
+export { DEFAULT_WORKER_EXEC_ARGV } from '../src/tools/flood/flood.js';
 
 /**
- * One flood worker process (dist/src/tools/flood-worker.js, the process `flood --procs N` forks),
+ * One flood worker process (dist/src/tools/flood/worker.js, the process `flood --procs N` forks),
  * driven over its IPC protocol, so the bench gets each cumulative {@link FloodStats} — with the
  * whole latency histogram — every `statsEvery` ms.
  */

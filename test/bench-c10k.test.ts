@@ -4,23 +4,21 @@
  * double delivery is caught as a MISMATCH (exit 1); bad flags exit 2.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
+import { addPhaseBands, defaultC10kTitle } from '../src/bench/c10k/chart.js';
+import type { C10kReport } from '../src/bench/c10k/report.js';
+import { countMismatch } from '../src/bench/c10k/report.js';
+import { splitArgs } from '../src/bench/harness/shell.js';
 import { ConfigError } from '../src/errors.js';
-import { addPhaseBands, defaultC10kTitle } from '../src/tools/c10k-chart.js';
-import type { C10kReport } from '../src/tools/c10k-report.js';
-import { countMismatch } from '../src/tools/c10k-report.js';
-import { splitArgs } from '../src/tools/c10k-server.js';
-import { renderSvg } from '../src/tools/chart.js';
-import { parseMemlog, type Sample } from '../src/tools/memlog.js';
+import { renderSvg } from '../src/tools/memlog/chart.js';
+import { parseMemlog, type Sample } from '../src/tools/memlog/memlog.js';
+import { CliProcess } from './support/processes.js';
 import { get, RawClient, startServer } from './support/server.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const dirs: string[] = [];
 
 after(() => {
@@ -34,40 +32,16 @@ function tempDir(): string {
 }
 
 interface Run {
-  readonly child: ChildProcess;
+  readonly process: CliProcess;
+  /** Once it has exited and all its output is read. */
   readonly done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-  /** Resolves when stderr matches. */
-  waitFor(pattern: RegExp): Promise<void>;
 }
 
+/** `switchboard bench c10k <args>` as a child process. */
 function start(args: readonly string[]): Run {
-  const child = spawn(process.execPath, [MAIN, 'bench', 'c10k', ...args]);
-  let stdout = '';
-  let stderr = '';
-  const waiters: (() => void)[] = [];
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    for (const w of waiters.splice(0)) w();
-  });
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('close', (code) => {
-      for (const w of waiters.splice(0)) w();
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return {
-    child,
-    done,
-    async waitFor(pattern) {
-      while (!pattern.test(stderr)) {
-        if (child.exitCode !== null) throw new Error(`exited before ${pattern}: ${stderr}`);
-        await new Promise<void>((resolve) => waiters.push(resolve));
-      }
-    },
-  };
+  const child = new CliProcess(['bench', 'c10k', ...args]);
+  const done = child.closed.then(({ code }) => ({ code, stdout: child.stdout, stderr: child.stderr }));
+  return { process: child, done };
 }
 
 /** Width and height from a PNG's IHDR, after checking the signature and the chunk's CRC. */
@@ -188,8 +162,8 @@ describe('bench c10k against a real server process', () => {
       '--out-dir',
       out,
     ]);
-    await run.waitFor(/messages .*sent [1-9]/);
-    run.child.kill('SIGINT');
+    await run.process.waitFor(/messages .*sent [1-9]/, 120_000);
+    run.process.child.kill('SIGINT');
     const r = await run.done;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /INTERRUPTED during messages/);

@@ -5,9 +5,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { crc32, inflateSync } from 'node:zlib';
 import { InvalidInputError } from '../src/errors.js';
-import { chartFormatFor, defaultTitle, renderChart } from '../src/tools/chart.js';
-import { alignedAxis, formatCount, niceStep, pairedAxes, zeroBasedAxis } from '../src/tools/chart-axis.js';
-import { formatSample, type Sample } from '../src/tools/memlog.js';
+import { chartFormatFor, defaultTitle, renderChart } from '../src/tools/memlog/chart.js';
+import {
+  alignedAxis,
+  formatCountLabel,
+  niceStep,
+  pairedAxes,
+  zeroBasedAxis,
+} from '../src/tools/memlog/chart-axis.js';
+import { formatSample, type Sample } from '../src/tools/memlog/memlog.js';
 import { runCli } from './support/cli.js';
 
 const T0 = 1_224_518_244;
@@ -154,12 +160,12 @@ describe('chart axes', () => {
   });
 
   test('count labels', () => {
-    assert.equal(formatCount(950), '950');
-    assert.equal(formatCount(2500), '2,500');
-    assert.equal(formatCount(2500, 12500), '2.5k');
-    assert.equal(formatCount(10001), '10k');
-    assert.equal(formatCount(1_250_000), '1.25M');
-    assert.equal(formatCount(0, 1e6), '0');
+    assert.equal(formatCountLabel(950), '950');
+    assert.equal(formatCountLabel(2500), '2,500');
+    assert.equal(formatCountLabel(2500, 12500), '2.5k');
+    assert.equal(formatCountLabel(10001), '10k');
+    assert.equal(formatCountLabel(1_250_000), '1.25M');
+    assert.equal(formatCountLabel(0, 1e6), '0');
   });
 });
 

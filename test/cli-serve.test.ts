@@ -1,31 +1,19 @@
 /** `switchboard serve` as a user runs it: help, bad flags, the README session, SIGTERM. */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { CliProcess } from './support/processes.js';
 import { get, RawClient } from './support/server.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-
-function run(
+async function run(
   args: string[],
   opts: { cwd?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: opts.cwd });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const child = new CliProcess(args, opts);
+  const { code } = await child.closed;
+  return { code, stdout: child.stdout, stderr: child.stderr };
 }
 
 test('serve --help lists the flags; switchboard --help lists the commands', async () => {
@@ -54,42 +42,14 @@ for (const [args, message] of [
   });
 }
 
-/** Collects a child's stderr from the start, so a line is found whichever chunk it came in. */
-function stderrOf(child: ChildProcess): { waitFor(pattern: RegExp): Promise<RegExpExecArray> } {
-  let text = '';
-  const waiters: (() => void)[] = [];
-  let exited: number | null | undefined;
-  child.stderr?.on('data', (d: Buffer) => {
-    text += d;
-    for (const w of waiters.splice(0)) w();
-  });
-  child.once('exit', (code) => {
-    exited = code;
-    for (const w of waiters.splice(0)) w();
-  });
-  return {
-    async waitFor(pattern) {
-      for (;;) {
-        const m = pattern.exec(text);
-        if (m) return m;
-        if (exited !== undefined) throw new Error(`exited ${exited} before ${pattern}: ${text}`);
-        await new Promise<void>((resolve) => waiters.push(resolve));
-      }
-    },
-  };
-}
-
 test('the README session: serve, curl a stream, publish, SIGTERM ends streams and exits 0', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sb-cli-'));
-  const child = spawn(
-    process.execPath,
-    [MAIN, 'serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1'],
-    { cwd: dir },
-  );
+  const server = new CliProcess(['serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1'], {
+    cwd: dir,
+  });
   try {
-    const log = stderrOf(child);
-    const clientPort = Number((await log.waitFor(/clients: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
-    const apiPort = Number((await log.waitFor(/publish API: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
+    const clientPort = Number((await server.waitFor(/clients: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
+    const apiPort = Number((await server.waitFor(/publish API: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
     const c = new RawClient(clientPort, get('/test/123'));
     await c.waitFor('Your Id: 123');
     const res = await fetch(`http://127.0.0.1:${apiPort}/api/send`, {
@@ -98,13 +58,12 @@ test('the README session: serve, curl a stream, publish, SIGTERM ends streams an
     });
     assert.deepEqual(await res.json(), { delivered: 1 });
     await c.waitFor("Recvd msg #1: 'Hello World'<br/>");
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
+    const stopped = server.stop('SIGTERM');
     await c.waitClosed();
     assert.ok(c.text.endsWith('0\r\n\r\n'), 'stream ended with the last chunk');
-    assert.equal(await exited, 0);
+    assert.equal((await stopped).code, 0);
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    server.killNow();
     rmSync(dir, { recursive: true, force: true });
   }
 });

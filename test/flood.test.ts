@@ -10,18 +10,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
-import { type FloodOptions, runFlood } from '../src/tools/flood.js';
-import { type ConnOwner, FloodConn, FloodCounters } from '../src/tools/flood-conn.js';
-import { parse } from '../src/tools/flood-parser.js';
+import { type ConnOwner, FloodConn, FloodCounters } from '../src/tools/flood/conn.js';
+import { type FloodOptions, runFlood } from '../src/tools/flood/flood.js';
+import { parse } from '../src/tools/flood/parser.js';
 import {
   AUTO_PER_SOURCE,
   autoSources,
   type MachineLimits,
   parseSources,
   planFlood,
-} from '../src/tools/flood-plan.js';
-import type { FloodReport, FloodSummary } from '../src/tools/flood-report.js';
-import { bucketOf, bucketRange, LatencyHistogram } from '../src/tools/latency.js';
+} from '../src/tools/flood/plan.js';
+import type { FloodReport, FloodSummary } from '../src/tools/flood/report.js';
+import { bucketOf, bucketRange, LatencyHistogram } from '../src/tools/msggen/latency.js';
 import { runCli } from './support/cli.js';
 import { api, startServer, type TestServer, until } from './support/server.js';
 

@@ -7,11 +7,16 @@ import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { main } from '../src/cli/dispatch.js';
 import { openStore } from '../src/store/open-store.js';
-import { degreeStats, degreesFromEndpoints, fitPowerLaw, hurwitzZeta } from '../src/tools/degree-stats.js';
-import { EdgeListError, openEdgeListFile, readEdgeBatches } from '../src/tools/edge-list.js';
-import { BarabasiAlbert, baEdgeCount, writeFriendsGraph } from '../src/tools/friends-generate.js';
-import { loadFriends } from '../src/tools/friends-load.js';
-import { Xoshiro128 } from '../src/tools/random.js';
+import {
+  degreeStats,
+  degreesFromEndpoints,
+  fitPowerLaw,
+  hurwitzZeta,
+} from '../src/tools/friends/degree-stats.js';
+import { EdgeListError, openEdgeListFile, readEdgeBatches } from '../src/tools/friends/edge-list.js';
+import { BarabasiAlbert, baEdgeCount, writeFriendsGraph } from '../src/tools/friends/generate.js';
+import { loadFriends } from '../src/tools/friends/load.js';
+import { Xoshiro128 } from '../src/tools/msggen/random.js';
 import { runCli } from './support/cli.js';
 
 /** A stream that keeps a copy of every byte written. */

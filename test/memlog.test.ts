@@ -5,16 +5,22 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { readRssKb } from '../src/bench/harness/proc.js';
 import { InvalidInputError } from '../src/errors.js';
-import { formatDate, formatSample, parseMemlog, type Sample, takeSample } from '../src/tools/memlog.js';
+import {
+  formatDate,
+  formatSample,
+  parseMemlog,
+  type Sample,
+  takeSample,
+} from '../src/tools/memlog/memlog.js';
 import {
   findClusterWorkers,
   findSocketOwners,
-  readRssKb,
   scanMethod,
   scanPort,
   TCP_TABLES,
-} from '../src/tools/proc-net.js';
+} from '../src/tools/memlog/sockets.js';
 import { runCli } from './support/cli.js';
 
 /** A server in its own process (the test process must not be the one holding the port). */
@@ -337,7 +343,7 @@ describe('memlog against a real server', () => {
     assert.ok(result.sample.rssKb > 10_000, `a node process uses > 10 MB, got ${result.sample.rssKb} KB`);
     assert.ok(result.sample.rssKb >= Math.min(before, afterRss) * 0.9, 'RSS matches /proc status');
     assert.ok(result.sample.rssKb <= Math.max(before, afterRss) * 1.1, 'RSS matches /proc status');
-    assert.equal(await readRssKb(2 ** 30), undefined);
+    assert.equal(readRssKb(2 ** 30), undefined);
   });
 
   test('sums RSS over a cluster primary and its workers', async () => {

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { runFlood } from '../src/tools/flood.js';
-import type { FloodReport, FloodSummary } from '../src/tools/flood-report.js';
-import { runMsggen } from '../src/tools/msggen.js';
+import { runFlood } from '../src/tools/flood/flood.js';
+import type { FloodReport, FloodSummary } from '../src/tools/flood/report.js';
+import { runMsggen } from '../src/tools/msggen/msggen.js';
 import { runCli } from './support/cli.js';
 import { startServer, type TestServer, until } from './support/server.js';
 

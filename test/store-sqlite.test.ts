@@ -23,7 +23,7 @@ import {
 } from '../src/store/sqlite-pair-keys.js';
 import { SQLITE_SCHEMA_VERSION, SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
 import type { Subscription } from '../src/store/store.js';
-import { Xoshiro128 } from '../src/tools/random.js';
+import { Xoshiro128 } from '../src/tools/msggen/random.js';
 import { storeContract } from './store-contract.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-store-sqlite-'));

@@ -1,18 +1,18 @@
 /**
  * `switchboard bench c10k`: the article's part 2 C10K scenario — empty server, 10k streaming
  * connections, 1000 msg/s to random ids — with memory logged throughout, counts checked and a
- * chart drawn. The work is in src/tools/c10k.ts; this file reads flags and prints.
+ * chart drawn. The work is in src/bench/c10k/c10k.ts; this file reads flags and prints.
  *
  * Progress (phases, one line per memory sample) goes to stderr; the summary (or the JSON report
  * with `--json`) to stdout. Exit 0 when the counts match and nothing failed, 1 otherwise (a
  * MISMATCH line says why), 2 for bad flags.
  */
 
-import { C10K_DEFAULTS, type C10kEvent, MAX_C10K_CONNECTIONS, runC10k } from '../tools/c10k.js';
-import { shellJoin, splitArgs } from '../tools/c10k-server.js';
-import { formatC10kSummary } from '../tools/c10k-summary.js';
-import { formatMs } from '../tools/latency.js';
-import { MAX_BATCH } from '../tools/msggen.js';
+import { C10K_DEFAULTS, type C10kEvent, MAX_C10K_CONNECTIONS, runC10k } from '../bench/c10k/c10k.js';
+import { formatC10kSummary } from '../bench/c10k/summary.js';
+import { shellJoin, splitArgs } from '../bench/harness/shell.js';
+import { formatMs } from '../tools/msggen/latency.js';
+import { MAX_BATCH } from '../tools/msggen/msggen.js';
 import { bool, list, num, str } from './args.js';
 import type { Command } from './command.js';
 

@@ -4,8 +4,13 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { InvalidInputError, UsageError } from '../errors.js';
-import { chartFormatFor, DEFAULT_CHART_HEIGHT, DEFAULT_CHART_WIDTH, renderChart } from '../tools/chart.js';
-import { parseMemlog } from '../tools/memlog.js';
+import {
+  chartFormatFor,
+  DEFAULT_CHART_HEIGHT,
+  DEFAULT_CHART_WIDTH,
+  renderChart,
+} from '../tools/memlog/chart.js';
+import { parseMemlog } from '../tools/memlog/memlog.js';
 import { num, str } from './args.js';
 import type { Command } from './command.js';
 

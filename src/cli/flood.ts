@@ -1,15 +1,20 @@
 /**
  * `switchboard flood`: opens many streaming connections at a rate and counts what arrives (the
  * article's floodtest.erl, floodtest2.erl and libevent httpclient). The work is in
- * src/tools/flood.ts; this file reads flags and prints.
+ * src/tools/flood/flood.ts; this file reads flags and prints.
  *
  * Report lines and the summary go to stdout (`--json`: one JSON object per line, the summary
  * last with `"type":"summary"`); the live ramp-up line and warnings go to stderr.
  */
 import { UsageError } from '../errors.js';
-import { DEFAULT_MAX_CONNECTING, DEFAULT_RATE, DEFAULT_REPORT_EVERY_MS, runFlood } from '../tools/flood.js';
-import { AUTO_PER_SOURCE, DEFAULT_PER_PROC } from '../tools/flood-plan.js';
-import { type FloodReport, formatReport, formatSummary } from '../tools/flood-report.js';
+import {
+  DEFAULT_MAX_CONNECTING,
+  DEFAULT_RATE,
+  DEFAULT_REPORT_EVERY_MS,
+  runFlood,
+} from '../tools/flood/flood.js';
+import { AUTO_PER_SOURCE, DEFAULT_PER_PROC } from '../tools/flood/plan.js';
+import { type FloodReport, formatReport, formatSummary } from '../tools/flood/report.js';
 import { bool, list, num, str } from './args.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';

@@ -1,6 +1,6 @@
 /**
  * `switchboard friends generate` — the article's `fakefriends.py`: a seeded Barabási–Albert
- * friends graph as an edge list (see src/tools/friends-generate.ts for the exact model).
+ * friends graph as an edge list (see src/tools/friends/generate.ts for the exact model).
  *
  * The file is written under a temporary name next to `--out` and renamed when complete, so
  * `--out` is either the whole graph or untouched (an interrupted run leaves no half file).
@@ -10,8 +10,8 @@ import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, SwitchboardError, UsageError } from '../errors.js';
-import { type DegreeStats, degreeStats, degreesFromEndpoints } from '../tools/degree-stats.js';
-import { baEdgeCount, baOptionsProblem, writeFriendsGraph } from '../tools/friends-generate.js';
+import { type DegreeStats, degreeStats, degreesFromEndpoints } from '../tools/friends/degree-stats.js';
+import { baEdgeCount, baOptionsProblem, writeFriendsGraph } from '../tools/friends/generate.js';
 import { bool, num, str } from './args.js';
 import type { Command } from './command.js';
 import { formatCount, Progress } from './progress.js';

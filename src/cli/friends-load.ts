@@ -1,7 +1,7 @@
 /**
  * `switchboard friends load FILE` — bulk-loads a friends edge list (from `friends generate` or
  * igraph's `write_edgelist`) into the subscription store, like the article's readfriends.erl
- * + `subsmanager:add_subscriptions/1`. See src/tools/friends-load.ts for what a bad line leaves
+ * + `subsmanager:add_subscriptions/1`. See src/tools/friends/load.ts for what a bad line leaves
  * behind (nothing with SQLite, which loads all or nothing; the load is idempotent either way, so
  * re-running after a fix is safe).
  */
@@ -9,8 +9,8 @@ import { stat } from 'node:fs/promises';
 import { createLogger } from '../log.js';
 import { defaultStoreUrl, openStore } from '../store/open-store.js';
 import type { SubscriptionStore } from '../store/store.js';
-import { DEFAULT_BATCH_EDGES, openEdgeListFile } from '../tools/edge-list.js';
-import { loadFriends } from '../tools/friends-load.js';
+import { DEFAULT_BATCH_EDGES, openEdgeListFile } from '../tools/friends/edge-list.js';
+import { loadFriends } from '../tools/friends/load.js';
 import { bool, num, str } from './args.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';

@@ -5,7 +5,7 @@
  */
 import { open } from 'node:fs/promises';
 import { UsageError } from '../errors.js';
-import { DEFAULT_MEMLOG_INTERVAL_MS, runMemlog } from '../tools/memlog.js';
+import { DEFAULT_MEMLOG_INTERVAL_MS, runMemlog } from '../tools/memlog/memlog.js';
 import { formatDuration, list, num, str } from './args.js';
 import type { Command } from './command.js';
 

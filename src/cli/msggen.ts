@@ -1,7 +1,7 @@
 /**
  * `switchboard msggen`: sends messages to random ids through the publish API, as the article's
  * msggen.erl did (`--generators` senders × `--count` messages, `--interval` ms apart), or at a
- * constant open-loop `--rate`. The work is in src/tools/msggen.ts; this file reads flags and
+ * constant open-loop `--rate`. The work is in src/tools/msggen/msggen.ts; this file reads flags and
  * prints. Reports and the summary go to stdout (`--json`: JSON lines, summary last).
  */
 import { UsageError } from '../errors.js';
@@ -12,7 +12,7 @@ import {
   formatMsggenSummary,
   MAX_BATCH,
   runMsggen,
-} from '../tools/msggen.js';
+} from '../tools/msggen/msggen.js';
 import { bool, num, str } from './args.js';
 import type { Command } from './command.js';
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { openFilesLimit, RESERVED_FDS } from '../limits.js';
 import { LEAN_NODE_ARGS } from '../options.js';
-import { AUTO_PER_SOURCE, autoSourceCount, sourceRange } from './flood-plan.js';
+import { AUTO_PER_SOURCE, autoSourceCount, sourceRange } from './flood/plan.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 

@@ -1,17 +1,16 @@
 /**
  * Test support for tests that start, kill and restart real processes: a free port, a private
- * nats-server, the switchboard CLI as a child, and SIGKILL by pid.
+ * nats-server, the switchboard CLI as a child (the bench harness's CliProcess), and SIGKILL by pid.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 
 export const NATS_SERVER = '/usr/sbin/nats-server';
 
-/** The `switchboard` entry module of this build. */
-export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** A `switchboard` CLI child with its stdout and stderr collected from the start. */
+export { CLI_MAIN, CliProcess } from '../../src/bench/harness/cli-process.js';
 
 /** A TCP port nobody listens on at 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {
@@ -52,76 +51,4 @@ export async function kill(child: ChildProcess): Promise<void> {
   const exited = once(child, 'exit');
   child.kill('SIGKILL');
   await exited;
-}
-
-/** A `switchboard` CLI child with its stdout and stderr collected from the start. */
-export class CliProcess {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  #waiters: (() => void)[] = [];
-
-  constructor(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-    this.child = spawn(process.execPath, [MAIN, ...args], {
-      cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
-    });
-    this.child.stdout?.on('data', (d: Buffer) => {
-      this.stdout += d;
-      this.#wake();
-    });
-    this.child.stderr?.on('data', (d: Buffer) => {
-      this.stderr += d;
-      this.#wake();
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.#wake();
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Resolves with the first match of `pattern` in stdout+stderr; rejects if the process exits first or after `ms`. */
-  async waitFor(pattern: RegExp, ms = 20_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = pattern.exec(this.stdout) ?? pattern.exec(this.stderr);
-      if (m) return m;
-      if (!this.running) throw new Error(`exited before ${pattern}:\n${this.stderr}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${pattern}:\n${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  /** Sends `signal` and waits for the exit; SIGKILLs after `ms`. */
-  async stop(
-    signal: NodeJS.Signals = 'SIGTERM',
-    ms = 20_000,
-  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (this.running) {
-      this.child.kill(signal);
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), ms);
-      const r = await this.exited;
-      clearTimeout(timer);
-      return r;
-    }
-    return this.exited;
-  }
 }

@@ -24,8 +24,12 @@
  * The same array is the output: edge i is the line `endpoints[2i] endpoints[2i+1]` (new node
  * first, then the older node it chose). It costs 8 bytes per edge (120 MB for 1M users, m = 15);
  * the text output is streamed in chunks and never held whole.
+ *
+ * This folder is the article's friends data set: this file makes it (`friends generate`),
+ * `degree-stats` checks its degree distribution (`--stats`), `edge-list` reads an edge-list file
+ * back in batches, and `load` bulk-loads it into the subscription store (`friends load`).
  */
-import { Xoshiro128 } from './random.js';
+import { Xoshiro128 } from '../msggen/random.js';
 
 /** Endpoint-array limit (2^29 ints = 2 GiB), i.e. at most 268,435,456 edges. */
 export const MAX_ENDPOINTS = 2 ** 29;

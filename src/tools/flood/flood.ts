@@ -3,6 +3,12 @@
  * floodtest2.erl (source addresses per connection, `{Open, Closed, Chunks, Bytes}`) and the
  * libevent httpclient (lean connections, chunk counting) in one library function.
  *
+ * This folder is the `flood` load generator: this file drives it; `plan` splits the connections
+ * over worker processes and source addresses, `targets` resolves the URLs, `worker` is the forked
+ * process, `pool` opens and holds one share of the connections, `conn` is one connection's state,
+ * `parser` reads its HTTP head and chunks and `scan` the stamps and SSE fields inside them, and
+ * `report` sums and prints the figures.
+ *
  * ```
  *  runFlood ─► targets (template or URL file, hosts resolved once)
  *           ─► plan (workers × source addresses, checked against files and ports limits)
@@ -13,18 +19,12 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '../errors.js';
-import {
-  type FloodPlan,
-  type MachineLimits,
-  parseSources,
-  planFlood,
-  readMachineLimits,
-} from './flood-plan.js';
-import { FloodPool, type FloodStats, type PoolOptions } from './flood-pool.js';
-import { type FloodReport, type FloodSummary, sumStats, toReport } from './flood-report.js';
-import { fileTargets, listTargets, type ResolvedTargets, templateTargets } from './flood-targets.js';
-import type { FromWorker, ToWorker } from './flood-worker.js';
+import { ConfigError } from '../../errors.js';
+import { type FloodPlan, type MachineLimits, parseSources, planFlood, readMachineLimits } from './plan.js';
+import { FloodPool, type FloodStats, type PoolOptions } from './pool.js';
+import { type FloodReport, type FloodSummary, sumStats, toReport } from './report.js';
+import { fileTargets, listTargets, type ResolvedTargets, templateTargets } from './targets.js';
+import type { FromWorker, ToWorker } from './worker.js';
 
 /** Default connections per second (the article used 10 and 100; this box does far more). */
 export const DEFAULT_RATE = 1000;
@@ -134,7 +134,7 @@ interface Worker {
   done: boolean;
 }
 
-const WORKER_PATH = fileURLToPath(new URL('./flood-worker.js', import.meta.url));
+const WORKER_PATH = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 class ForkRunner implements Runner {
   readonly #workers: Worker[] = [];

@@ -2,9 +2,10 @@
  * The `bench c10k` summary for people: this run's figures beside the article's part 2 figures
  * (mochiweb on Erlang, 2008), then connections, counts, latency and CPU.
  */
-import type { C10kReport, PerConnection } from './c10k-report.js';
-import { formatBytes } from './format.js';
-import { formatMs } from './latency.js';
+
+import { formatBytes } from '../../tools/format.js';
+import { formatMs } from '../../tools/msggen/latency.js';
+import type { C10kReport, PerConnection } from './report.js';
 
 /** The article's part 2 figures (mochiweb on Erlang R12, 2008), for the summary. */
 export const ARTICLE = {

@@ -12,8 +12,8 @@
  * the file, the 1-based line number and the line; the batch it was in is never yielded.
  */
 import { createReadStream } from 'node:fs';
-import { InvalidInputError } from '../errors.js';
-import { MAX_ID_LENGTH } from '../ids.js';
+import { InvalidInputError } from '../../errors.js';
+import { MAX_ID_LENGTH } from '../../ids.js';
 
 /** Default edges per batch. */
 export const DEFAULT_BATCH_EDGES = 25_000;

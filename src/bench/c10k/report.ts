@@ -3,11 +3,11 @@
  * delivered once and received once), and how the run's readings become the report's figures.
  */
 import os from 'node:os';
-import type { ResolvedC10kOptions } from './c10k-options.js';
-import type { FloodSummary } from './flood-report.js';
-import type { LatencySummary } from './latency.js';
-import type { Sample } from './memlog.js';
-import type { MsggenSummary } from './msggen.js';
+import type { FloodSummary } from '../../tools/flood/report.js';
+import type { Sample } from '../../tools/memlog/memlog.js';
+import type { LatencySummary } from '../../tools/msggen/latency.js';
+import type { MsggenSummary } from '../../tools/msggen/msggen.js';
+import type { ResolvedC10kOptions } from './options.js';
 
 /** Where a run is. `interruptedIn` names the phase a SIGINT arrived in. */
 export type C10kPhase = 'server' | 'baseline' | 'ramp' | 'hold' | 'messages' | 'drain' | 'stop';

@@ -96,9 +96,10 @@ export function formatTick(value: number, step: number): string {
 
 /**
  * A count for a label: `950`, `2,500`, `10k`, `250k`, `1.25M`. With `scale` (an axis top), every
- * tick uses the unit the largest one needs, so an axis reads 2.5k, 5k, 7.5k, 10k.
+ * tick uses the unit the largest one needs, so an axis reads 2.5k, 5k, 7.5k, 10k. Not the
+ * progress lines' `formatCount` (tools/format.ts: `1234`, `56.8k`, `15.0M`).
  */
-export function formatCount(value: number, scale = value): string {
+export function formatCountLabel(value: number, scale = value): string {
   const trim = (s: string): string => (s.includes('.') ? s.replace(/\.?0+$/, '') : s);
   if (value === 0) return '0';
   // 999,999 would round to "1000k"; it reads better as 1M.

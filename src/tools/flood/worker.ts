@@ -17,8 +17,8 @@
  * parent can stop it in order and still collect its figures. If the parent goes away, the
  * IPC channel closes and the worker exits.
  */
-import { errorMessage } from '../errors.js';
-import { FloodPool, type FloodStats, type PoolOptions } from './flood-pool.js';
+import { errorMessage } from '../../errors.js';
+import { FloodPool, type FloodStats, type PoolOptions } from './pool.js';
 
 /** Messages from the parent. */
 export type ToWorker =

@@ -15,9 +15,13 @@
  * fractions, from `performance.timeOrigin + performance.now()`), which `flood` reads back to
  * measure publish → receive latency. In the open loop the stamp is the message's scheduled
  * time, so sending late counts as latency rather than vanishing from the figures.
+ *
+ * This folder is the message generator and the two pieces it shares with the other load tools:
+ * `latency` (the mergeable latency histogram flood and bench c10k also report with) and `random`
+ * (the seeded generator behind msggen's ids and `friends generate`'s graph).
  */
 import http from 'node:http';
-import { ConfigError, errorMessage } from '../errors.js';
+import { ConfigError, errorMessage } from '../../errors.js';
 import { formatMs, LatencyHistogram, type LatencySummary } from './latency.js';
 import { Xoshiro128 } from './random.js';
 

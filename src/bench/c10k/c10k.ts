@@ -14,30 +14,31 @@
  *
  * A signal stops the run in whatever phase it is in; the later phases are skipped, the stop
  * sequence still runs in order, and the report is written with `interrupted: true`.
+ *
+ * This folder is that benchmark scenario, shipped as a CLI command: this file runs the phases,
+ * `options` resolves and checks its options, `report` builds the JSON record, `summary` the text
+ * one, `chart` the memory chart with the phases drawn in. The server child process and the
+ * `/proc` readers it shares with the scripts in bench/ are in ../harness.
  */
 import { type FileHandle, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, errorMessage } from '../errors.js';
-import { type PhaseSpan, renderC10kChart } from './c10k-chart.js';
-import { type C10kOptions, type ResolvedC10kOptions, resolveC10kOptions } from './c10k-options.js';
-import {
-  buildC10kReport,
-  type C10kPhase,
-  type C10kReport,
-  type MarkName,
-  type PhaseMark,
-} from './c10k-report.js';
-import { findPortOwners, type ServerExit, ServerProcess, sumCpuSeconds } from './c10k-server.js';
-import { runFlood } from './flood.js';
-import type { FloodReport, FloodSummary } from './flood-report.js';
-import { formatSample, runMemlog, type Sample, takeSample } from './memlog.js';
-import { type MsggenReport, type MsggenSummary, runMsggen } from './msggen.js';
-import { childPids } from './proc-net.js';
+import { ConfigError, errorMessage } from '../../errors.js';
+import { runFlood } from '../../tools/flood/flood.js';
+import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
+import { formatSample, runMemlog, type Sample, takeSample } from '../../tools/memlog/memlog.js';
+import { childPids, findPortOwners } from '../../tools/memlog/sockets.js';
+import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
+import type { ProcessExit } from '../harness/cli-process.js';
+import { sumCpuSeconds } from '../harness/proc.js';
+import { ServerProcess } from '../harness/server-process.js';
+import { type PhaseSpan, renderC10kChart } from './chart.js';
+import { type C10kOptions, type ResolvedC10kOptions, resolveC10kOptions } from './options.js';
+import { buildC10kReport, type C10kPhase, type C10kReport, type MarkName, type PhaseMark } from './report.js';
 
-export { C10K_DEFAULTS, type C10kOptions, MAX_C10K_CONNECTIONS } from './c10k-options.js';
+export { C10K_DEFAULTS, type C10kOptions, MAX_C10K_CONNECTIONS } from './options.js';
 
 /** A drain ends early once flood's chunk count has not moved for this long. */
 const DRAIN_STABLE_MS = 1500;
@@ -106,7 +107,7 @@ class C10kRun {
   #phase: C10kPhase = 'server';
   #interruptedIn: C10kPhase | null = null;
   #server: ServerProcess | undefined;
-  #serverExit: ServerExit | undefined;
+  #serverExit: ProcessExit | undefined;
   #clientUrl: string | undefined;
   #apiUrl: string | undefined;
   #port = 0;
@@ -202,6 +203,9 @@ class C10kRun {
       serverArgs: o.serverArgs,
       dataDir: this.#dataDir,
       logFile: path.join(o.outDir, 'server.log'),
+      // Own process group: a Ctrl-C in the terminal reaches the bench only, which then stops
+      // msggen, flood and the server in that order instead of all at once.
+      detached: true,
       signal: this.#signal,
     });
     this.#clientUrl = this.#server.clientUrl;
@@ -267,7 +271,7 @@ class C10kRun {
       this.#samples.push(r.sample);
       await this.#memlogFile.write(`${formatSample(r.sample)}\n`);
     }
-    const cpu = await sumCpuSeconds(this.#pids);
+    const cpu = sumCpuSeconds(this.#pids);
     const m: PhaseMark = {
       mark,
       elapsedMs: this.#elapsed(),
@@ -403,7 +407,7 @@ class C10kRun {
       await sleep(100);
     }
     await this.#mark('drained');
-    const cpu = await sumCpuSeconds(
+    const cpu = sumCpuSeconds(
       await childPids([process.pid]).then((p) => p.filter((x) => !this.#pids.includes(x))),
     );
     const own = process.cpuUsage(this.#cpuStart);

@@ -3,11 +3,11 @@
  * names the flag and what it allows, before anything is started.
  */
 import path from 'node:path';
-import { ConfigError } from '../errors.js';
-import { connectionCeiling } from '../limits.js';
-import { defaultC10kTitle } from './c10k-chart.js';
-import { shellJoin } from './c10k-server.js';
-import { MAX_BATCH } from './msggen.js';
+import { ConfigError } from '../../errors.js';
+import { connectionCeiling } from '../../limits.js';
+import { MAX_BATCH } from '../../tools/msggen/msggen.js';
+import { shellJoin } from '../harness/shell.js';
+import { defaultC10kTitle } from './chart.js';
 
 /** The defaults: the article's scale, with a faster ramp (it used 100/s) and a 60 s send. */
 export const C10K_DEFAULTS = {

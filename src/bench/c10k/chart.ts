@@ -1,5 +1,5 @@
 /**
- * The `bench c10k` chart: the memlog chart of src/tools/chart.ts with the run's phases drawn
+ * The `bench c10k` chart: the memlog chart of src/tools/memlog/chart.ts with the run's phases drawn
  * behind the lines (empty server, connect, hold, messages, drain, stop), so a reader sees which
  * part of the memory curve is the ramp and which the message load.
  *
@@ -7,8 +7,8 @@
  * the time axis's tick labels in the SVG give the mapping from time to x. If that layout is not
  * found (the chart changed), the chart is returned without bands rather than with wrong ones.
  */
-import { escapeXml, renderSvg, svgToPng } from './chart.js';
-import type { Sample } from './memlog.js';
+import { escapeXml, renderSvg, svgToPng } from '../../tools/memlog/chart.js';
+import type { Sample } from '../../tools/memlog/memlog.js';
 
 /** One phase of the run, in unix seconds (fractions allowed). */
 export interface PhaseSpan {

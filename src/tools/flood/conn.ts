@@ -5,7 +5,7 @@
  * each in a 16-byte heap number). The listeners and the parser reach everything from `this`.
  */
 import net from 'node:net';
-import { LatencyHistogram } from './latency.js';
+import { LatencyHistogram } from '../msggen/latency.js';
 
 /** Connection flags, one bit each in {@link FloodConn.flags}. */
 export const F_CHUNKED = 1;
@@ -78,7 +78,7 @@ export class FloodConn extends net.Socket {
   readonly owner: ConnOwner;
   /** Position in the pool's connection array (swap-remove). */
   slot = -1;
-  /** HTTP/chunked parser state (flood-parser.ts); 0 = status line. */
+  /** HTTP/chunked parser state (parser.ts); 0 = status line. */
   state = 0;
   status = 0;
   /** A head line split across reads (only while in the head). */
@@ -90,12 +90,12 @@ export class FloodConn extends net.Socket {
   flags: number;
   /** The last socket error code, for the failure/close tally. */
   err = '';
-  /** Stamp scanner (flood-scan.ts): state, high and low digit groups, low digits × 32 + fraction digits. */
+  /** Stamp scanner (scan.ts): state, high and low digit groups, low digits × 32 + fraction digits. */
   st = 0;
   stHi = 0;
   stLo = 0;
   stCounts = 0;
-  /** SSE scanner (flood-scan.ts): line state, and field-name match (position × 4 + candidate bits). */
+  /** SSE scanner (scan.ts): line state, and field-name match (position × 4 + candidate bits). */
   ln = 0;
   field = 0;
 

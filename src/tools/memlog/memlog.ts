@@ -25,10 +25,15 @@
  *
  * {@link parseMemlog} reads this format back, and also the article's own lines, including copies
  * whose tabs became spaces.
+ *
+ * This folder is memlog and what draws its output: `sockets` finds a port's connections and
+ * server processes in `/proc`, `chart` draws a memlog file as SVG or PNG (`switchboard chart`),
+ * `chart-axis` picks its round ticks and labels.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InvalidInputError, UnavailableError } from '../errors.js';
-import { findServerProcesses, readRssKb, scanPort } from './proc-net.js';
+import { readRssKb } from '../../bench/harness/proc.js';
+import { InvalidInputError, UnavailableError } from '../../errors.js';
+import { findServerProcesses, scanPort } from './sockets.js';
 
 /** The article's interval: one line a minute. */
 export const DEFAULT_MEMLOG_INTERVAL_MS = 60_000;
@@ -163,7 +168,7 @@ export async function takeSample(target: SampleTarget, at?: Date): Promise<Sampl
   let rssKb = 0;
   let processes = 0;
   for (const pid of pids) {
-    const rss = await readRssKb(pid);
+    const rss = readRssKb(pid);
     if (rss === undefined) continue;
     rssKb += rss;
     processes++;

@@ -6,9 +6,9 @@
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { ConfigError, errorMessage } from '../errors.js';
-import type { WorkerShare } from './flood-plan.js';
-import type { FloodTargets, Origin } from './flood-pool.js';
+import { ConfigError, errorMessage } from '../../errors.js';
+import type { WorkerShare } from './plan.js';
+import type { FloodTargets, Origin } from './pool.js';
 
 /** The resolved targets of a run, ready to be cut into worker shares. */
 export interface ResolvedTargets {

@@ -1,7 +1,7 @@
 /**
- * Linux `/proc` readers for `memlog`: which sockets use a TCP port, which processes hold them,
- * and how much resident memory those processes use. This replaces the article's `netstat -n | awk`
- * and `pgrep` + `ps -o rss=` without needing netstat, ss or lsof on the box.
+ * Linux `/proc` readers for `memlog`: which sockets use a TCP port and which processes hold them
+ * (their memory is read by src/bench/harness/proc.ts). This replaces the article's
+ * `netstat -n | awk` and `pgrep` without needing netstat, ss or lsof on the box.
  *
  * Scale matters here: with a million connections `/proc/net/tcp` is a million lines (~150 MB of
  * text), so it is read in fixed-size chunks and parsed line by line, never held whole; and the
@@ -363,6 +363,11 @@ export async function findServerProcesses(inodes: Uint32Array): Promise<SocketOw
   };
 }
 
+/** The processes serving `port` (listening or holding its connections), with cluster workers. */
+export async function findPortOwners(port: number): Promise<number[]> {
+  return (await findServerProcesses((await scanPort(port, true)).inodes)).pids;
+}
+
 /**
  * Node cluster workers forked by any of `parents` (their environment has `NODE_UNIQUE_ID`, which
  * `node:cluster` sets for every worker). In the default round-robin mode the primary holds the
@@ -407,19 +412,4 @@ export async function childPids(parents: readonly number[]): Promise<number[]> {
     if (wanted.has(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))) out.push(pid);
   }
   return out.sort((a, b) => a - b);
-}
-
-/**
- * Resident set size of `pid` in KB (`VmRSS` in `/proc/<pid>/status`, the figure `ps -o rss=`
- * prints), or `undefined` when the process is gone or is a zombie.
- */
-export async function readRssKb(pid: number): Promise<number | undefined> {
-  let status: string;
-  try {
-    status = await readFile(`/proc/${pid}/status`, 'latin1');
-  } catch {
-    return undefined;
-  }
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  return m ? Number(m[1]) : undefined;
 }

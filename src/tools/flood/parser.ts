@@ -1,7 +1,7 @@
 /**
  * The flood client's incremental response parser: HTTP/1.x status line and headers, then
  * chunked transfer decoding, then either "one chunk is one message" (the article's `/test`
- * stream and plain `/feed` streams) or Server-Sent Events (flood-scan.ts). Nothing received
+ * stream and plain `/feed` streams) or Server-Sent Events (scan.ts). Nothing received
  * is kept: a few small integers on the connection say where the parser is, so a chunk split
  * across TCP reads, or many chunks in one read, cost nothing extra.
  *
@@ -22,8 +22,8 @@ import {
   type FloodConn,
   type FloodCounters,
   type ParseEvents,
-} from './flood-conn.js';
-import { finishStamp, resetStamp, scanBytes, sseBytes } from './flood-scan.js';
+} from './conn.js';
+import { finishStamp, resetStamp, scanBytes, sseBytes } from './scan.js';
 
 /** Parser states (small integers, so the connection keeps one Smi field). */
 const S_STATUS = 0;

@@ -5,7 +5,7 @@
  * (flood spreads the connections over its own processes and source addresses; memlog sums the RSS
  * of the primary and every worker), samples the NATS server's RSS, stops the cluster, prints JSON.
  *
- *   node dist/bench/cluster.js --connections 100000 --gateways 7 --rate 1000 --duration 60s --ramp-rate 1000
+ *   node dist/bench/scale-out.js --connections 100000 --gateways 7 --rate 1000 --duration 60s --ramp-rate 1000
  *
  * Needs a NATS server (default nats://127.0.0.1:4222); a unique subject prefix isolates the run.
  *
@@ -20,24 +20,74 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { findSocketOwners, readRssKb, scanPort } from '../src/tools/proc-net.js';
-import { CLI as MAIN, sleep } from './support.js';
+import { MAX_C10K_CONNECTIONS } from '../src/bench/c10k/options.js';
+import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
+import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
+import { readRssKb } from '../src/bench/harness/proc.js';
+import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
+import { sleep } from './support.js';
 
-const { values } = parseArgs({
+const spec = {
+  name: 'bench/scale-out.js',
+  summary:
+    'Scale-out over NATS: `switchboard cluster` on this box, warmed up, then `bench c10k` against it; prints JSON.',
   options: {
-    connections: { type: 'string', default: '100000' },
-    gateways: { type: 'string', default: '7' },
-    routers: { type: 'string', default: '1' },
-    rate: { type: 'string', default: '1000' },
-    duration: { type: 'string', default: '60s' },
-    'ramp-rate': { type: 'string', default: '1000' },
-    'sample-every': { type: 'string', default: '10s' },
-    'warmup-messages': { type: 'string', default: '20000' },
-    bus: { type: 'string', default: 'nats://127.0.0.1:4222' },
-    'out-dir': { type: 'string' },
+    connections: {
+      type: 'int',
+      description: 'Streaming connections',
+      default: 100_000,
+      min: 1,
+      max: MAX_C10K_CONNECTIONS,
+      placeholder: 'N',
+    },
+    gateways: { type: 'int', description: 'Gateway processes', default: 7, min: 1, max: 512 },
+    routers: {
+      type: 'int',
+      description: 'Router processes (0: the gateways serve the API)',
+      default: 1,
+      min: 0,
+      max: 64,
+    },
+    rate: {
+      type: 'number',
+      description: 'Messages per second, warm-up and measured run',
+      default: 1000,
+      min: 0.001,
+      placeholder: 'PER_SECOND',
+    },
+    duration: { type: 'duration', description: 'How long messages are sent', default: 60_000, min: 1 },
+    'ramp-rate': {
+      type: 'number',
+      description: 'New connections per second (0: as fast as possible)',
+      default: 1000,
+      min: 0,
+      placeholder: 'PER_SECOND',
+    },
+    'sample-every': {
+      type: 'duration',
+      description: 'Time between memory samples',
+      default: 10_000,
+      min: 100,
+    },
+    'warmup-messages': {
+      type: 'int',
+      description: 'Messages sent through the cluster before the run (0: no warm-up)',
+      default: 20_000,
+      min: 0,
+      placeholder: 'N',
+    },
+    bus: { type: 'string', description: 'NATS URL', default: 'nats://127.0.0.1:4222', placeholder: 'URL' },
+    'out-dir': {
+      type: 'string',
+      description: "Folder for bench c10k's report and charts (default: a temp folder)",
+      placeholder: 'DIR',
+    },
   },
-});
+} as const satisfies BenchSpec;
+const values = parseBenchArgs(spec);
+
+/** A duration flag passed on as it is usually written (`60s`, `0.25s`). */
+const seconds = (ms: number): string => `${ms / 1000}s`;
 
 /**
  * Pids of the NATS server behind `busUrl` (the processes holding its port whose command is
@@ -52,15 +102,15 @@ async function natsPids(busUrl: string): Promise<number[]> {
 }
 
 /** RSS (KB) of those pids, or null when there are none (NATS not local, or not readable). */
-async function natsRssKb(pids: readonly number[]): Promise<number | null> {
+function natsRssKb(pids: readonly number[]): number | null {
   let total = 0;
-  for (const pid of pids) total += (await readRssKb(pid)) ?? 0;
+  for (const pid of pids) total += readRssKb(pid) ?? 0;
   return pids.length > 0 ? total : null;
 }
 
 /** Runs a CLI command to its end; resolves with its exit code and the tail of its output. */
 function run(args: readonly string[]): Promise<{ code: number | null; tail: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer): void => {
     out = (out + d.toString()).slice(-2000);
@@ -88,15 +138,15 @@ let warmFlood: ReturnType<typeof spawn> | undefined;
 
 /** See the file comment: traffic through the cluster before the measured run. */
 async function warmUp(clients: string, api: string): Promise<unknown> {
-  const messages = Number(values['warmup-messages']);
+  const messages = values['warmup-messages'];
   if (!(messages > 0)) return null;
   const conns = 7000;
-  const first = Number(values.connections) + 1_000_000;
+  const first = values.connections + 1_000_000;
   const t0 = performance.now();
   const flood = spawn(
     process.execPath,
     [
-      MAIN,
+      CLI_MAIN,
       'flood',
       '--url',
       `${clients}/test/{id}`,
@@ -115,7 +165,7 @@ async function warmUp(clients: string, api: string): Promise<unknown> {
       60_000,
     );
     const msggen = await run(
-      ['msggen', '--api', api, '--rate', values.rate!, '--count', String(messages)].concat([
+      ['msggen', '--api', api, '--rate', String(values.rate), '--count', String(messages)].concat([
         '--min-id',
         String(first),
         '--max-id',
@@ -136,12 +186,13 @@ async function warmUp(clients: string, api: string): Promise<unknown> {
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sb-cluster-bench-'));
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-scale-out-'));
   const outDir = path.resolve(values['out-dir'] ?? path.join(dir, 'out'));
   const prefix = `bench_${process.pid}_${Date.now()}`;
   const cluster = spawn(
     process.execPath,
-    [MAIN, 'cluster', '--gateways', values.gateways!, '--routers', values.routers!, '--bus', values.bus!]
+    [CLI_MAIN, 'cluster', '--gateways', String(values.gateways), '--routers', String(values.routers)]
+      .concat(['--bus', values.bus])
       .concat(['--bus-prefix', prefix, '--port', '0', '--api-port', '0', '--host', '127.0.0.1'])
       .concat(['--data', path.join(dir, 'data'), '--json', '--log-level', 'warn']),
     { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -168,20 +219,26 @@ async function main(): Promise<void> {
     },
   );
   const warmup = await warmUp(ready.clients, ready.api);
-  const nats = await natsPids(values.bus!);
-  const natsBefore = await natsRssKb(nats);
+  const nats = await natsPids(values.bus);
+  const natsBefore = natsRssKb(nats);
   let natsPeak = natsBefore ?? 0;
   const natsTimer = setInterval(() => {
-    void natsRssKb(nats).then((kb) => {
-      natsPeak = Math.max(natsPeak, kb ?? 0);
-    });
+    natsPeak = Math.max(natsPeak, natsRssKb(nats) ?? 0);
   }, 5000);
   bench = spawn(
     process.execPath,
-    [MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
-      .concat(['--connections', values.connections!, '--ramp-rate', values['ramp-rate']!])
-      .concat(['--rate', values.rate!, '--duration', values.duration!, '--out-dir', outDir, '--json'])
-      .concat(['--sample-every', values['sample-every']!])
+    [CLI_MAIN, 'bench', 'c10k', '--server-url', ready.clients, '--api-url', ready.api]
+      .concat(['--connections', String(values.connections), '--ramp-rate', String(values['ramp-rate'])])
+      .concat([
+        '--rate',
+        String(values.rate),
+        '--duration',
+        seconds(values.duration),
+        '--out-dir',
+        outDir,
+        '--json',
+      ])
+      .concat(['--sample-every', seconds(values['sample-every'])])
       // The cluster's own processes, so memlog need not search every process's sockets (slow at
       // 200,000 sockets): the primary, which holds the listening sockets, and every worker.
       .concat([cluster.pid!, ...Object.values(ready.pids)].flatMap((pid) => ['--server-pid', String(pid)])),
@@ -194,7 +251,7 @@ async function main(): Promise<void> {
   const started = bench;
   const benchCode = await new Promise<number | null>((resolve) => started.once('exit', resolve));
   clearInterval(natsTimer);
-  const natsAfter = await natsRssKb(nats);
+  const natsAfter = natsRssKb(nats);
   // The router's own view before it stops: its event-loop delay since start, load shedding, bus.
   let routerStats: unknown = null;
   try {
@@ -214,9 +271,9 @@ async function main(): Promise<void> {
   }
   console.log(
     JSON.stringify({
-      bench: 'cluster',
-      gateways: Number(values.gateways),
-      routers: Number(values.routers),
+      bench: 'scale-out',
+      gateways: values.gateways,
+      routers: values.routers,
       pids: ready.pids,
       benchExit: benchCode,
       clusterExit: clusterCode,

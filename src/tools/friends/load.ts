@@ -18,7 +18,7 @@
  * A self-loop line (`5 5`) is skipped and counted: the store refuses self-subscriptions, since a
  * message sent to an id already reaches it.
  */
-import type { Subscription, SubscriptionStore } from '../store/store.js';
+import type { Subscription, SubscriptionStore } from '../../store/store.js';
 import { DEFAULT_BATCH_EDGES, type EdgeBatch, EdgeListError, readEdgeBatches } from './edge-list.js';
 
 /** Options for {@link loadFriends}. */

@@ -9,7 +9,7 @@
  *
  * State lives in {@link FloodConn}'s small-integer fields; nothing received is kept.
  */
-import { F_EV_DATA, F_EV_NAMED, type FloodConn, type FloodCounters } from './flood-conn.js';
+import { F_EV_DATA, F_EV_NAMED, type FloodConn, type FloodCounters } from './conn.js';
 
 /** Stamp scanner states. */
 const T_BOUND = 0; // the previous byte ends a word: a `t` here may start a stamp

@@ -10,10 +10,10 @@
  */
 import type net from 'node:net';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
-import { errorMessage } from '../errors.js';
-import { type ConnOwner, F_FAILED, F_OPENED, FloodConn, FloodCounters, tally } from './flood-conn.js';
-import { parse } from './flood-parser.js';
-import type { HistogramSnapshot } from './latency.js';
+import { errorMessage } from '../../errors.js';
+import type { HistogramSnapshot } from '../msggen/latency.js';
+import { type ConnOwner, F_FAILED, F_OPENED, FloodConn, FloodCounters, tally } from './conn.js';
+import { parse } from './parser.js';
 
 /** Where a connection goes: the address to connect to and the Host header to send. */
 export interface Origin {

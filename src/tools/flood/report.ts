@@ -4,9 +4,9 @@
  * latency) and the end-of-run summary.
  */
 
-import type { FloodStats } from './flood-pool.js';
-import { formatBytes } from './format.js';
-import { formatMs, LatencyHistogram, type LatencySummary } from './latency.js';
+import { formatBytes } from '../format.js';
+import { formatMs, LatencyHistogram, type LatencySummary } from '../msggen/latency.js';
+import type { FloodStats } from './pool.js';
 
 /** One report: figures summed over all processes at `elapsedMs`. */
 export interface FloodReport {

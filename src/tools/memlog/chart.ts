@@ -7,8 +7,15 @@
  * rendered by resvg, loaded only when a PNG is asked for.
  */
 import { createRequire } from 'node:module';
-import { InvalidInputError } from '../errors.js';
-import { type Axis, formatCount, formatSpan, formatTick, pairedAxes, zeroBasedAxis } from './chart-axis.js';
+import { InvalidInputError } from '../../errors.js';
+import {
+  type Axis,
+  formatCountLabel,
+  formatSpan,
+  formatTick,
+  pairedAxes,
+  zeroBasedAxis,
+} from './chart-axis.js';
 import type { Sample } from './memlog.js';
 
 /** Output formats. */
@@ -52,7 +59,7 @@ export function defaultTitle(samples: readonly Sample[]): string {
   const peak = peakSample(sorted);
   const span = sorted.at(-1)!.time - sorted[0]!.time;
   const over = sorted.length === 1 ? 'at one sample' : `over ${formatSpan(span)}`;
-  const conns = `${formatCount(peak.connections)} connection${peak.connections === 1 ? '' : 's'}`;
+  const conns = `${formatCountLabel(peak.connections)} connection${peak.connections === 1 ? '' : 's'}`;
   return `Memory and connections ${over} (peak ${formatMb(peak.rssKb / 1024)} MB at ${conns})`;
 }
 
@@ -259,7 +266,7 @@ export function renderSvg(samples: readonly Sample[], options: ChartOptions = {}
   }
   for (const v of connAxis.ticks) {
     out.push(
-      `<text x="${plot.right + 8}" y="${(py(v, connAxis) + 4).toFixed(1)}" fill="${CONN_COLOR}">${formatCount(v, connAxis.max)}</text>`,
+      `<text x="${plot.right + 8}" y="${(py(v, connAxis) + 4).toFixed(1)}" fill="${CONN_COLOR}">${formatCountLabel(v, connAxis.max)}</text>`,
     );
   }
   for (const v of xAxis.ticks) {

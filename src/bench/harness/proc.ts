@@ -1,0 +1,99 @@
+/**
+ * Linux `/proc` readers for benchmarks and measurement tools: the CPU time and resident memory of
+ * one process, and the busy time of the whole machine. `bench c10k`, the scripts in bench/ and
+ * `memlog` all read these figures here, so they mean the same thing everywhere.
+ *
+ * Synchronous on purpose: each is one read of a small pseudo-file that the kernel fills in
+ * memory, cheaper than a round trip through the thread pool, and callers sum them over a handful
+ * of processes between awaits. Every reader returns `undefined` for a process that is gone.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** Used when `getconf` is missing: USER_HZ is 100 on every mainstream Linux. */
+const FALLBACK_CLOCK_TICKS = 100;
+
+let ticks: number | undefined;
+
+/**
+ * Clock ticks per second of the times in `/proc/<pid>/stat` and `/proc/stat` (USER_HZ):
+ * `getconf CLK_TCK`, asked once, or 100 when that fails.
+ */
+export function clockTicks(): number {
+  if (ticks === undefined) {
+    try {
+      ticks =
+        Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || FALLBACK_CLOCK_TICKS;
+    } catch {
+      ticks = FALLBACK_CLOCK_TICKS;
+    }
+  }
+  return ticks;
+}
+
+/** CPU seconds a process has used, in user and in kernel mode. */
+export interface CpuTimes {
+  readonly user: number;
+  readonly sys: number;
+}
+
+/** A `/proc` file's text, or `undefined` when it cannot be read (its process is gone). */
+function readProcFile(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'latin1');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The CPU time `pid` has used (`utime`, `stime` of `/proc/<pid>/stat`), or `undefined` when it is gone. */
+export function readCpuTimes(pid: number): CpuTimes | undefined {
+  const stat = readProcFile(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // "pid (comm) state ppid …": comm may hold spaces, so count fields after the last ')'.
+  // Fields 14 and 15 (utime, stime) are the 12th and 13th after it.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
+  const hz = clockTicks();
+  return { user: utime / hz, sys: stime / hz };
+}
+
+/** User + system CPU seconds `pid` has used, or `undefined` when it is gone. */
+export function readCpuSeconds(pid: number): number | undefined {
+  const t = readCpuTimes(pid);
+  return t === undefined ? undefined : t.user + t.sys;
+}
+
+/** CPU seconds summed over `pids`; `undefined` when none could be read. */
+export function sumCpuSeconds(pids: readonly number[]): number | undefined {
+  let total = 0;
+  let read = 0;
+  for (const pid of pids) {
+    const s = readCpuSeconds(pid);
+    if (s === undefined) continue;
+    total += s;
+    read++;
+  }
+  return read === 0 ? undefined : total;
+}
+
+/** Busy and total CPU seconds of the whole machine (all cores), from the `cpu` line of `/proc/stat`. */
+export function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  // idle + iowait
+  const idle = f[3]! + f[4]!;
+  const hz = clockTicks();
+  return { busy: (total - idle) / hz, total: total / hz };
+}
+
+/**
+ * Resident set size of `pid` in KB (`VmRSS` in `/proc/<pid>/status`, the figure `ps -o rss=`
+ * prints), or `undefined` when the process is gone or is a zombie.
+ */
+export function readRssKb(pid: number): number | undefined {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readProcFile(`/proc/${pid}/status`) ?? '');
+  return m ? Number(m[1]) : undefined;
+}
