@@ -79,8 +79,9 @@ export class Switchboard {
 
   /** Opens the store and bus, starts listening, and resolves once both ports accept. */
   static async start(input: StartOptions = {}): Promise<Switchboard> {
-    const options = resolveOptions(input);
-    const log = input.logger ?? createLogger(options.logLevel);
+    const { logger, ...given } = input;
+    const options = resolveOptions(given);
+    const log = logger ?? createLogger(options.logLevel);
     const storeUrl = options.store || defaultStoreUrl(options.data);
     const store = await openStore(storeUrl, { dataDir: options.data, logger: log.child('store') });
     let bus: Bus | undefined;
@@ -90,6 +91,8 @@ export class Switchboard {
         prefix: options.busPrefix,
         logger: log.child('bus'),
         role: options.role,
+        tallyTimeoutMs: options.tallyTimeoutMs,
+        gatewayHeartbeatMs: options.gatewayHeartbeatMs,
       });
       const ids = new EventIds();
       const history = new History(ids, {

@@ -210,7 +210,7 @@ describe('stats, metrics, health', () => {
 });
 
 test('with an API key, every route but /healthz needs it', async () => {
-  const k = await startServer({ apiKey: 'sekrit-key' });
+  const k = await startServer({ apiKey: 'sekrit-key-that-is-at-least-32-bytes' });
   try {
     const no = await api(k.apiUrl, '/api/send', { id: 'a', msg: 'b' });
     assert.equal(no.status, 401);
@@ -220,10 +220,12 @@ test('with an API key, every route but /healthz needs it', async () => {
       k.apiUrl,
       '/api/send',
       { id: 'a', msg: 'b' },
-      { headers: { Authorization: 'Bearer sekrit-key' } },
+      { headers: { Authorization: 'Bearer sekrit-key-that-is-at-least-32-bytes' } },
     );
     assert.deepEqual(yes.body, { delivered: 0 });
-    const alt = await api(k.apiUrl, '/api/stats', undefined, { headers: { 'X-Api-Key': 'sekrit-key' } });
+    const alt = await api(k.apiUrl, '/api/stats', undefined, {
+      headers: { 'X-Api-Key': 'sekrit-key-that-is-at-least-32-bytes' },
+    });
     assert.equal(alt.status, 200);
     assert.equal((await api(k.apiUrl, '/healthz')).status, 200);
   } finally {

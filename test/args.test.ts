@@ -86,7 +86,10 @@ describe('parseArgs', () => {
 });
 
 test('parseDuration and parseSize', () => {
-  assert.equal(parseDuration('250'), 250);
+  assert.equal(parseDuration('250'), undefined, 'a bare number needs a unit');
+  assert.equal(parseDuration('0'), 0);
+  assert.equal(parseDuration('250ms'), 250);
+  assert.equal(parseDuration('1d'), 86_400_000);
   assert.equal(parseDuration('1.5s'), 1500);
   assert.equal(parseDuration('5m'), 300_000);
   assert.equal(parseDuration('x'), undefined);

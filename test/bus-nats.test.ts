@@ -249,7 +249,7 @@ describe('nats bus', () => {
   test('a gateway that says bye is not waited for', async () => {
     const p = freshPrefix();
     // Expiry would take 3 minutes: only the bye can explain the gateway leaving.
-    const router = await bus(p, { role: 'router', heartbeatMs: 60_000 });
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 60_000 });
     const stay = await bus(p, { role: 'gateway' });
     const leave = await bus(p, { role: 'gateway' });
     new FakeRegistry(stay).login('s', new FakeConn('s'));

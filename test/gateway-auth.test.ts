@@ -57,7 +57,8 @@ describe('tokens', () => {
     const expired = signToken(SECRET, { sub: 'alice', ttlSeconds: 10 }, Math.floor(Date.now() / 1000) - 60);
     for (const [token, reason] of [
       [forged, 'signature does not match'],
-      ['not.a.jwt', 'not base64url JSON'],
+      ['bm90.YQ.YQ', 'not base64url JSON'],
+      ['not.a.jwt', 'not canonical base64url'],
       ['abc', 'not a JWT'],
       [expired, 'token expired'],
     ] as const) {
@@ -87,4 +88,73 @@ test('verifyToken rejects a token without exp and an alg other than HS256', () =
   assert.throws(() => verifyToken(SECRET, `${header}.${payload}.`), /HS256/);
   const valid = signToken(SECRET, { sub: 'x', ttlSeconds: 60 });
   assert.equal(verifyToken(SECRET, valid).sub, 'x');
+});
+
+describe('verifyToken checks', () => {
+  const now = Math.floor(Date.now() / 1000);
+
+  test('only the canonical base64url spelling of a signature verifies', () => {
+    const valid = signToken(SECRET, { sub: 'x', ttlSeconds: 60 });
+    const [h, p, sig] = valid.split('.') as [string, string, string];
+    const last = sig.at(-1)!;
+    // Flipping an unused low bit of the last character decodes to the same bytes.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const sibling = alphabet[alphabet.indexOf(last) ^ 1]!;
+    for (const bad of [
+      `${sig.slice(0, -1)}${sibling}`,
+      `${sig}=`,
+      `${sig.slice(0, 5)}!${sig.slice(5)}`,
+      `${sig}==`,
+    ]) {
+      assert.throws(() => verifyToken(SECRET, `${h}.${p}.${bad}`), /canonical|signature/, bad);
+    }
+  });
+
+  test('nbf in the future is refused (beyond a small clock skew)', () => {
+    const later = signToken(SECRET, { sub: 'x', ttlSeconds: 3600, nbf: now + 600 });
+    assert.throws(() => verifyToken(SECRET, later, now), /not valid yet/);
+    const skewed = signToken(SECRET, { sub: 'x', ttlSeconds: 3600, nbf: now + 5 });
+    assert.equal(verifyToken(SECRET, skewed, now).sub, 'x');
+  });
+
+  test('a token valid for longer than the limit is refused', () => {
+    const forever = signToken(SECRET, { sub: 'x', ttlSeconds: 10 * 365 * 86_400 });
+    assert.throws(() => verifyToken(SECRET, forever, now, { maxTtlSeconds: 86_400 }), /over the limit/);
+    assert.equal(verifyToken(SECRET, forever, now).sub, 'x', 'no limit: accepted');
+  });
+
+  test('audience and issuer, when the server names them', () => {
+    const t = signToken(SECRET, { sub: 'x', ttlSeconds: 60, aud: 'push', iss: 'auth.example' });
+    assert.equal(verifyToken(SECRET, t, now, { audience: 'push', issuer: 'auth.example' }).sub, 'x');
+    assert.throws(() => verifyToken(SECRET, t, now, { audience: 'other' }), /audience must include "other"/);
+    assert.throws(() => verifyToken(SECRET, t, now, { issuer: 'evil' }), /issuer must be "evil"/);
+    const bare = signToken(SECRET, { sub: 'x', ttlSeconds: 60 });
+    assert.throws(() => verifyToken(SECRET, bare, now, { audience: 'push' }), /audience/);
+  });
+});
+
+describe('a server with --token-audience and ?also= checked after the token', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer({ tokenSecret: SECRET, tokenAudience: 'push', tokenIssuer: 'auth' });
+  });
+  after(() => t.stop());
+
+  test('a token without the audience is refused; one with it logs in', async () => {
+    const without = signToken(SECRET, { sub: 'dora', ttlSeconds: 60 });
+    const c1 = new RawClient(t.clientPort, get(`/feed/dora?token=${without}`));
+    await c1.waitClosed();
+    assert.match(c1.text, /^HTTP\/1\.1 401[\s\S]*audience/);
+    const good = signToken(SECRET, { sub: 'dora', ttlSeconds: 60, aud: 'push', iss: 'auth' });
+    const c2 = new RawClient(t.clientPort, get(`/feed/dora?token=${good}`));
+    await c2.waitFor('Your Id: dora');
+    c2.close();
+  });
+
+  test('a huge ?also= list without a token gets 401, not a parse of every id', async () => {
+    const also = Array.from({ length: 2000 }, (_, i) => `i${i}`).join(',');
+    const c = new RawClient(t.clientPort, get(`/feed/dora?also=${also}`));
+    await c.waitClosed();
+    assert.match(c.text, /^HTTP\/1\.1 401/);
+  });
 });

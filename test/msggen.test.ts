@@ -80,14 +80,20 @@ describe('msggen against Switchboard', () => {
 
 describe('msggen errors', () => {
   test('an API key refusal is counted per message by status, never dropped', async () => {
-    const s = await startServer({ apiKey: 'sekrit' });
+    const s = await startServer({ apiKey: 'sekrit-key-that-is-at-least-32-bytes' });
     try {
       const refused = await runMsggen({ api: s.apiUrl, count: 4, interval: 0, maxId: 10, generators: 3 });
       assert.deepEqual([refused.sent, refused.failed, refused.requests], [0, 12, 12]);
       assert.deepEqual(refused.errors, { 'HTTP_401 ERR_UNAUTHORIZED': 12 });
       const batched = await runMsggen({ api: s.apiUrl, count: 9, interval: 0, maxId: 10, batch: 4 });
       assert.deepEqual([batched.failed, batched.requests], [9, 3]);
-      const ok = await runMsggen({ api: s.apiUrl, apiKey: 'sekrit', count: 4, interval: 0, maxId: 10 });
+      const ok = await runMsggen({
+        api: s.apiUrl,
+        apiKey: 'sekrit-key-that-is-at-least-32-bytes',
+        count: 4,
+        interval: 0,
+        maxId: 10,
+      });
       assert.deepEqual([ok.sent, ok.failed], [4, 0]);
     } finally {
       await s.stop();

@@ -6,7 +6,7 @@
  *
  *     <prefix>.u.<token>       one message per recipient; a gateway subscribes while it holds
  *                              the id (`token` = the id with `.` written `~`, see nats-codec.ts)
- *     <prefix>.gw.hb           gateway heartbeats (`hb <id>`, every heartbeatMs) and `bye <id>`
+ *     <prefix>.gw.hb           gateway heartbeats (`hb <id>`, every gatewayHeartbeatMs) and `bye <id>`
  *     <prefix>.gw.who          a router that (re)connects asks; gateways answer with a heartbeat
  *     <prefix>.tally           tally requests from routers to every gateway
  *     <prefix>.tr.<bus id>     tally replies to one router
@@ -88,16 +88,16 @@ function randomId(): string {
  *   buffered for later), and rejects every publish still waiting for its count when the
  *   connection drops (its delivery is unknown). Never a silent success.
  * - Resolves with the number of connections reached over all gateways, exact when every gateway
- *   known alive (heartbeat within 3 × heartbeatMs) answers the tally. If one does not answer within
+ *   known alive (heartbeat within 3 × gatewayHeartbeatMs) answers the tally. If one does not answer within
  *   `tallyTimeoutMs` it resolves with the sum of the answers received — a lower bound — logs a
  *   warning and counts it in `stats().tallyTimeouts`/`partialPublishes`; {@link publishDetailed}
  *   says so per publish (`complete: false`, `missing`). A gateway that dies without `bye` stops
- *   being waited for once it expires (≤ 3 × heartbeatMs).
+ *   being waited for once it expires (≤ 3 × gatewayHeartbeatMs).
  * - After connecting (and after every reconnect) the router spends `discoveryMs` learning the
  *   live gateways; counts of publishes made meanwhile wait for that.
  * - A gateway that joined less than a round trip before a publish may answer after the round is
  *   complete; its deliveries are then missing from that count. Likewise a gateway whose event
- *   loop is blocked for longer than 3 × heartbeatMs is treated as gone until its next heartbeat.
+ *   loop is blocked for longer than 3 × gatewayHeartbeatMs is treated as gone until its next heartbeat.
  *   (A router's own blocked event loop does not expire anyone: that time is not counted.)
  */
 export class NatsBus implements Bus {
@@ -159,7 +159,9 @@ export class NatsBus implements Bus {
       tally: `${p}.tally`,
       replies: `${p}.tr.${this.id}`,
     };
-    this.#gateways = new Membership(3 * o.heartbeatMs, this.#log, (id) => this.#publisher?.gatewayGone(id));
+    this.#gateways = new Membership(3 * o.gatewayHeartbeatMs, this.#log, (id) =>
+      this.#publisher?.gatewayGone(id),
+    );
     this.#interests = createInterests(
       nc,
       (subject, data) => this.#receiver?.onUserMessage(subject, data),
@@ -186,7 +188,7 @@ export class NatsBus implements Bus {
       this.#publisher.discover();
     }
     // A quarter period, so an expired gateway is noticed within 3¼ heartbeats of its last one.
-    this.#tickMs = Math.max(5, Math.floor(o.heartbeatMs / TICKS_PER_HEARTBEAT));
+    this.#tickMs = Math.max(5, Math.floor(o.gatewayHeartbeatMs / TICKS_PER_HEARTBEAT));
     this.#timer = setInterval(() => this.#tick(), this.#tickMs);
     this.#timer.unref();
     void this.#watchStatus();

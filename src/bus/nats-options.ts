@@ -10,7 +10,7 @@ export const DEFAULT_PREFIX = 'sb';
 /** How long a router waits for every live gateway's tally answer. */
 export const DEFAULT_TALLY_TIMEOUT_MS = 2000;
 /** Gateway heartbeat period; a gateway silent for 3 periods is gone. */
-export const DEFAULT_HEARTBEAT_MS = 1000;
+export const DEFAULT_GATEWAY_HEARTBEAT_MS = 1000;
 /** How long a (re)connected router listens for gateways before sending tally rounds. */
 export const DEFAULT_DISCOVERY_MS = 200;
 /** Initial connection handshake limit. */
@@ -39,8 +39,8 @@ export interface NatsBusOptions {
   role?: NatsBusRole;
   /** {@link DEFAULT_TALLY_TIMEOUT_MS}: after this a publish resolves with a partial count. */
   tallyTimeoutMs?: number;
-  /** {@link DEFAULT_HEARTBEAT_MS}: gateway heartbeat period; 3 periods of silence = gone. */
-  heartbeatMs?: number;
+  /** {@link DEFAULT_GATEWAY_HEARTBEAT_MS}: gateway heartbeat period; 3 periods of silence = gone. */
+  gatewayHeartbeatMs?: number;
   /** {@link DEFAULT_DISCOVERY_MS}: a (re)connected router's wait for gateways to announce. */
   discoveryMs?: number;
   /** {@link DEFAULT_CONNECT_TIMEOUT_MS}: handshake limit of the first connection. */
@@ -67,7 +67,7 @@ export interface ResolvedNatsBusOptions {
   readonly name: string;
   readonly role: NatsBusRole;
   readonly tallyTimeoutMs: number;
-  readonly heartbeatMs: number;
+  readonly gatewayHeartbeatMs: number;
   readonly discoveryMs: number;
   readonly connectTimeoutMs: number;
   readonly reconnectTimeWaitMs: number;
@@ -117,7 +117,13 @@ export function resolveOptions(options: NatsBusOptions): ResolvedNatsBusOptions 
     name: options.name ?? 'switchboard',
     role,
     tallyTimeoutMs: int('tallyTimeoutMs', options.tallyTimeoutMs, DEFAULT_TALLY_TIMEOUT_MS, 1, 600_000),
-    heartbeatMs: int('heartbeatMs', options.heartbeatMs, DEFAULT_HEARTBEAT_MS, 10, 60_000),
+    gatewayHeartbeatMs: int(
+      'gatewayHeartbeatMs',
+      options.gatewayHeartbeatMs,
+      DEFAULT_GATEWAY_HEARTBEAT_MS,
+      10,
+      60_000,
+    ),
     discoveryMs: int('discoveryMs', options.discoveryMs, DEFAULT_DISCOVERY_MS, 0, 60_000),
     connectTimeoutMs: int(
       'connectTimeoutMs',

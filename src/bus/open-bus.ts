@@ -21,6 +21,10 @@ export interface OpenBusOptions {
   role?: NatsBusRole;
   /** How long to wait for the NATS server on startup (default 5 s). */
   connectTimeoutMs?: number;
+  /** How long a send waits for every gateway's count (default 2 s). */
+  tallyTimeoutMs?: number;
+  /** Gateway announcement period (default 1 s); 3 silent periods and a gateway is gone. */
+  gatewayHeartbeatMs?: number;
 }
 
 const ACCEPTED = '"local" or nats://host:port (several separated by commas)';
@@ -72,5 +76,7 @@ export async function openBus(url: string, options: OpenBusOptions = {}): Promis
     name: options.name,
     role: options.role,
     connectTimeoutMs: options.connectTimeoutMs,
+    tallyTimeoutMs: options.tallyTimeoutMs,
+    gatewayHeartbeatMs: options.gatewayHeartbeatMs,
   });
 }

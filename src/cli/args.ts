@@ -8,7 +8,10 @@
  */
 import { UsageError } from '../errors.js';
 
-/** Kinds of option value. `duration` is milliseconds (`250ms`, `10s`, `5m`, bare = ms); `size` is bytes (`64KB`, `1MB`). */
+/**
+ * Kinds of option value. `duration` is milliseconds, written with a unit (`250ms`, `10s`, `5m`,
+ * `1h`, `1d`; only `0` may go without); `size` is bytes (`65536`, `64KB`, `1MB`).
+ */
 export type OptionType = 'string' | 'int' | 'number' | 'boolean' | 'duration' | 'size' | 'list';
 
 export interface OptionSpec {
@@ -25,6 +28,11 @@ export interface OptionSpec {
   readonly choices?: readonly string[];
   /** Name shown for the value in help, e.g. `PORT`. */
   readonly placeholder?: string;
+  /**
+   * The default to show in help when `default` is left out because the value may still come
+   * from elsewhere (the environment, a config file).
+   */
+  readonly shownDefault?: string | number | boolean;
   /** The option may be given several times; values collect into a list. */
   readonly repeat?: boolean;
 }
@@ -57,7 +65,7 @@ export interface ParsedArgs {
   readonly help: boolean;
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
   kb: 1024,
@@ -68,11 +76,16 @@ const SIZE_UNITS: Record<string, number> = {
   g: 1024 ** 3,
 };
 
-/** Parses `10s`, `250ms`, `5m`, `1.5h`; a bare number is milliseconds. */
+/**
+ * Parses `10s`, `250ms`, `5m`, `1.5h`, `1d`. A unit is required (a bare `15` has meant 15 ms to
+ * one reader and 15 s to another); only `0` needs none.
+ */
 export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(text.trim());
+  const t = text.trim();
+  if (/^0+(\.0+)?$/.test(t)) return 0;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/i.exec(t);
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
 }
 
 /** Parses `65536`, `64KB`, `1MB`, `2g`; units are powers of 1024. */
@@ -92,9 +105,20 @@ function convert(
   spec: OptionSpec,
   raw: string,
 ): string | number | boolean | string[] {
-  const flag = flagName(name);
+  return convertText(spec, raw, `${cmd.name}: ${flagName(name)}`);
+}
+
+/**
+ * Converts `raw` as an option of `spec` would be, or throws {@link UsageError} that starts with
+ * `label` (a flag, an environment variable) and says what is allowed.
+ */
+export function convertText(
+  spec: OptionSpec,
+  raw: string,
+  label: string,
+): string | number | boolean | string[] {
   const fail = (what: string): never => {
-    throw new UsageError(`${cmd.name}: ${flag} ${what}, got ${JSON.stringify(raw)}`);
+    throw new UsageError(`${label} ${what}, got ${JSON.stringify(raw)}`);
   };
   let value: number;
   switch (spec.type) {
@@ -119,7 +143,7 @@ function convert(
       if (raw.trim() === '' || !Number.isFinite(value)) fail('must be a number');
       break;
     case 'duration':
-      value = parseDuration(raw) ?? fail('must be a duration such as 500ms, 10s, 5m (bare numbers are ms)');
+      value = parseDuration(raw) ?? fail('must be a duration with a unit, such as 500ms, 10s, 5m, 1h, 1d');
       break;
     case 'size':
       value = parseSize(raw) ?? fail('must be a size such as 65536, 64KB, 1MB');
@@ -225,7 +249,7 @@ export function parseArgs(cmd: CommandSpec, argv: readonly string[]): ParsedArgs
 }
 
 function showDefault(spec: OptionSpec): string {
-  const d = spec.default;
+  const d = spec.default ?? spec.shownDefault;
   if (d === undefined || d === false) return '';
   if (Array.isArray(d)) return d.length ? ` (default: ${d.join(',')})` : '';
   if (spec.type === 'duration' && typeof d === 'number') return ` (default: ${formatDuration(d)})`;
@@ -235,6 +259,7 @@ function showDefault(spec: OptionSpec): string {
 
 /** `90000` → `90s`, `250` → `250ms`. */
 export function formatDuration(ms: number): string {
+  if (ms !== 0 && ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
   if (ms !== 0 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms !== 0 && ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms !== 0 && ms % 1000 === 0) return `${ms / 1000}s`;

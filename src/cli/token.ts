@@ -1,7 +1,8 @@
 /** `switchboard token`: mints a client token, for scripts and for trying the auth by hand. */
 import { UsageError } from '../errors.js';
-import { MIN_SECRET_BYTES, signToken } from '../gateway/token.js';
+import { signToken } from '../gateway/token.js';
 import { validateId } from '../ids.js';
+import { MIN_SECRET_BYTES } from '../options.js';
 import { type CommandSpec, list, num, str } from './args.js';
 import type { Command } from './command.js';
 
@@ -20,6 +21,16 @@ const spec: CommandSpec = {
       placeholder: 'IDS',
     },
     ttl: { type: 'duration', description: 'How long the token is valid', default: 3_600_000, min: 1000 },
+    audience: {
+      type: 'string',
+      description: 'The aud claim (servers with --token-audience need it)',
+      placeholder: 'AUD',
+    },
+    issuer: {
+      type: 'string',
+      description: 'The iss claim (servers with --token-issuer need it)',
+      placeholder: 'ISS',
+    },
   },
   positionals: [{ name: 'id', description: 'The id the token logs in as', required: true }],
   epilog: 'Example:\n  curl -N "http://127.0.0.1:8000/feed/123?token=$(switchboard token 123)"',
@@ -43,7 +54,11 @@ export const command: Command = {
       throw new UsageError(`token: ${(err as Error).message}`);
     }
     const ttlSeconds = Math.ceil((num(values, 'ttl') ?? 3_600_000) / 1000);
-    ctx.stdout.write(`${signToken(secret, { sub, ids, ttlSeconds })}\n`);
+    const aud = str(values, 'audience');
+    const iss = str(values, 'issuer');
+    ctx.stdout.write(
+      `${signToken(secret, { sub, ids, ttlSeconds, ...(aud ? { aud } : {}), ...(iss ? { iss } : {}) })}\n`,
+    );
     return 0;
   },
 };

@@ -22,6 +22,10 @@ export interface GatewayOptions {
   readonly maxIdsPerConnection: number;
   /** HS256 secret for client tokens; empty: tokens are not accepted. */
   readonly tokenSecret: string;
+  /** Required token audience and issuer (empty: not checked); longest token lifetime from now (0: none). */
+  readonly tokenAudience: string;
+  readonly tokenIssuer: string;
+  readonly tokenMaxTtlMs: number;
   /** Whether an id from the URL alone, without a token, may log in. */
   readonly allowAnonymous: boolean;
   /** `Access-Control-Allow-Origin` for client responses; empty for none. */

@@ -191,7 +191,11 @@ function authenticate(
     return null;
   }
   try {
-    return verifyToken(opts.tokenSecret, token);
+    return verifyToken(opts.tokenSecret, token, Math.floor(Date.now() / 1000), {
+      audience: opts.tokenAudience,
+      issuer: opts.tokenIssuer,
+      maxTtlSeconds: Math.floor(opts.tokenMaxTtlMs / 1000),
+    });
   } catch (err) {
     ctx.stats.authFailures++;
     ctx.reject(conn, 401, errorMessage(err), 'WWW-Authenticate: Bearer error="invalid_token"\r\n');
