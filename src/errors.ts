@@ -14,12 +14,12 @@ export type ErrorCode =
   | 'ERR_USAGE'
   | 'ERR_PAYLOAD_TOO_LARGE'
   | 'ERR_NOT_FOUND'
+  | 'ERR_METHOD_NOT_ALLOWED'
   | 'ERR_UNAUTHORIZED'
-  | 'ERR_FORBIDDEN'
   | 'ERR_UNAVAILABLE'
-  | 'ERR_TIMEOUT'
   | 'ERR_CLOSED'
-  | 'ERR_INTERNAL';
+  | 'ERR_INTERNAL'
+  | 'ERR_WIRE_FORMAT';
 
 /** Base class: `code` is stable, `status` is the HTTP status an API answers with. */
 export class SwitchboardError extends Error {
@@ -41,8 +41,29 @@ export class SwitchboardError extends Error {
 
 /** Input from a client or a file that cannot be used (HTTP 400). */
 export class InvalidInputError extends SwitchboardError {
-  constructor(message: string, options: { cause?: unknown; code?: ErrorCode } = {}) {
-    super(options.code ?? 'ERR_INVALID_INPUT', message, { cause: options.cause, status: 400 });
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_INVALID_INPUT', message, { cause: options.cause, status: 400 });
+  }
+}
+
+/** An id that breaks the id rules (ids.ts), from a client or a file (HTTP 400). */
+export class InvalidIdError extends InvalidInputError {
+  override readonly code = 'ERR_INVALID_ID';
+}
+
+/** No such route (HTTP 404). */
+export class NotFoundError extends SwitchboardError {
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', message, { status: 404 });
+  }
+}
+
+/** The route exists but not with this method (HTTP 405); `allow` lists the methods it takes. */
+export class MethodNotAllowedError extends SwitchboardError {
+  readonly allow: readonly string[];
+  constructor(message: string, allow: readonly string[]) {
+    super('ERR_METHOD_NOT_ALLOWED', message, { status: 405 });
+    this.allow = allow;
   }
 }
 
@@ -62,24 +83,10 @@ export class UnauthorizedError extends SwitchboardError {
   }
 }
 
-/** Valid credentials that do not allow the request (HTTP 403). */
-export class ForbiddenError extends SwitchboardError {
-  constructor(message: string) {
-    super('ERR_FORBIDDEN', message, { status: 403 });
-  }
-}
-
 /** A dependency (bus, store) is down; the request was not carried out (HTTP 503). */
 export class UnavailableError extends SwitchboardError {
   constructor(message: string, options: { cause?: unknown } = {}) {
     super('ERR_UNAVAILABLE', message, { cause: options.cause, status: 503 });
-  }
-}
-
-/** An operation did not finish in time (HTTP 504). */
-export class TimeoutError extends SwitchboardError {
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super('ERR_TIMEOUT', message, { cause: options.cause, status: 504 });
   }
 }
 
@@ -90,17 +97,34 @@ export class ClosedError extends SwitchboardError {
   }
 }
 
-/** A bad option value given to the library or a command (CLI exit code 2). */
+/**
+ * A bad option value, or a component used in a way its configuration does not allow (CLI exit
+ * code 2). Reaching an API client at run time it is the server's fault, not the caller's: 500.
+ */
 export class ConfigError extends SwitchboardError {
-  constructor(message: string, options: { cause?: unknown; code?: ErrorCode } = {}) {
-    super(options.code ?? 'ERR_INVALID_OPTION', message, { cause: options.cause, status: 400 });
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_INVALID_OPTION', message, { cause: options.cause, status: 500 });
   }
 }
 
 /** Wrong command-line use: unknown flag, missing argument (CLI exit code 2). */
-export class UsageError extends ConfigError {
+export class UsageError extends SwitchboardError {
   constructor(message: string) {
-    super(message, { code: 'ERR_USAGE' });
+    super('ERR_USAGE', message, { status: 400 });
+  }
+}
+
+/** A broken internal invariant: a bug, reported with what was found. */
+export class InternalError extends SwitchboardError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_INTERNAL', message, { cause: options.cause, status: 500 });
+  }
+}
+
+/** A payload on the bus that is not in Switchboard's wire format (another program's, or corrupt). */
+export class WireFormatError extends SwitchboardError {
+  constructor(message: string) {
+    super('ERR_WIRE_FORMAT', message, { status: 500 });
   }
 }
 

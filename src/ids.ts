@@ -3,7 +3,7 @@
  * article notes Mnesia allows any term; we keep them to a safe alphabet so they can appear in
  * URLs, bus subjects and log lines without escaping.
  */
-import { InvalidInputError } from './errors.js';
+import { InvalidIdError } from './errors.js';
 
 /** Longest id accepted. */
 export const MAX_ID_LENGTH = 128;
@@ -32,7 +32,7 @@ export function validateId(id: unknown, what = 'id'): string {
   if (problem !== undefined) {
     const shown =
       typeof id === 'string' ? ` ${JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id)}` : '';
-    throw new InvalidInputError(`${what}${shown} ${problem}`, { code: 'ERR_INVALID_ID' });
+    throw new InvalidIdError(`${what}${shown} ${problem}`);
   }
   return id as string;
 }

@@ -90,8 +90,10 @@ export class EventIds {
   seqOf(eid: string): number | undefined {
     const dash = eid.lastIndexOf('-');
     if (dash <= 0 || eid.slice(0, dash) !== this.epoch) return undefined;
-    const seq = Number(eid.slice(dash + 1));
-    return Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
+    const digits = eid.slice(dash + 1);
+    // Decimal digits only: Number() would also take "1e0", "0x1" and " 1" as 1.
+    if (!/^\d{1,15}$/.test(digits)) return undefined;
+    return Number(digits);
   }
 }
 

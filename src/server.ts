@@ -10,12 +10,14 @@
  * Embedded defaults: a SQLite file under `--data` and the in-process bus; `--store postgres://…`
  * and `--bus nats://…` for more than one process.
  */
+
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { ApiServer } from './api/api-server.js';
 import type { StatsSnapshot } from './api/metrics.js';
 import type { Bus, BusStats } from './bus/bus.js';
 import { openBus } from './bus/open-bus.js';
+import { ConfigError } from './errors.js';
 import { Gateway } from './gateway/gateway.js';
 import { connectionCeiling } from './limits.js';
 import { createLogger, type Logger } from './log.js';
@@ -139,13 +141,13 @@ export class Switchboard {
 
   /** `http://host:port` of the client port. */
   get clientUrl(): string {
-    if (this.gateway === undefined) throw new Error('this process has no client port (role router)');
+    if (this.gateway === undefined) throw new ConfigError('this process has no client port (role router)');
     return `http://${hostPort(this.gateway.address())}`;
   }
 
   /** `http://host:port` of the API port. */
   get apiUrl(): string {
-    if (!this.options.api) throw new Error('this process serves no API (--no-api)');
+    if (!this.options.api) throw new ConfigError('this process serves no API (--no-api)');
     return `http://${hostPort(this.api.address())}`;
   }
 

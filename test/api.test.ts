@@ -37,7 +37,7 @@ describe('POST /api/send', () => {
     ],
     [
       'body over the limit',
-      JSON.stringify({ id: 'x', msg: 'y'.repeat(5000) }),
+      JSON.stringify({ id: 'x', msg: 'y'.repeat(8000) }),
       413,
       /request body is .* the limit/,
     ],

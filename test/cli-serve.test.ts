@@ -1,10 +1,11 @@
 /** `switchboard serve` as a user runs it: help, bad flags, the README session, SIGTERM. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { CliProcess } from './support/processes.js';
+import { CLI_MAIN, CliProcess } from './support/processes.js';
 import { get, RawClient } from './support/server.js';
 
 async function run(
@@ -66,4 +67,36 @@ test('the README session: serve, curl a stream, publish, SIGTERM ends streams an
     server.killNow();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('serve --data under /proc is refused at once (exit 2), not a spin at 100% CPU', async () => {
+  const r = await run(['serve', '--data', '/proc/sys/sbtest', '--port', '0', '--api-port', '0']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /cannot keep data under \/proc\/sys\/sbtest/);
+});
+
+test('a corrupt database file is named in the error', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-corrupt-'));
+  try {
+    writeFileSync(path.join(dir, 'switchboard.db'), randomBytes(8192));
+    const r = await run(['serve', '--data', dir, '--port', '0', '--api-port', '0']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /switchboard\.db is not a sound SQLite database \(SQLITE_NOTADB/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('switchboard doctor | head -1 ends quietly when the reader goes away', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn('sh', [
+    '-c',
+    `node ${JSON.stringify(CLI_MAIN)} doctor | head -c 10 >/dev/null; echo "\${PIPESTATUS:-}"`,
+  ]);
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => {
+    err += d;
+  });
+  await new Promise((resolve) => child.on('close', resolve));
+  assert.doesNotMatch(err, /EPIPE|Error/, err);
 });

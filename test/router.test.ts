@@ -107,3 +107,21 @@ test('a message over the size limit is refused before anything happens', async (
   await assert.rejects(router.send('rj', 'x'.repeat(2000)), /2000 bytes, the limit is 1024/);
   await assert.rejects(router.send('bad id', 'x'), /id "bad id" contains " "/);
 });
+
+test('event ids parse strictly: only decimal digits after the epoch', () => {
+  const ids = new EventIds('ep');
+  assert.equal(ids.seqOf('ep-1'), 1);
+  assert.equal(ids.seqOf('ep-0'), 0);
+  for (const bad of [
+    'ep-1e0',
+    'ep-0x1',
+    'ep- 1',
+    'ep-1.0',
+    'ep--1',
+    'ep-',
+    'ep-9999999999999999',
+    'other-1',
+  ]) {
+    assert.equal(ids.seqOf(bad), undefined, bad);
+  }
+});

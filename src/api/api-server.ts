@@ -19,14 +19,16 @@
  * nothing is sent. With an API key set, every path but `/healthz` needs
  * `Authorization: Bearer <key>` (or `X-Api-Key`).
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
-  errorMessage,
   InvalidInputError,
   isSwitchboardError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
   SwitchboardError,
   UnauthorizedError,
   UnavailableError,
@@ -86,7 +88,9 @@ export class ApiServer {
   readonly #backend: ApiBackend;
   readonly #opts: ApiOptions;
   readonly #log: Logger;
-  readonly #key: Buffer | undefined;
+  /** HMAC of the API key under a per-process random key: compared in constant time, whatever the length given. */
+  readonly #keyMac: Buffer | undefined;
+  readonly #macKey = randomBytes(32);
   readonly #shedder: LoadShedder;
   /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
   readonly #routes: [path: string, methods: Record<string, Handler>][];
@@ -96,7 +100,7 @@ export class ApiServer {
     this.#backend = backend;
     this.#opts = opts;
     this.#log = log;
-    this.#key = opts.apiKey ? Buffer.from(opts.apiKey) : undefined;
+    this.#keyMac = opts.apiKey ? this.#mac(opts.apiKey) : undefined;
     this.#shedder = new LoadShedder({ maxInflight: opts.maxInflight, maxLagMs: opts.maxLagMs }, loop);
     this.#routes = [
       ['/api/send', { POST: (req, res) => this.#send(req, res) }],
@@ -154,21 +158,15 @@ export class ApiServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     const path = url.split('?', 1)[0]!;
+    // Authenticate first: without the key, routes and methods cannot be enumerated by 404/405.
+    if (path !== '/healthz') this.#authorize(req);
     const found = this.#match(path);
-    if (found === undefined) {
-      json(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `no API route for ${path}` } });
-      return;
-    }
+    if (found === undefined) throw new NotFoundError(`no API route for ${path}`);
     const [methods, param] = found;
     const handler = methods[req.method ?? ''];
     if (handler === undefined) {
-      res.setHeader('Allow', Object.keys(methods).join(', '));
-      json(res, 405, {
-        error: { code: 'ERR_INVALID_INPUT', message: `${req.method} is not allowed on ${path}` },
-      });
-      return;
+      throw new MethodNotAllowedError(`${req.method} is not allowed on ${path}`, Object.keys(methods));
     }
-    if (path !== '/healthz') this.#authorize(req);
     await handler(req, res, param);
   }
 
@@ -184,20 +182,26 @@ export class ApiServer {
     return undefined;
   }
 
+  #mac(text: string): Buffer {
+    return createHmac('sha256', this.#macKey).update(text).digest();
+  }
+
   #authorize(req: IncomingMessage): void {
-    if (this.#key === undefined) return;
+    if (this.#keyMac === undefined) return;
     const auth = req.headers.authorization;
     const given = auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : req.headers['x-api-key'];
-    const buf = Buffer.from(typeof given === 'string' ? given : '');
-    if (buf.length !== this.#key.length || !timingSafeEqual(buf, this.#key)) {
+    // Comparing MACs of both keys leaks neither the key's bytes nor its length through timing.
+    if (!timingSafeEqual(this.#mac(typeof given === 'string' ? given : ''), this.#keyMac)) {
       throw new UnauthorizedError('a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
     }
   }
 
   async #send(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The message limit counts the message, not its JSON escaping: a control character is six
+    // bytes as \u0000, so the body may be up to six times the message.
     const body = await readBody(
       req,
-      Math.min(this.#opts.maxBodyBytes, 2 * this.#opts.maxMessageBytes + 1024),
+      Math.min(this.#opts.maxBodyBytes, 6 * this.#opts.maxMessageBytes + 1024),
     );
     const obj = asObject(parseJson(body.toString()), 'request body');
     const out = this.#backend.router.prepare(obj.id, obj.msg);
@@ -220,8 +224,21 @@ export class ApiServer {
     });
   }
 
-  /** Runs a send of `n` messages if the server is not overloaded; otherwise 503, nothing sent. */
+  /**
+   * Runs a send of `n` messages if the server can take it: 503 + Retry-After (nothing sent) while
+   * draining or overloaded; 413 for a batch larger than the in-flight limit itself.
+   */
   async #admitted<T>(n: number, send: () => Promise<T>): Promise<T> {
+    if (!this.#backend.health().checks.accepting) {
+      throw new UnavailableError('the server is shutting down; message not sent, retry on another server');
+    }
+    const max = this.#opts.maxInflight;
+    if (max > 0 && n > max) {
+      throw new PayloadTooLargeError(
+        `a batch of ${n} messages is over the in-flight limit of ${max}; split it`,
+        max,
+      );
+    }
     const refused = this.#shedder.acquire(n);
     if (refused !== undefined) throw new UnavailableError(refused.reason);
     try {
@@ -291,7 +308,7 @@ export class ApiServer {
     else if (err instanceof URIError) e = new InvalidInputError('path is not valid percent-encoding');
     else {
       this.#log.error('API request failed', { err });
-      e = new SwitchboardError('ERR_INTERNAL', `internal error: ${errorMessage(err)}`);
+      e = new SwitchboardError('ERR_INTERNAL', 'internal error (logged on the server)');
     }
     if (e.status >= 500) this.#log.warn('API request failed', { err: e });
     if (res.headersSent) {
@@ -302,6 +319,7 @@ export class ApiServer {
     if (e.status === 413) res.setHeader('Connection', 'close');
     if (e.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
     if (e.status === 503) res.setHeader('Retry-After', '1');
+    if (e instanceof MethodNotAllowedError) res.setHeader('Allow', e.allow.join(', '));
     json(res, e.status, e.toJSON());
   }
 }

@@ -12,7 +12,13 @@
  * Falls back to `nc.publish()` when the handler does not have the expected shape.
  */
 import { type Msg, type NatsConnection, NatsConnectionImpl } from '@nats-io/transport-node';
-import { errorMessage, InvalidInputError, PayloadTooLargeError, UnavailableError } from '../errors.js';
+import {
+  ClosedError,
+  errorMessage,
+  InvalidInputError,
+  PayloadTooLargeError,
+  UnavailableError,
+} from '../errors.js';
 import { ID_PATTERN } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Message } from '../message.js';
@@ -47,7 +53,8 @@ function frameWriter(nc: NatsConnection): FrameWriter | undefined {
   const ph = nc.protocol;
   if (typeof ph?.sendCommand !== 'function' || typeof ph.isClosed !== 'function') return undefined;
   return (frames) => {
-    if (ph.isClosed() || ph.noMorePublishing) throw new Error('the NATS connection is closed or draining');
+    if (ph.isClosed() || ph.noMorePublishing)
+      throw new ClosedError('the NATS connection is closed or draining');
     ph.sendCommand(frames);
   };
 }

@@ -3,7 +3,7 @@
  * the gateway's registry. Interest is tracked only for stats; delivery already goes only to ids
  * with local connections.
  */
-import { ClosedError } from '../errors.js';
+import { ClosedError, ConfigError } from '../errors.js';
 import type { Message } from '../message.js';
 import type { Bus, BusStats, BusStatusListener, Deliverer, PublishOutcome } from './bus.js';
 
@@ -20,7 +20,7 @@ export class LocalBus implements Bus {
   }
 
   attach(deliverer: Deliverer): void {
-    if (this.#deliverer !== undefined) throw new Error('a deliverer is already attached to this bus');
+    if (this.#deliverer !== undefined) throw new ConfigError('a deliverer is already attached to this bus');
     this.#deliverer = deliverer;
   }
 

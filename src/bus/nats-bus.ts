@@ -202,7 +202,7 @@ export class NatsBus implements Bus {
   attach(deliverer: Deliverer): void {
     if (this.#o.role === 'router')
       throw new ConfigError("this bus was opened with role 'router' and cannot attach a deliverer");
-    if (this.#receiver !== undefined) throw new Error('a deliverer is already attached to this bus');
+    if (this.#receiver !== undefined) throw new ConfigError('a deliverer is already attached to this bus');
     if (this.#closed) throw new ClosedError('the bus is closed');
     this.#receiver = new GatewayReceiver({
       deliverer,

@@ -26,6 +26,7 @@
  * `index` points into the request's seq list, so a reply is as small as the gateway's share.
  */
 
+import { InvalidInputError, WireFormatError } from '../errors.js';
 import { Message } from '../message.js';
 import type { GatewayLoad } from './bus.js';
 
@@ -47,10 +48,7 @@ export function tokenToId(token: string): string {
   return token.includes('~') ? token.replaceAll('~', '.') : token;
 }
 
-/** Thrown for a payload that is not one of ours (another program on the same prefix, a bug). */
-export class WireFormatError extends Error {
-  override readonly name = 'WireFormatError';
-}
+export { WireFormatError };
 
 /** `data` as a Buffer; the client hands out Buffers already, so this is usually free. */
 export function view(data: Uint8Array): Buffer {
@@ -67,8 +65,8 @@ export function encodeMessage(pubId: string, seq: number, msg: Message): Buffer 
   const e = Buffer.byteLength(msg.eid);
   const s = Buffer.byteLength(msg.subject);
   const b = Buffer.byteLength(msg.body);
-  if (p > 255) throw new RangeError(`publisher id is ${p} bytes, the limit is 255`);
-  if (e > 0xffff || s > 0xffff) throw new RangeError('event id or subject longer than 65535 bytes');
+  if (p > 255) throw new InvalidInputError(`publisher id is ${p} bytes, the limit is 255`);
+  if (e > 0xffff || s > 0xffff) throw new InvalidInputError('event id or subject longer than 65535 bytes');
   const buf = Buffer.allocUnsafe(1 + 1 + p + 8 + 8 + 2 + e + 2 + s + b);
   let o = buf.writeUInt8(FORMAT_MESSAGE, 0);
   o = buf.writeUInt8(p, o);

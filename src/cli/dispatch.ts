@@ -3,7 +3,7 @@
  * Exit codes: 0 success, 1 failure at run time, 2 wrong use (unknown command or flag, bad value),
  * 130 interrupted twice.
  */
-import { ConfigError, errorMessage, isSwitchboardError } from '../errors.js';
+import { ConfigError, errorMessage, isSwitchboardError, UsageError } from '../errors.js';
 import { formatHelp, parseArgs } from './args.js';
 import type { Command, CommandContext } from './command.js';
 
@@ -81,9 +81,9 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
     }
     return await cmd.run(args, ctx);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
       ctx.stderr.write(`switchboard ${found.name}: ${err.message.replace(`${found.name}: `, '')}\n`);
-      ctx.stderr.write(`Run 'switchboard ${found.name} --help' for usage.\n`);
+      if (err instanceof UsageError) ctx.stderr.write(`Run 'switchboard ${found.name} --help' for usage.\n`);
       return 2;
     }
     const code = isSwitchboardError(err) ? ` [${err.code}]` : '';

@@ -22,6 +22,13 @@ function runFromProcess(): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // `switchboard doctor | head -1`: the reader went away; stop quietly as other Unix tools do.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   const ctx: CommandContext = {
     stdout: process.stdout,
     stderr: process.stderr,

@@ -19,9 +19,11 @@
  * connection drops, taking its interests with it, and routers stop counting it when its
  * heartbeats stop (≤ 3 s).
  */
+
 import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { ConfigError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /** One kind of worker and how to start it. */
@@ -73,7 +75,7 @@ export class Supervisor {
   readonly #listened: [number, AddressInfo][] = [];
 
   constructor(o: SupervisorOptions) {
-    if (!cluster.isPrimary) throw new Error('the supervisor runs in the primary process');
+    if (!cluster.isPrimary) throw new ConfigError('the supervisor runs in the primary process');
     this.#o = o;
     for (let i = 1; i <= o.gateways; i++) this.#slots.push(slot('gateway', i));
     for (let i = 1; i <= o.routers; i++) this.#slots.push(slot('router', i));
@@ -136,7 +138,7 @@ export class Supervisor {
       });
       worker.once('exit', (code, signal) => {
         if (seen < needs)
-          reject(new Error(`${s.role} ${s.n} exited (${signal ?? code}) before it was ready`));
+          reject(new UnavailableError(`${s.role} ${s.n} exited (${signal ?? code}) before it was ready`));
       });
     });
     worker.once('exit', (code, signal) => this.#exited(s, worker, code, signal));

@@ -13,6 +13,7 @@ import type { Bus } from '../bus/bus.js';
 import { InvalidInputError, PayloadTooLargeError, UnavailableError } from '../errors.js';
 import { validateId } from '../ids.js';
 import { bodyOf, type EventIds, Message } from '../message.js';
+import { DEFAULTS } from '../options.js';
 import type { SubscriptionStore } from '../store/store.js';
 import type { History, Replay } from './history.js';
 
@@ -53,7 +54,8 @@ export interface RouterStats {
   readonly partialSends: number;
 }
 
-export const DEFAULT_PAGE_SIZE = 1000;
+/** Longest run of a batch between two event-loop turns, ms. */
+export const SLICE_MS = 20;
 
 export class Router {
   readonly #bus: Bus;
@@ -72,7 +74,7 @@ export class Router {
     this.#store = opts.store;
     this.#ids = opts.ids;
     this.#history = opts.history;
-    this.#pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
+    this.#pageSize = opts.pageSize ?? DEFAULTS.pageSize;
     this.#maxBytes = opts.maxMessageBytes;
   }
 
@@ -84,7 +86,13 @@ export class Router {
     const at = where ? `${where}.` : '';
     const valid = validateId(id, `${at}id`);
     if (msg === undefined) throw new InvalidInputError(`${at}msg is missing`);
-    const body = bodyOf(msg);
+    let body: string;
+    try {
+      body = bodyOf(msg);
+    } catch (err) {
+      // JSON.stringify of a deeply nested value overflows the stack: the input's fault, a 400.
+      throw new InvalidInputError(`${at}msg is nested too deeply to send`, { cause: err });
+    }
     const bytes = Buffer.byteLength(body);
     if (bytes > this.#maxBytes) {
       throw new PayloadTooLargeError(
@@ -136,14 +144,21 @@ export class Router {
   /**
    * Sends messages in order (each after the previous one's delivery), as the batch API does.
    * Validate them all with {@link prepare} first, so a bad one rejects the batch before any is sent.
+   * Embedded, every await here settles as a microtask, so a big batch would hold the event loop
+   * for seconds: it goes in slices of at most {@link SLICE_MS} of work, with a turn between.
    */
   async sendAll(outs: readonly Outgoing[]): Promise<SendResult> {
     let delivered = 0;
     let complete = true;
+    let sliceStart = performance.now();
     for (const out of outs) {
       const r = await this.sendPrepared(out);
       delivered += r.delivered;
       complete &&= r.complete;
+      if (performance.now() - sliceStart > SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
     }
     return { delivered, complete };
   }

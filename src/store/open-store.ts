@@ -6,7 +6,7 @@
  *   folders are created). `sqlite::memory:` is a private in-memory database, for tests.
  * - `postgres://…` or `postgresql://…` — a PostgreSQL database shared by many processes.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
@@ -41,7 +41,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     const { SqliteStore } = await import('./sqlite-store.js');
     if (rest === ':memory:') return SqliteStore.open(':memory:', { logger });
     const file = path.resolve(rest);
-    mkdirSync(path.dirname(file), { recursive: true });
+    makeDirectory(path.dirname(file));
     return SqliteStore.open(file, { logger });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
@@ -49,4 +49,36 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     return PostgresStore.open(url, { logger });
   }
   throw new ConfigError(`store URL ${JSON.stringify(url)} is not supported; accepted: ${STORE_URL_FORMS}`);
+}
+
+/** Pseudo file systems, where a database can never live (and `mkdir -p` may spin: Node loops on /proc/sys). */
+const PSEUDO_ROOTS = ['/proc', '/sys', '/dev'];
+
+/**
+ * Creates `dir` and its parents, one level at a time and a bounded number of levels, refusing
+ * pseudo file systems with a clear error instead of Node's `mkdirSync(…, {recursive})`, which
+ * spins for ever under /proc/sys.
+ */
+export function makeDirectory(dir: string): void {
+  const abs = path.resolve(dir);
+  if (PSEUDO_ROOTS.some((root) => abs === root || abs.startsWith(`${root}/`))) {
+    throw new ConfigError(`cannot keep data under ${abs}: ${abs.split('/')[1]} is not a place for files`);
+  }
+  const missing: string[] = [];
+  let at = abs;
+  for (let depth = 0; !existsSync(at); depth++) {
+    if (depth > 64) throw new ConfigError(`cannot create ${abs}: too many missing parent directories`);
+    missing.push(at);
+    at = path.dirname(at);
+  }
+  if (!statSync(at).isDirectory()) throw new ConfigError(`cannot create ${abs}: ${at} is not a directory`);
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') {
+        throw new ConfigError(`cannot create ${d}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+  }
 }

@@ -21,6 +21,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type Database from 'better-sqlite3';
+import { InternalError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type BoundId, encodePairs, sqlId } from './sqlite-encoding.js';
 import {
@@ -221,8 +222,8 @@ function addCount(db: Database.Database, added: number): void {
 /** Throws when the two key orders did not change by the same number of rows (a damaged file). */
 function checkSameChanges(added: number, addedBySubscriber: number): void {
   if (added !== addedBySubscriber) {
-    throw new Error(
-      `internal: bulk load added ${added} subscriptions but ${addedBySubscriber} rows by subscriber; rolled back`,
+    throw new InternalError(
+      `bulk load added ${added} subscriptions but ${addedBySubscriber} rows by subscriber; rolled back`,
     );
   }
 }

@@ -12,6 +12,7 @@
  * as much as the rest of the bulk-load encoding together.) Lookups bind the number as is: SQLite
  * compares REAL 42.0 and INTEGER 42 as equal, in indexes too.
  */
+import { InternalError } from '../errors.js';
 import { MAX_ID_LENGTH } from '../ids.js';
 import type { Subscription } from './store.js';
 import { validateSubscriptions } from './subscription-input.js';
@@ -69,7 +70,7 @@ export function encodePairs(subs: readonly Subscription[], what = 'subscriptions
     const er = ee === undefined ? undefined : encodeId(s!.subscriber);
     if (ee === undefined || er === undefined || ee === er) {
       validateSubscriptions(subs, what); // throws, naming the first bad pair
-      throw new Error(`internal: pair ${i} failed the fast id check but passed validation`);
+      throw new InternalError(`pair ${i} failed the fast id check but passed validation`);
     }
     out[2 * i] = ee;
     out[2 * i + 1] = er;

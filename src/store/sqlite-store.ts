@@ -27,7 +27,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
+import { ClosedError, ConfigError, errorMessage, InternalError, UnavailableError } from '../errors.js';
 import { validateId } from '../ids.js';
 import { type Logger, silentLogger } from '../log.js';
 import { bulkLoad, insertFlat, ROWS_PER_INSERT } from './sqlite-bulk-load.js';
@@ -110,8 +110,7 @@ interface Statements {
 
 /** Throws (rolling the transaction back) when the two key orders did not change alike: a damaged file. */
 function sameChanges(what: string, n: number, nEr: number): number {
-  if (n !== nEr)
-    throw new Error(`internal: ${what} changed ${n} subscriptions but ${nEr} rows by subscriber`);
+  if (n !== nEr) throw new InternalError(`${what} changed ${n} subscriptions but ${nEr} rows by subscriber`);
   return n;
 }
 
@@ -354,9 +353,18 @@ export class SqliteStore implements SubscriptionStore {
   }
 }
 
-/** `err` as {@link UnavailableError} when it says the file cannot serve now, else unchanged. */
+/**
+ * `err` as {@link UnavailableError} when it says the file cannot serve now, as
+ * {@link ConfigError} naming the file when it is not a (sound) SQLite database, else unchanged.
+ */
 function translate(err: unknown, location: string, what: string): unknown {
   const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    return new ConfigError(
+      `SQLite store ${location} is not a sound SQLite database (${code}, ${what}): restore it from a backup or move it away`,
+      { cause: err },
+    );
+  }
   if (typeof code === 'string' && UNAVAILABLE_SQLITE_CODE.test(code)) {
     return new UnavailableError(`SQLite store ${location} is unavailable (${what}): ${errorMessage(err)}`, {
       cause: err,

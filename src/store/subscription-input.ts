@@ -2,7 +2,7 @@
  * Input checks shared by every {@link SubscriptionStore} implementation, so both backends reject
  * the same input with the same message, before anything is written (all or nothing).
  */
-import { InvalidInputError } from '../errors.js';
+import { InvalidIdError, InvalidInputError } from '../errors.js';
 import { idProblem, validateId } from '../ids.js';
 import type { Subscription } from './store.js';
 
@@ -38,9 +38,7 @@ export function validateSubscriptions(subs: unknown, what = 'subscriptions'): re
     ] as const) {
       const problem = idProblem(value);
       if (problem !== undefined) {
-        throw new InvalidInputError(`${what}[${i}].${field}${shown(value)} ${problem}`, {
-          code: 'ERR_INVALID_ID',
-        });
+        throw new InvalidIdError(`${what}[${i}].${field}${shown(value)} ${problem}`);
       }
     }
     if (subscriber === subscribee) {

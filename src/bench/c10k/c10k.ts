@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, errorMessage } from '../../errors.js';
+import { ConfigError, errorMessage, UsageError } from '../../errors.js';
 import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { formatSample, runMemlog, type Sample, takeSample } from '../../tools/memlog/memlog.js';
@@ -171,7 +171,7 @@ class C10kRun {
       }
       if (!this.#aborted && this.#rampComplete) await this.#messages();
     } catch (err) {
-      if (err instanceof ConfigError) {
+      if (err instanceof ConfigError || err instanceof UsageError) {
         configError = err;
         this.#problems.push(err.message);
       } else if (!this.#aborted) this.#problems.push(errorMessage(err));
@@ -193,7 +193,7 @@ class C10kRun {
       this.#port = Number(new URL(o.serverUrl).port || 80);
       this.#pids = o.serverPids.length > 0 ? o.serverPids : await findPortOwners(this.#port);
       if (this.#pids.length === 0)
-        throw new Error(`no process found serving port ${this.#port}; pass --server-pid`);
+        throw new ConfigError(`no process found serving port ${this.#port}; pass --server-pid`);
       return;
     }
     this.#enter('server', 'starting the server');

@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, UnavailableError } from '../../errors.js';
 import { type FloodPlan, type MachineLimits, parseSources, planFlood, readMachineLimits } from './plan.js';
 import { FloodPool, type FloodStats, type PoolOptions } from './pool.js';
 import { type FloodReport, type FloodSummary, sumStats, toReport } from './report.js';
@@ -178,7 +178,7 @@ class ForkRunner implements Runner {
       ready.push(
         new Promise<void>((resolve, reject) => {
           const onExit = (code: number | null): void =>
-            reject(new Error(`flood worker ${index} exited (${code}) before it was ready`));
+            reject(new UnavailableError(`flood worker ${index} exited (${code}) before it was ready`));
           child.once('exit', onExit);
           child.once('error', reject);
           child.on('message', (msg: FromWorker) => {

@@ -6,6 +6,7 @@
  * for the same seed on every machine; xoshiro128** uses only 32-bit integer operations, which
  * JavaScript performs exactly (`Math.imul`, shifts), so its output is identical everywhere.
  */
+import { ConfigError } from '../../errors.js';
 
 /** One step of splitmix32-style mixing: a well-spread 32-bit value from a counter. */
 function mix32(x: number): number {
@@ -30,7 +31,7 @@ export class Xoshiro128 {
 
   /** `seed` is any safe integer (its low and high 32 bits are both used). */
   constructor(seed: number) {
-    if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be a safe integer, got ${seed}`);
+    if (!Number.isSafeInteger(seed)) throw new ConfigError(`seed must be a safe integer, got ${seed}`);
     const lo = seed >>> 0;
     const hi = Math.floor(seed / TWO_32) >>> 0;
     let counter = mix32(lo ^ mix32(hi + GOLDEN));
