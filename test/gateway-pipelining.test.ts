@@ -5,7 +5,7 @@
  * opened before the attack still gets its messages.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -94,6 +94,59 @@ describe('one server', () => {
   });
 });
 
+describe('a client that pipelines and never reads', () => {
+  test('is paused, then cut at its head deadline, with the server RSS bounded', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-noread-'));
+    const server = new CliProcess(
+      [
+        'serve',
+        '--port',
+        '0',
+        '--api-port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--data',
+        dir,
+        '--head-timeout',
+        '2s',
+      ],
+      { cwd: dir },
+    );
+    try {
+      const port = Number((await server.waitFor(/clients: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
+      const rss = (): number =>
+        Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]) * 1024;
+      const before = rss();
+      const s = net.connect(port, '127.0.0.1');
+      s.pause();
+      s.on('error', () => undefined);
+      const burst = Buffer.from(KINDS.OPTIONS.repeat(1000));
+      let sent = 0;
+      // About 9 MB of requests in bursts, never reading a byte of the answers.
+      for (let i = 0; i < 200; i++) {
+        if (s.writableLength < 8 * 1024 * 1024) {
+          s.write(burst);
+          sent += burst.length;
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const during = rss();
+      const closed = new Promise((resolve) => s.on('close', resolve));
+      s.resume(); // let the close be seen
+      await closed;
+      assert.ok(sent > 4 * 1024 * 1024, `sent ${sent}`);
+      assert.ok(
+        during - before < 40 * 1024 * 1024,
+        `server RSS grew ${Math.round((during - before) / 1e6)} MB`,
+      );
+    } finally {
+      await server.stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a cluster', () => {
   let dir: string;
   let cluster: CliProcess;
@@ -115,13 +168,22 @@ describe('a cluster', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('20,000 pipelined OPTIONS on several connections: every gateway stays up, streams keep flowing', async () => {
+  test('2,000 and 20,000 pipelined OPTIONS, HEAD, healthz and polls: every gateway stays up, streams keep flowing', async () => {
     const port = Number(new URL(ready.clients).port);
     const watchers = Array.from({ length: 6 }, (_, i) => new RawClient(port, get(`/test/w${i}`)));
     for (const w of watchers) await w.waitFor('welcomes you');
-    // Several connections, so the cluster's port hands them to both gateways.
-    const answers = await Promise.all(Array.from({ length: 4 }, () => pipeline(port, KINDS.OPTIONS, 20_000)));
-    assert.deepEqual(answers, [20_000, 20_000, 20_000, 20_000]);
+    for (const count of [2000, 20_000]) {
+      // Several connections of each, so the cluster's port hands them to both gateways.
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, () => pipeline(port, KINDS.OPTIONS, count)).concat(
+          (['HEAD', 'healthz', 'poll'] as const).flatMap((kind) => [
+            pipeline(port, KINDS[kind], count, 300),
+            pipeline(port, KINDS[kind], count, 300),
+          ]),
+        ),
+      );
+      assert.deepEqual(answers.slice(0, 4), [count, count, count, count]);
+    }
     for (const pid of Object.values(ready.pids)) process.kill(pid, 0); // throws if a process is gone
     for (let i = 0; i < watchers.length; i++) {
       const res = await fetch(`${ready.api}/api/send`, {
