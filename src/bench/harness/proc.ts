@@ -8,7 +8,7 @@
  * of processes between awaits. Every reader returns `undefined` for a process that is gone.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Used when `getconf` is missing: USER_HZ is 100 on every mainstream Linux. */
 const FALLBACK_CLOCK_TICKS = 100;
@@ -96,4 +96,42 @@ export function machineCpu(): { busy: number; total: number } {
 export function readRssKb(pid: number): number | undefined {
   const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readProcFile(`/proc/${pid}/status`) ?? '');
   return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Memory of one process from `/proc/<pid>/smaps_rollup`, in bytes. RSS counts every resident
+ * page, shared ones (the node binary, libraries) once per process; PSS splits each shared page
+ * between the processes sharing it, so PSS summed over processes is what they take together;
+ * private is what this process alone holds (what ending it would free).
+ */
+export interface ProcessMemory {
+  readonly rssBytes: number;
+  readonly pssBytes: number;
+  readonly privateBytes: number;
+}
+
+/** {@link ProcessMemory} of `pid`, or `undefined` when the process is gone (or not readable). */
+export function readProcessMemory(pid: number): ProcessMemory | undefined {
+  const text = readProcFile(`/proc/${pid}/smaps_rollup`);
+  if (text === undefined) return undefined;
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  return {
+    rssBytes: kb('Rss'),
+    pssBytes: kb('Pss'),
+    privateBytes: kb('Private_Clean') + kb('Private_Dirty'),
+  };
+}
+
+/** Open file descriptors of `pid`, or `undefined` when the process is gone. */
+export function countFds(pid: number): number | undefined {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `MemAvailable` of the machine, bytes (`/proc/meminfo`). */
+export function memAvailableBytes(): number {
+  return Number(/^MemAvailable:\s+(\d+) kB/m.exec(readProcFile('/proc/meminfo') ?? '')?.[1] ?? 0) * 1024;
 }
