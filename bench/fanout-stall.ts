@@ -30,11 +30,11 @@ import {
   numberList,
   parseBenchArgs,
 } from '../src/bench/harness/args.js';
-import { machineCpu } from '../src/bench/harness/proc.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Subscription } from '../src/store/store.js';
 import { listTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
+import { machineCpu } from '../src/tools/proc.js';
 import {
   type BenchServer,
   cleanupOnExit,

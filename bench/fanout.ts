@@ -37,10 +37,10 @@ import {
   parseBenchArgs,
 } from '../src/bench/harness/args.js';
 import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
-import { machineCpu } from '../src/bench/harness/proc.js';
 import { templateTargets } from '../src/tools/flood/targets.js';
 import { LatencyHistogram } from '../src/tools/msggen/latency.js';
 import { MAX_BATCH, type MsggenOptions, type MsggenSummary } from '../src/tools/msggen/msggen.js';
+import { machineCpu } from '../src/tools/proc.js';
 import {
   type BenchServer,
   cleanupOnExit,

@@ -20,8 +20,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BenchSpec, NODE_ARGS_OPTION, nodeArgsOf, parseBenchArgs } from '../src/bench/harness/args.js';
-import { readRssKb } from '../src/bench/harness/proc.js';
 import { ServerProcess } from '../src/bench/harness/server-process.js';
+import { readRssKb } from '../src/tools/proc.js';
 
 const spec = {
   name: 'bench/idle-memory.js',

@@ -23,8 +23,8 @@ import path from 'node:path';
 import { MAX_C10K_CONNECTIONS } from '../src/bench/c10k/options.js';
 import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
 import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
-import { readRssKb } from '../src/bench/harness/proc.js';
 import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
+import { readRssKb } from '../src/tools/proc.js';
 import { sleep } from './support.js';
 
 const spec = {

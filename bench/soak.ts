@@ -14,8 +14,8 @@
  */
 import net from 'node:net';
 import { type BenchSpec, NODE_ARGS_OPTION, nodeArgsOf, parseBenchArgs } from '../src/bench/harness/args.js';
-import { countFds, memAvailableBytes, readProcessMemory } from '../src/bench/harness/proc.js';
 import { ServerProcess } from '../src/bench/harness/server-process.js';
+import { countFds, memAvailableBytes, readProcessMemory } from '../src/tools/proc.js';
 import { cleanup, cleanupOnExit, note, round, sleep, tempDir } from './support.js';
 
 const spec = {

@@ -15,13 +15,13 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/bench/harness/proc.js';
+import type { OptionSpec } from '../src/args.js';
 import { ServerProcess } from '../src/bench/harness/server-process.js';
-import type { OptionSpec } from '../src/cli/args.js';
 import type { ServerOptionsInput } from '../src/options.js';
 import type { FloodStats, FloodTargets, PoolOptions } from '../src/tools/flood/pool.js';
 import type { FromWorker, ToWorker } from '../src/tools/flood/worker.js';
 import { bucketRange, type HistogramSnapshot } from '../src/tools/msggen/latency.js';
+import { type CpuTimes, machineCpu, readCpuTimes, readRssKb } from '../src/tools/proc.js';
 
 const FLOOD_WORKER = fileURLToPath(new URL('../src/tools/flood/worker.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);

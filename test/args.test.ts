@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type CommandSpec, formatHelp, parseArgs, parseDuration, parseSize } from '../src/cli/args.js';
+import { type CommandSpec, formatHelp, parseArgs, parseDuration, parseSize } from '../src/args.js';
 import { UsageError } from '../src/errors.js';
 
 const spec: CommandSpec = {

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CliProcess } from '../src/bench/harness/cli-process.js';
+import { ServerProcess } from '../src/bench/harness/server-process.js';
+import { ConfigError } from '../src/errors.js';
 import {
   clockTicks,
   machineCpu,
@@ -14,9 +16,7 @@ import {
   readCpuTimes,
   readRssKb,
   sumCpuSeconds,
-} from '../src/bench/harness/proc.js';
-import { ServerProcess } from '../src/bench/harness/server-process.js';
-import { ConfigError } from '../src/errors.js';
+} from '../src/tools/proc.js';
 
 /** A pid no process has (above the kernel's pid_max). */
 const GONE = 2 ** 30;

@@ -5,7 +5,6 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readRssKb } from '../src/bench/harness/proc.js';
 import { InvalidInputError } from '../src/errors.js';
 import {
   formatDate,
@@ -21,6 +20,7 @@ import {
   scanPort,
   TCP_TABLES,
 } from '../src/tools/memlog/sockets.js';
+import { readRssKb } from '../src/tools/proc.js';
 import { runCli } from './support/cli.js';
 
 /** A server in its own process (the test process must not be the one holding the port). */

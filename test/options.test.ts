@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseArgs } from '../src/cli/args.js';
+import { parseArgs } from '../src/args.js';
 import { loadServerOptions, serverFlags } from '../src/cli/server-config.js';
 import { ConfigError } from '../src/errors.js';
 import { DEFAULTS, envOf, flagOf, OPTIONS, resolveOptions, type ServerOptionsInput } from '../src/options.js';

@@ -40,7 +40,7 @@ import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
 import { asObject, parseBatch, parseJson, readBody } from './body.js';
 import { LoadShedder } from './load-shedder.js';
-import { renderMetrics, type StatsSnapshot } from './metrics.js';
+import { type ApiLoad, renderMetrics, type StatsSnapshot } from './metrics.js';
 
 /** Largest `limit=` of a paged subscriber or subscription list. */
 const MAX_LIST_PAGE = 10_000;
@@ -66,19 +66,6 @@ export interface ApiOptions {
   readonly maxInflight: number;
   /** Event-loop lag (ms) past which new publishes get 503; 0: no limit. */
   readonly maxLagMs: number;
-}
-
-/** The publish API's own load figures, for stats. */
-export interface ApiLoad {
-  /** Messages being sent now. */
-  readonly inflight: number;
-  /** Messages refused with 503 because the server was overloaded. */
-  readonly shed: number;
-  /** Worst event-loop lag of the last second, ms. */
-  readonly eventLoopLagMs: number;
-  /** Event-loop delay since start, p99 and max, ms. */
-  readonly eventLoopDelayP99Ms: number;
-  readonly eventLoopDelayMaxMs: number;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, param: string) => Promise<void>;

@@ -2,7 +2,19 @@
  * The stats snapshot behind `GET /api/stats`, and its Prometheus text rendering for `GET /metrics`
  * (exposition format 0.0.4: `# HELP`, `# TYPE`, one sample per line).
  */
-import type { ApiLoad } from './api-server.js';
+
+/** The publish API's own load figures, for stats. */
+export interface ApiLoad {
+  /** Messages being sent now. */
+  readonly inflight: number;
+  /** Messages refused with 503 because the server was overloaded. */
+  readonly shed: number;
+  /** Worst event-loop lag of the last second, ms. */
+  readonly eventLoopLagMs: number;
+  /** Event-loop delay since start, p99 and max, ms. */
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
+}
 
 /** Everything `/api/stats` reports. Counters are since process start. */
 export interface StatsSnapshot {

@@ -8,12 +8,12 @@
  * MISMATCH line says why), 2 for bad flags.
  */
 
+import { bool, list, num, str } from '../args.js';
 import { C10K_DEFAULTS, type C10kEvent, MAX_C10K_CONNECTIONS, runC10k } from '../bench/c10k/c10k.js';
 import { formatC10kSummary } from '../bench/c10k/summary.js';
 import { shellJoin, splitArgs } from '../bench/harness/shell.js';
 import { formatMs } from '../tools/msggen/latency.js';
 import { MAX_BATCH } from '../tools/msggen/msggen.js';
-import { bool, list, num, str } from './args.js';
 import type { Command } from './command.js';
 
 const d = C10K_DEFAULTS;

@@ -3,6 +3,7 @@
  * one-liner output) as a PNG or SVG, the format taken from the output file's extension.
  */
 import { readFile, writeFile } from 'node:fs/promises';
+import { num, str } from '../args.js';
 import { InvalidInputError, UsageError } from '../errors.js';
 import {
   chartFormatFor,
@@ -11,7 +12,6 @@ import {
   renderChart,
 } from '../tools/memlog/chart.js';
 import { parseMemlog } from '../tools/memlog/memlog.js';
-import { num, str } from './args.js';
 import type { Command } from './command.js';
 
 export const command: Command = {

@@ -8,13 +8,13 @@
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bool, type CommandSpec, num, str } from '../args.js';
 import { Supervisor } from '../cluster/supervisor.js';
 import { UsageError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { DEFAULTS, LEAN_NODE_ARGS } from '../options.js';
 import { untilSignal } from '../server.js';
 import { defaultStoreUrl } from '../store/open-store.js';
-import { bool, type CommandSpec, num, str } from './args.js';
 import type { Command } from './command.js';
 
 const spec: CommandSpec = {

@@ -2,7 +2,7 @@
  * The shape of a `switchboard` subcommand. Each command lives in its own file under `src/cli/`
  * and is loaded lazily by `main.ts`, so `switchboard serve` never loads the load-test tools.
  */
-import type { CommandSpec, ParsedArgs } from './args.js';
+import type { CommandSpec, ParsedArgs } from '../args.js';
 
 /** What a command may use besides its arguments (replaced in tests). */
 export interface CommandContext {

@@ -3,8 +3,9 @@
  * Exit codes: 0 success, 1 failure at run time, 2 wrong use (unknown command or flag, bad value),
  * 130 interrupted twice.
  */
+
+import { formatHelp, parseArgs } from '../args.js';
 import { ConfigError, errorMessage, isSwitchboardError, UsageError } from '../errors.js';
-import { formatHelp, parseArgs } from './args.js';
 import type { Command, CommandContext } from './command.js';
 
 interface Entry {

@@ -1,6 +1,7 @@
 /** `switchboard doctor`: checks this box's limits against a connection target. Exit 1 if one fails. */
+
+import { bool, type CommandSpec, num } from '../args.js';
 import { type Check, runChecks } from '../tools/doctor.js';
-import { bool, type CommandSpec, num } from './args.js';
 import type { Command } from './command.js';
 
 const spec: CommandSpec = {

@@ -6,6 +6,8 @@
  * Report lines and the summary go to stdout (`--json`: one JSON object per line, the summary
  * last with `"type":"summary"`); the live ramp-up line and warnings go to stderr.
  */
+
+import { bool, list, num, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import {
   DEFAULT_MAX_CONNECTING,
@@ -15,7 +17,6 @@ import {
 } from '../tools/flood/flood.js';
 import { AUTO_PER_SOURCE, DEFAULT_PER_PROC } from '../tools/flood/plan.js';
 import { type FloodReport, formatReport, formatSummary } from '../tools/flood/report.js';
-import { bool, list, num, str } from './args.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';
 

@@ -9,10 +9,10 @@
 import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { bool, num, str } from '../args.js';
 import { errorMessage, SwitchboardError, UsageError } from '../errors.js';
 import { type DegreeStats, degreeStats, degreesFromEndpoints } from '../tools/friends/degree-stats.js';
 import { baEdgeCount, baOptionsProblem, writeFriendsGraph } from '../tools/friends/generate.js';
-import { bool, num, str } from './args.js';
 import type { Command } from './command.js';
 import { formatCount, Progress } from './progress.js';
 

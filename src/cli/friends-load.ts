@@ -6,12 +6,12 @@
  * re-running after a fix is safe).
  */
 import { stat } from 'node:fs/promises';
+import { bool, num, str } from '../args.js';
 import { createLogger } from '../log.js';
 import { defaultStoreUrl, openStore } from '../store/open-store.js';
 import type { SubscriptionStore } from '../store/store.js';
 import { DEFAULT_BATCH_EDGES, openEdgeListFile } from '../tools/friends/edge-list.js';
 import { loadFriends } from '../tools/friends/load.js';
-import { bool, num, str } from './args.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';
 

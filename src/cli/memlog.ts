@@ -4,9 +4,9 @@
  * goes to stderr so stdout stays a clean log.
  */
 import { open } from 'node:fs/promises';
+import { formatDuration, list, num, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_MEMLOG_INTERVAL_MS, runMemlog } from '../tools/memlog/memlog.js';
-import { formatDuration, list, num, str } from './args.js';
 import type { Command } from './command.js';
 
 export const command: Command = {

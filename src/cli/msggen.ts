@@ -4,6 +4,8 @@
  * constant open-loop `--rate`. The work is in src/tools/msggen/msggen.ts; this file reads flags and
  * prints. Reports and the summary go to stdout (`--json`: JSON lines, summary last).
  */
+
+import { bool, num, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import {
   DEFAULT_API,
@@ -13,7 +15,6 @@ import {
   MAX_BATCH,
   runMsggen,
 } from '../tools/msggen/msggen.js';
-import { bool, num, str } from './args.js';
 import type { Command } from './command.js';
 
 export const command: Command = {

@@ -1,6 +1,7 @@
 /** `switchboard send <id> <msg>`: publishes one message through a running server's API. */
+
+import { type CommandSpec, str } from '../args.js';
 import { UnavailableError } from '../errors.js';
-import { type CommandSpec, str } from './args.js';
 import type { Command } from './command.js';
 
 const spec: CommandSpec = {

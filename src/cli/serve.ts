@@ -4,10 +4,11 @@
  * options table (src/options.ts) through server-config.ts, as do the environment variables and
  * the config file it reads.
  */
+
+import type { CommandSpec } from '../args.js';
 import { createLogger } from '../log.js';
 import { resolveOptions } from '../options.js';
 import { Switchboard, untilSignal } from '../server.js';
-import type { CommandSpec } from './args.js';
 import type { Command } from './command.js';
 import { loadServerOptions, serverFlags } from './server-config.js';
 

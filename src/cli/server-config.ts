@@ -15,6 +15,7 @@
  * need to be on a command line that `ps` shows.
  */
 import { readFileSync } from 'node:fs';
+import { convertText, type OptionSpec, type OptionValue } from '../args.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import {
   envOf,
@@ -25,7 +26,6 @@ import {
   type ServerOptionsInput,
   valueProblem,
 } from '../options.js';
-import { convertText, type OptionSpec, type OptionValue } from './args.js';
 
 const NAMES = Object.keys(OPTIONS) as OptionName[];
 

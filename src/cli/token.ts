@@ -1,9 +1,10 @@
 /** `switchboard token`: mints a client token, for scripts and for trying the auth by hand. */
+
+import { type CommandSpec, list, num, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import { signToken } from '../gateway/token.js';
 import { validateId } from '../ids.js';
 import { MIN_SECRET_BYTES } from '../options.js';
-import { type CommandSpec, list, num, str } from './args.js';
 import type { Command } from './command.js';
 
 const spec: CommandSpec = {

@@ -5,7 +5,7 @@
  * flag instead of running with NaN, and `--help` prints them. The values come back typed from
  * the declaration (`int` → number, `boolean` → boolean, …; `| undefined` without a default).
  */
-import { type CommandSpec, formatHelp, type OptionSpec, parseArgs } from '../../cli/args.js';
+import { type CommandSpec, formatHelp, type OptionSpec, parseArgs } from '../../args.js';
 import { UsageError } from '../../errors.js';
 import { LEAN_NODE_ARGS } from '../../options.js';
 

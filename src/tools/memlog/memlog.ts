@@ -31,8 +31,8 @@
  * `chart-axis` picks its round ticks and labels.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readRssKb } from '../../bench/harness/proc.js';
 import { InvalidInputError, UnavailableError } from '../../errors.js';
+import { readRssKb } from '../proc.js';
 import { findServerProcesses, scanPort } from './sockets.js';
 
 /** The article's interval: one line a minute. */

@@ -114,7 +114,8 @@ export interface ProcessMemory {
 export function readProcessMemory(pid: number): ProcessMemory | undefined {
   const text = readProcFile(`/proc/${pid}/smaps_rollup`);
   if (text === undefined) return undefined;
-  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
   return {
     rssBytes: kb('Rss'),
     pssBytes: kb('Pss'),

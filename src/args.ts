@@ -6,7 +6,7 @@
  * {@link UsageError}; `main.ts` turns that into exit code 2 with the message and a pointer to
  * `--help`.
  */
-import { UsageError } from '../errors.js';
+import { UsageError } from './errors.js';
 
 /**
  * Kinds of option value. `duration` is milliseconds, written with a unit (`250ms`, `10s`, `5m`,
