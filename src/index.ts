@@ -39,4 +39,4 @@ export {
 export type { Router, RouterStats } from './router/router.js';
 export { type StartOptions, Switchboard } from './server.js';
 export { defaultStoreUrl, openStore } from './store/open-store.js';
-export type { StoreStats, Subscription, SubscriptionStore } from './store/store.js';
+export type { BulkLoader, Store, StoreStats, Subscription, SubscriptionStore } from './store/store.js';

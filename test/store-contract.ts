@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ClosedError, InvalidInputError } from '../src/errors.js';
-import type { Subscription, SubscriptionStore } from '../src/store/store.js';
+import type { Store, Subscription } from '../src/store/store.js';
 
 const sorted = (xs: readonly string[]): string[] => [...xs].sort();
 
@@ -35,11 +35,7 @@ function fans(subscribee: string, prefix: string, count: number): Subscription[]
  * @param open opens the suite's store location (the same data on every call)
  * @param cleanup removes that location; called once, after every case and after the stores closed
  */
-export function storeContract(
-  name: string,
-  open: () => Promise<SubscriptionStore>,
-  cleanup: () => Promise<void>,
-): void {
+export function storeContract(name: string, open: () => Promise<Store>, cleanup: () => Promise<void>): void {
   describe(`SubscriptionStore contract: ${name}`, () => {
     const run = randomBytes(4).toString('hex');
     let cases = 0;
@@ -49,9 +45,9 @@ export function storeContract(
     const numericBase = (): number =>
       (Number.parseInt(run, 16) % 1_000_000) * 1_000_000_000 + ++cases * 100_000;
 
-    let store: SubscriptionStore;
-    const extra: SubscriptionStore[] = [];
-    const openExtra = async (): Promise<SubscriptionStore> => {
+    let store: Store;
+    const extra: Store[] = [];
+    const openExtra = async (): Promise<Store> => {
       const s = await open();
       extra.push(s);
       return s;

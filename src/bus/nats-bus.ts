@@ -35,7 +35,7 @@ import { GatewayReceiver } from './gateway-receiver.js';
 import { createInterests, type InterestTable } from './interests.js';
 import { Membership } from './membership.js';
 import * as codec from './nats-codec.js';
-import { type NatsBusOptions, type ResolvedNatsBusOptions, resolveOptions } from './nats-options.js';
+import { type NatsBusOptions, type ResolvedNatsBusOptions, resolveNatsOptions } from './nats-options.js';
 import type { PublishResult } from './tally.js';
 
 export type { NatsBusOptions } from './nats-options.js';
@@ -126,7 +126,7 @@ export class NatsBus implements Bus {
 
   /** Connects to NATS; rejects with {@link UnavailableError} when no server answers in time. */
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
-    const o = resolveOptions(options);
+    const o = resolveNatsOptions(options);
     let nc: NatsConnection;
     try {
       nc = await connect({

@@ -93,7 +93,7 @@ function int(name: string, value: number | undefined, fallback: number, min: num
 }
 
 /** Merges `options` with the defaults; throws {@link ConfigError} naming the first bad option. */
-export function resolveOptions(options: NatsBusOptions): ResolvedNatsBusOptions {
+export function resolveNatsOptions(options: NatsBusOptions): ResolvedNatsBusOptions {
   const servers = typeof options.servers === 'string' ? [options.servers] : [...options.servers];
   if (servers.length === 0 || servers.some((s) => typeof s !== 'string' || s.trim() === '' || /\s/.test(s))) {
     throw new ConfigError(

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { bool, num, str } from '../args.js';
 import { createLogger } from '../log.js';
 import { defaultStoreUrl, openStore } from '../store/open-store.js';
-import type { SubscriptionStore } from '../store/store.js';
+import type { Store } from '../store/store.js';
 import { DEFAULT_BATCH_EDGES, openEdgeListFile } from '../tools/friends/edge-list.js';
 import { loadFriends } from '../tools/friends/load.js';
 import type { Command } from './command.js';
@@ -74,7 +74,7 @@ export const command: Command = {
     const name = fromStdin ? 'stdin' : file;
     const total = fromStdin ? undefined : (await stat(file)).size;
 
-    const store: SubscriptionStore | undefined = dryRun
+    const store: Store | undefined = dryRun
       ? undefined
       : await openStore(url, { dataDir, logger: createLogger('warn', ctx.stderr) });
     const progress = new Progress({

@@ -29,7 +29,7 @@ import { unchunk } from './frames.js';
 import type { GatewayOptions } from './gateway-options.js';
 import type { Receiver } from './hub.js';
 import type { CommonHeaders } from './responses.js';
-import type { GatewayStats } from './stats.js';
+import type { GatewayStats, TransportName } from './stats.js';
 
 /** Where a connection is in its life. The transport is separate: {@link Connection.transport}. */
 export enum State {
@@ -44,8 +44,7 @@ export enum State {
   Closed = 4,
 }
 
-/** The transports, as named in stats. */
-export type TransportName = 'test' | 'plain' | 'sse' | 'ws' | 'poll';
+export type { TransportName } from './stats.js';
 
 /** Why a resume could not replay: the last id the client gave and the reason. */
 export interface Gap {

@@ -36,7 +36,7 @@ import { isHeadError, readHead } from './http-head.js';
 import { Hub, type InterestListener } from './hub.js';
 import { route } from './request.js';
 import { type CommonHeaders, errorResponse } from './responses.js';
-import { GatewayStats, type OpenByKind } from './stats.js';
+import { emptyOpenByKind, GatewayStats, type OpenByKind } from './stats.js';
 import { answerPollEmpty } from './transports/poll.js';
 import { DeadlineSlots } from './wheel.js';
 
@@ -126,7 +126,7 @@ export class Gateway implements GatewayContext, Deliverer {
 
   /** Open sockets by state and transport; the parts add up to {@link open}. */
   openByKind(): OpenByKind {
-    const out: OpenByKind = { head: 0, test: 0, plain: 0, sse: 0, ws: 0, poll: 0, ending: 0 };
+    const out = emptyOpenByKind();
     for (const c of this.#conns) {
       if (c.state === State.Ending) out.ending++;
       else if (c.state === State.Head || c.transport === null) out.head++;

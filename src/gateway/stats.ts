@@ -32,18 +32,22 @@ export class GatewayStats {
   errors = 0;
 }
 
+/** The transports, as named in stats: one module each under transports/. */
+export const TRANSPORT_NAMES = ['test', 'plain', 'sse', 'ws', 'poll'] as const;
+export type TransportName = (typeof TRANSPORT_NAMES)[number];
+
 /**
  * Open sockets by state and transport, computed from the connection list on demand; the parts
- * add up to the gateway's open count.
+ * add up to the gateway's open count. `head`: reading a request head (new or between keep-alive
+ * requests); `ending`: final answer written, waiting for the client to close (at most the linger
+ * time); the rest by transport.
  */
-export interface OpenByKind {
-  /** Reading a request head (new or between keep-alive requests). */
-  head: number;
-  test: number;
-  plain: number;
-  sse: number;
-  ws: number;
-  poll: number;
-  /** Final answer written, waiting for the client to close (at most the linger time). */
-  ending: number;
+export type OpenByKind = Record<'head' | TransportName | 'ending', number>;
+
+/** A zero count of each. */
+export function emptyOpenByKind(): OpenByKind {
+  const out = { head: 0 } as OpenByKind;
+  for (const name of TRANSPORT_NAMES) out[name] = 0;
+  out.ending = 0;
+  return out;
 }

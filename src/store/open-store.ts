@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import type { SubscriptionStore } from './store.js';
+import type { Store } from './store.js';
 
 /** Options for {@link openStore}. */
 export interface OpenStoreOptions {
@@ -31,7 +31,7 @@ export function defaultStoreUrl(dataDir: string): string {
  * Opens (and migrates, when needed) the store named by `url`. Throws {@link ConfigError} for a URL
  * of unknown form; resolves once the store is ready to answer.
  */
-export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<SubscriptionStore> {
+export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
   const logger = options.logger ?? silentLogger;
   if (url.startsWith('sqlite:')) {
     // `sqlite://PATH` is accepted as well: `sqlite:///abs/file.db` is the absolute path.

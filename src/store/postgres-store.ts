@@ -24,7 +24,7 @@ import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../err
 import { validateId } from '../ids.js';
 import { type Logger, silentLogger } from '../log.js';
 import { mergeStage, migrate } from './postgres-schema.js';
-import type { StoreStats, Subscription, SubscriptionStore } from './store.js';
+import type { BulkLoader, StoreStats, Subscription, SubscriptionStore } from './store.js';
 import { validatePageSize, validateSubscriptions, validateUser } from './subscription-input.js';
 
 /** Options for {@link PostgresStore.open}. */
@@ -92,7 +92,7 @@ function redact(url: string): string {
 }
 
 /** {@link SubscriptionStore} on PostgreSQL. Open with {@link PostgresStore.open}. */
-export class PostgresStore implements SubscriptionStore {
+export class PostgresStore implements SubscriptionStore, BulkLoader {
   readonly kind = 'postgres';
   readonly location: string;
   /** The full URL (with any password), for the bulk loader's own connection. */

@@ -32,7 +32,7 @@ import { validateId } from '../ids.js';
 import { type Logger, silentLogger } from '../log.js';
 import { bulkLoad, insertFlat, ROWS_PER_INSERT } from './sqlite-bulk-load.js';
 import { type BoundId, decodeId, encodeId, encodePairs, insertPairsSql } from './sqlite-encoding.js';
-import type { StoreStats, Subscription, SubscriptionStore } from './store.js';
+import type { BulkLoader, StoreStats, Subscription, SubscriptionStore } from './store.js';
 import { READ_PAGE_SIZE, validatePageSize, validateUser } from './subscription-input.js';
 
 /** Options for {@link SqliteStore.open}. */
@@ -118,7 +118,7 @@ function sameChanges(what: string, n: number, nEr: number): number {
 type Direction = 'subscribers' | 'subscriptions';
 
 /** {@link SubscriptionStore} on a SQLite file. Open with {@link SqliteStore.open}. */
-export class SqliteStore implements SubscriptionStore {
+export class SqliteStore implements SubscriptionStore, BulkLoader {
   readonly kind = 'sqlite';
   readonly location: string;
   readonly #db: Database.Database;

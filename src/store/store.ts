@@ -59,6 +59,16 @@ export interface SubscriptionStore {
     limit: number,
   ): Promise<{ ids: string[]; next: string | null }>;
 
+  stats(): Promise<StoreStats>;
+
+  close(): Promise<void>;
+}
+
+/**
+ * The loading side of a store, apart from what a serving process uses: only `friends load` needs
+ * it. Every store implements both; {@link openStore} returns both.
+ */
+export interface BulkLoader {
   /**
    * Bulk load: adds every pair from `batches` as fast as the backend allows, with set semantics.
    * All or nothing for the whole load: a bad pair, a failing source, an outage or `close()` leave
@@ -67,8 +77,7 @@ export interface SubscriptionStore {
    * the final write blocks the event loop: bulk loads are for `friends load`, not a serving process.
    */
   bulkLoad(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }>;
-
-  stats(): Promise<StoreStats>;
-
-  close(): Promise<void>;
 }
+
+/** A store as `openStore` returns it: serving and loading. */
+export type Store = SubscriptionStore & BulkLoader;

@@ -18,13 +18,13 @@
  * A self-loop line (`5 5`) is skipped and counted: the store refuses self-subscriptions, since a
  * message sent to an id already reaches it.
  */
-import type { Subscription, SubscriptionStore } from '../../store/store.js';
+import type { Store, Subscription } from '../../store/store.js';
 import { DEFAULT_BATCH_EDGES, type EdgeBatch, EdgeListError, readEdgeBatches } from './edge-list.js';
 
 /** Options for {@link loadFriends}. */
 export interface FriendsLoadOptions {
   /** Where to load; ignored (may be undefined) when `dryRun`. */
-  readonly store: SubscriptionStore | undefined;
+  readonly store: Store | undefined;
   /** The edge list: a file stream or any chunk iterable. */
   readonly input: AsyncIterable<Buffer | string>;
   /** Name of the input for messages (the file path). */
