@@ -91,8 +91,8 @@ function insertKeys(keys: SortedKeys, many: Statement, one: Statement): number {
   let i = 0;
   for (; i < whole; i += ROWS_PER_INSERT) {
     for (let k = 0; k < ROWS_PER_INSERT; k++) {
-      args[2 * k] = words[2 * (i + k) + 1];
-      args[2 * k + 1] = words[2 * (i + k)];
+      args[2 * k] = words[2 * (i + k) + 1]!;
+      args[2 * k + 1] = words[2 * (i + k)]!;
     }
     changed += many.run(...args).changes;
   }
@@ -125,8 +125,8 @@ class Stage {
   addWords(words: Uint32Array): void {
     const pairs: number[] = new Array(words.length);
     for (let i = 0; i < words.length; i += 2) {
-      pairs[i] = words[i + 1];
-      pairs[i + 1] = words[i];
+      pairs[i] = words[i + 1]!;
+      pairs[i + 1] = words[i]!;
     }
     this.add(pairs);
   }

@@ -96,7 +96,8 @@ export class PairKeys {
     for (let i = 0; i < n; i++) {
       const s = batch[i];
       const ee = s === null || typeof s !== 'object' ? -1 : smallNumericId(s.subscribee);
-      const er = ee < 0 ? -1 : smallNumericId(s.subscriber);
+      // `ee` is -1 unless `s` is an object, so `s` is one here.
+      const er = ee < 0 ? -1 : smallNumericId(s!.subscriber);
       if (er < 0 || ee === er) {
         // Throws for an invalid pair; valid ids that are not small numbers end the fast path.
         validateSubscriptions(batch, what);
@@ -116,7 +117,7 @@ export class PairKeys {
   *drain(): Generator<Uint32Array> {
     const chunks = this.#take();
     for (let i = 0; i < chunks.length; i++) {
-      const chunk = chunks[i];
+      const chunk = chunks[i]!;
       chunks[i] = EMPTY; // let it be collected once handed out
       yield chunk;
     }
@@ -162,14 +163,14 @@ interface TransposePlan {
 function planTranspose(keys: SortedKeys): TransposePlan | undefined {
   const { words, count } = keys;
   let maxLo = 0;
-  for (let i = 0; i < count; i++) if (words[2 * i] > maxLo) maxLo = words[2 * i];
+  for (let i = 0; i < count; i++) if (words[2 * i]! > maxLo) maxLo = words[2 * i]!;
   const bits = 32 - Math.clz32(maxLo);
   if (bits > MAX_COUNTING_BITS) return undefined;
   const shift = Math.max(0, bits - TOP_BITS);
   const top = (maxLo >>> shift) + 1;
   const start = new Uint32Array(top + 1);
-  for (let i = 0; i < count; i++) start[(words[2 * i] >>> shift) + 1]++;
-  for (let b = 0; b < top; b++) start[b + 1] += start[b];
+  for (let i = 0; i < count; i++) start[(words[2 * i]! >>> shift) + 1]!++;
+  for (let b = 0; b < top; b++) start[b + 1]! += start[b]!;
   return { shift, top, start };
 }
 
@@ -189,15 +190,15 @@ function transposeRange(
 ): void {
   const { words, count } = keys;
   const { shift, start } = plan;
-  const base = start[from];
+  const base = start[from]!;
   const next = start.slice(from, to);
   const first = from * 2 ** shift;
   const end = to * 2 ** shift;
   for (let i = 0; i < count; i++) {
-    const lo = words[2 * i];
+    const lo = words[2 * i]!;
     if (lo < first || lo >= end) continue;
-    const at = 2 * (next[(lo >>> shift) - from]++ - base);
-    out[at] = words[2 * i + 1];
+    const at = 2 * (next[(lo >>> shift) - from]!++ - base);
+    out[at] = words[2 * i + 1]!;
     out[at + 1] = lo;
   }
   if (shift === 0) return;
@@ -205,19 +206,19 @@ function transposeRange(
   const mask = 2 ** shift - 1;
   const sub = new Uint32Array(mask + 2);
   let largest = 0;
-  for (let b = from; b < to; b++) largest = Math.max(largest, start[b + 1] - start[b]);
+  for (let b = from; b < to; b++) largest = Math.max(largest, start[b + 1]! - start[b]!);
   const tmp = new Uint32Array(2 * largest);
   for (let b = from; b < to; b++) {
-    const lo = start[b] - base;
-    const hi = start[b + 1] - base;
+    const lo = start[b]! - base;
+    const hi = start[b + 1]! - base;
     if (hi - lo < 2) continue;
     sub.fill(0);
-    for (let i = lo; i < hi; i++) sub[(out[2 * i + 1] & mask) + 1]++;
-    for (let v = 0; v <= mask; v++) sub[v + 1] += sub[v];
+    for (let i = lo; i < hi; i++) sub[(out[2 * i + 1]! & mask) + 1]!++;
+    for (let v = 0; v <= mask; v++) sub[v + 1]! += sub[v]!;
     for (let i = lo; i < hi; i++) {
-      const at = 2 * sub[out[2 * i + 1] & mask]++;
-      tmp[at] = out[2 * i];
-      tmp[at + 1] = out[2 * i + 1];
+      const at = 2 * sub[out[2 * i + 1]! & mask]!++;
+      tmp[at] = out[2 * i]!;
+      tmp[at + 1] = out[2 * i + 1]!;
     }
     out.set(tmp.subarray(0, 2 * (hi - lo)), 2 * lo);
   }
@@ -253,8 +254,8 @@ export function isSymmetric(keys: SortedKeys): boolean {
   // pairs of `keys` right after the stretches already compared.
   for (let from = 0, at = 0; from < top; ) {
     let to = from + 1;
-    while (to < top && start[to + 1] - start[from] <= groupPairs) to++;
-    const size = start[to] - start[from];
+    while (to < top && start[to + 1]! - start[from]! <= groupPairs) to++;
+    const size = start[to]! - start[from]!;
     if (buffer.length < 2 * size) buffer = new Uint32Array(2 * Math.max(size, groupPairs));
     transposeRange(keys, plan, from, to, buffer);
     for (let i = 0; i < 2 * size; i++) if (buffer[i] !== words[2 * at + i]) return false;
@@ -289,31 +290,31 @@ function bucketSort(sources: Uint32Array[], count: number, maxHi: number, swap: 
   // Float64: a bucket can hold more than 2^32 words in principle, and doubles are exact here.
   const start = new Float64Array(buckets + 1);
   for (const src of sources) {
-    for (let i = hiAt; i < src.length; i += 2) start[(src[i] >>> shift) + 1]++;
+    for (let i = hiAt; i < src.length; i += 2) start[(src[i]! >>> shift) + 1]!++;
   }
-  for (let b = 0; b < buckets; b++) start[b + 1] += start[b];
+  for (let b = 0; b < buckets; b++) start[b + 1]! += start[b]!;
   const next = start.slice(0, buckets);
   const out = new Uint32Array(2 * count);
   for (let s = 0; s < sources.length; s++) {
-    const src = sources[s];
+    const src = sources[s]!;
     sources[s] = EMPTY;
     for (let i = 0; i < src.length; i += 2) {
-      const hi = src[i + hiAt];
-      const at = 2 * next[hi >>> shift]++;
-      out[at] = src[i + loAt];
+      const hi = src[i + hiAt]!;
+      const at = 2 * next[hi >>> shift]!++;
+      out[at] = src[i + loAt]!;
       out[at + 1] = hi;
     }
   }
   for (let b = 0; b < buckets; b++) {
-    const from = start[b];
-    const to = start[b + 1];
+    const from = start[b]!;
+    const to = start[b + 1]!;
     if (to - from > 1) new BigUint64Array(out.buffer, from * 8, to - from).sort();
   }
   // Drop duplicates in place.
   let kept = 0;
   for (let i = 0; i < count; i++) {
-    const lo = out[2 * i];
-    const hi = out[2 * i + 1];
+    const lo = out[2 * i]!;
+    const hi = out[2 * i + 1]!;
     if (kept > 0 && out[2 * kept - 2] === lo && out[2 * kept - 1] === hi) continue;
     out[2 * kept] = lo;
     out[2 * kept + 1] = hi;
