@@ -69,6 +69,15 @@ class CountingDeliverer implements Deliverer {
     for (const id of recipients) if (this.#ids.has(id)) n++;
     return this.#last === msg ? n : 0;
   }
+  count(id: string): number {
+    return this.#ids.has(id) ? 1 : 0;
+  }
+  disconnect(id: string): number {
+    return this.#ids.delete(id) ? 1 : 0;
+  }
+  heldIds(): Iterable<string> {
+    return this.#ids;
+  }
 }
 
 async function gateway(server: string, prefix: string, ids: readonly string[]): Promise<NatsBus> {
@@ -167,7 +176,7 @@ async function publishCost(server: string, recipients: number): Promise<Record<s
     const sends = 10_000;
     const c0 = process.cpuUsage();
     for (let i = 0; i < sends; i += 100) {
-      const batch: Promise<number>[] = [];
+      const batch: Promise<unknown>[] = [];
       for (let j = 0; j < 100; j++)
         batch.push(bus.publish(new Message(`p${i + j}`, 's', 'publish cost probe body', 0), ids));
       await Promise.all(batch);
@@ -195,7 +204,7 @@ async function interestHeap(server: string, n: number): Promise<Record<string, n
       prefix: `heap-${process.pid}-${lean}`,
       leanInterests: lean,
     });
-    bus.attach({ deliver: () => 0, load: () => ({ connections: 0, ids: 0 }) });
+    bus.attach(new CountingDeliverer());
     const ids = Array.from({ length: n }, (_, i) => `user:${i}`);
     await bus.flush();
     gc();
@@ -346,7 +355,7 @@ async function loadBench(
       inflight++;
       sent++;
       router.publish(msg, ids).then(
-        (n) => {
+        ({ delivered: n }) => {
           if (samples < latencies.length) latencies[samples++] = performance.now() - t0;
           delivered += n;
           if (n !== recipients) inexact++;

@@ -16,6 +16,9 @@ import type { AddressInfo } from 'node:net';
 import { ApiServer } from './api/api-server.js';
 import type { StatsSnapshot } from './api/metrics.js';
 import type { Bus, BusStats } from './bus/bus.js';
+import { JetStreamLog } from './bus/jetstream-log.js';
+import type { MessageLog } from './bus/message-log.js';
+import { NatsBus } from './bus/nats-bus.js';
 import { openBus } from './bus/open-bus.js';
 import { ConfigError } from './errors.js';
 import { Gateway } from './gateway/gateway.js';
@@ -24,6 +27,7 @@ import { createLogger, type Logger } from './log.js';
 import { EventIds } from './message.js';
 import { resolveOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
 import { History } from './router/history.js';
+import { PresenceEvents } from './router/presence-events.js';
 import { Router } from './router/router.js';
 import { StallWatch } from './stall-watch.js';
 import { defaultStoreUrl, openStore } from './store/open-store.js';
@@ -43,6 +47,10 @@ export class Switchboard {
   readonly gateway: Gateway | undefined;
   readonly api: ApiServer;
   readonly log: Logger;
+  /** Where sent messages are kept for resume (in process, or JetStream over NATS). */
+  readonly messageLog: MessageLog;
+  /** Presence events for backends (webhook, NATS subject), when configured. */
+  readonly presence: PresenceEvents | undefined;
   readonly #started = Date.now();
   readonly #stallWatch: StallWatch;
   #closing: Promise<void> | undefined;
@@ -54,6 +62,8 @@ export class Switchboard {
     bus: Bus;
     gateway: Gateway | undefined;
     log: Logger;
+    messageLog: MessageLog;
+    presence: PresenceEvents | undefined;
   }) {
     this.options = parts.options;
     this.router = parts.router;
@@ -61,6 +71,8 @@ export class Switchboard {
     this.bus = parts.bus;
     this.gateway = parts.gateway;
     this.log = parts.log;
+    this.messageLog = parts.messageLog;
+    this.presence = parts.presence;
     this.#stallWatch = new StallWatch(parts.log);
     const o = parts.options;
     this.api = new ApiServer(
@@ -87,6 +99,7 @@ export class Switchboard {
     const storeUrl = options.store || defaultStoreUrl(options.data);
     const store = await openStore(storeUrl, { dataDir: options.data, logger: log.child('store') });
     let bus: Bus | undefined;
+    let log_: MessageLog | undefined;
     let sb: Switchboard | undefined;
     try {
       bus = await openBus(options.bus, {
@@ -96,33 +109,33 @@ export class Switchboard {
         tallyTimeoutMs: options.tallyTimeoutMs,
         gatewayHeartbeatMs: options.gatewayHeartbeatMs,
       });
-      const ids = new EventIds();
-      const history = new History(ids, {
-        maxMessages: options.historySize,
-        maxBytes: options.historyBytes,
-        ttlMs: options.historyTtlMs,
-      });
+      log_ = await openLog(bus, options, log);
       const router = new Router({
         bus,
         store,
-        ids,
-        history,
+        log: log_,
         pageSize: options.pageSize,
         maxMessageBytes: options.maxMessageBytes,
       });
+      const presence = startPresenceEvents(bus, options, log);
       const maxConnections = options.maxConnections || connectionCeiling();
       const gateway =
         options.role === 'router'
           ? undefined
           : new Gateway({ ...options, maxConnections }, router, log.child('gateway'), bus);
       if (gateway !== undefined) bus.attach(gateway);
-      sb = new Switchboard({ options, router, store, bus, gateway, log });
+      sb = new Switchboard({ options, router, store, bus, gateway, log, messageLog: log_, presence });
       const client = await gateway?.listen();
       const api = options.api ? await sb.api.listen() : undefined;
       if (client)
         log.info(`clients: http://${hostPort(client)}/test/<id> and /feed/<id>`, { maxConnections });
       if (api) log.info(`publish API: http://${hostPort(api)}/api/send`);
-      log.info('store and bus', { store: store.location, bus: bus.kind, role: options.role });
+      log.info('store, bus and history', {
+        store: store.location,
+        bus: bus.kind,
+        history: log_.kind,
+        role: options.role,
+      });
       if (options.allowAnonymous && gateway) {
         log.warn(
           'anonymous ids are allowed: any client may log in as any id from the URL (set --token-secret to require tokens)',
@@ -132,6 +145,7 @@ export class Switchboard {
     } catch (err) {
       if (sb) await sb.close().catch(() => undefined);
       else {
+        await log_?.close().catch(() => undefined);
         await bus?.close().catch(() => undefined);
         await store.close().catch(() => undefined);
       }
@@ -211,6 +225,8 @@ export class Switchboard {
     this.#closing ??= (async () => {
       await this.gateway?.close();
       if (this.options.api) await this.api.close();
+      this.presence?.close();
+      await this.messageLog.close();
       await this.bus.close();
       await this.store.close();
       this.#stallWatch.close();
@@ -228,6 +244,38 @@ function hostPort(a: AddressInfo): string {
 export async function untilSignal(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return;
   await once(signal, 'abort');
+}
+
+/**
+ * The message log for `bus`: JetStream on a NATS bus (shared by every process, so a client may
+ * resume anywhere), the in-process ring otherwise; off with `historySize` 0.
+ */
+async function openLog(bus: Bus, o: ServerOptions, log: Logger): Promise<MessageLog> {
+  const ring = (size: number): MessageLog =>
+    new History(new EventIds(), { maxMessages: size, maxBytes: o.historyBytes, ttlMs: o.historyTtlMs });
+  if (o.historySize === 0 || !(bus instanceof NatsBus)) return ring(o.historySize);
+  return JetStreamLog.open(bus.connection, {
+    prefix: o.busPrefix,
+    ttlMs: o.historyTtlMs,
+    maxPerSubject: o.historySize,
+    maxBytes: o.historyBytes,
+    replicas: o.historyReplicas,
+    log: log.child('history'),
+  });
+}
+
+/** Presence events, when someone listens: a webhook, or the NATS subject `<prefix>.presence`. */
+function startPresenceEvents(bus: Bus, o: ServerOptions, log: Logger): PresenceEvents | undefined {
+  const nats = bus instanceof NatsBus ? bus : undefined;
+  if (o.presenceWebhook === '' && nats === undefined) return undefined;
+  if (o.role === 'gateway' && !o.api) return undefined;
+  return new PresenceEvents(bus, {
+    webhook: o.presenceWebhook,
+    secret: o.apiKey,
+    debounceMs: o.presenceDebounceMs,
+    log: log.child('presence'),
+    ...(nats ? { publish: (body: string) => nats.connection.publish(`${o.busPrefix}.presence`, body) } : {}),
+  });
 }
 
 /** A bus's own figures without the cluster load (reported in its own section). */

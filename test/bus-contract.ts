@@ -2,83 +2,87 @@
  * The contract every {@link Bus} passes, run against each implementation by
  * test/bus-local.test.ts and test/bus-nats.test.ts.
  *
- * The gateway side is a fake registry that behaves like the real one where it matters: a
- * connection may be logged in as several ids, an id may have several connections, the bus is
- * told `interest` on an id's first login and `disinterest` on its last logout, and a connection
- * counts a message once however many of its ids it was sent to — recognised by Message object
- * identity, as the real registry does.
+ * The gateway side is the real connection index (gateway/hub.ts) with fake connections: a
+ * connection may be logged in as several ids, an id may have several connections, the bus is told
+ * `interest` on an id's first login and `disinterest` on its last logout, and a connection counts
+ * a message once however many of its ids it was sent to — the semantics production has.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Bus, Deliverer } from '../src/bus/bus.js';
-import { ClosedError } from '../src/errors.js';
+import type { Bus, Deliverer, PresenceChange } from '../src/bus/bus.js';
+import { ClosedError, Disconnect, type DisconnectReason } from '../src/errors.js';
+import { Hub, type Receiver } from '../src/gateway/hub.js';
 import { Message } from '../src/message.js';
 
-/** A fake client connection: what it got, each Message once. */
-export class FakeConn {
+/** A fake client connection: what it got, and why it was ended, if it was. */
+export class FakeConn implements Receiver {
   readonly name: string;
-  readonly seen = new Set<Message>();
+  ids: string | string[] | null = null;
+  recent: Message[] | null = null;
   readonly got: Message[] = [];
+  ended: DisconnectReason | undefined = undefined;
+  hub: Hub | undefined = undefined;
 
   constructor(name: string) {
     this.name = name;
   }
+
+  push(msg: Message): boolean {
+    if (this.ended !== undefined) return false;
+    this.got.push(msg);
+    return true;
+  }
+
+  disconnect(reason: DisconnectReason): void {
+    this.ended = reason;
+    this.hub?.logout(this);
+  }
 }
 
-/** A fake gateway registry attached to one bus. */
+/** A gateway for the contract: the real hub, attached to one bus. */
 export class FakeRegistry implements Deliverer {
   readonly bus: Bus;
-  readonly #byId = new Map<string, FakeConn[]>();
+  readonly hub: Hub;
   /** Sum of every `deliver()` return value. */
   returned = 0;
   calls = 0;
 
   constructor(bus: Bus) {
     this.bus = bus;
+    this.hub = new Hub(bus);
     bus.attach(this);
   }
 
   login(id: string, conn: FakeConn): void {
-    let conns = this.#byId.get(id);
-    if (conns === undefined) {
-      conns = [];
-      this.#byId.set(id, conns);
-      this.bus.interest(id);
-    }
-    conns.push(conn);
+    conn.hub = this.hub;
+    this.hub.login(id, conn);
   }
 
-  logout(id: string, conn: FakeConn): void {
-    const conns = this.#byId.get(id);
-    if (conns === undefined) return;
-    const i = conns.indexOf(conn);
-    if (i >= 0) conns.splice(i, 1);
-    if (conns.length === 0) {
-      this.#byId.delete(id);
-      this.bus.disinterest(id);
-    }
+  logout(_id: string, conn: FakeConn): void {
+    this.hub.logout(conn);
   }
 
-  /** Distinct connections and ids logged in, as the real registry reports them. */
   load(): { connections: number; ids: number } {
-    const conns = new Set<FakeConn>();
-    for (const list of this.#byId.values()) for (const c of list) conns.add(c);
-    return { connections: conns.size, ids: this.#byId.size };
+    return { connections: this.hub.receivers, ids: this.hub.ids };
   }
 
   deliver(msg: Message, recipients: readonly string[]): number {
     this.calls++;
-    let n = 0;
-    for (const id of recipients) {
-      for (const conn of this.#byId.get(id) ?? []) {
-        if (conn.seen.has(msg)) continue;
-        conn.seen.add(msg);
-        conn.got.push(msg);
-        n++;
-      }
-    }
+    const n = this.hub.deliver(msg, recipients);
     this.returned += n;
     return n;
+  }
+
+  count(id: string): number {
+    return this.hub.count(id);
+  }
+
+  disconnect(id: string, reason: DisconnectReason): number {
+    return this.hub.disconnect(id, reason);
+  }
+
+  heldIds(): Iterable<string> {
+    return this.hub.heldIds();
   }
 }
 
@@ -90,9 +94,12 @@ export interface BusPair {
   readonly gateways: readonly Bus[];
   /**
    * Resolves when interests taken so far are effective everywhere and the publisher knows every
-   * gateway (NATS: flush each gateway, wait for membership). Immediate for the local bus.
+   * gateway and what it holds (NATS: flush each gateway, wait for membership and the directory).
+   * Immediate for the local bus.
    */
   settle(): Promise<void>;
+  /** Resolves when the publisher reports presence changes (NATS: once it has learned the cluster). */
+  ready?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -132,7 +139,7 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         reg.login('user:1.a', conn);
         await pair.settle();
         const msg = message('héllo wörld ✓ "quoted" <b>');
-        const delivered = await pair.publisher.publish(msg, ['user:1.a']);
+        const delivered = (await pair.publisher.publish(msg, ['user:1.a'])).delivered;
         assert.equal(delivered, 1);
         assert.equal(conn.got.length, 1);
         const got = conn.got[0];
@@ -151,8 +158,8 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         const conn = new FakeConn('c1');
         reg.login('someone', conn);
         await pair.settle();
-        assert.equal(await pair.publisher.publish(message('x'), ['nobody']), 0);
-        assert.equal(await pair.publisher.publish(message('y'), []), 0);
+        assert.equal((await pair.publisher.publish(message('x'), ['nobody'])).delivered, 0);
+        assert.equal((await pair.publisher.publish(message('y'), [])).delivered, 0);
         assert.equal(conn.got.length, 0);
         assert.equal(reg.returned, 0);
       });
@@ -174,7 +181,10 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
           pair.publisher.publish(message('m2'), ['b']),
           pair.publisher.publish(message('m3'), ['c', 'a']),
         ]);
-        assert.deepEqual(results, [3, 1, 2]);
+        assert.deepEqual(
+          results.map((r) => r.delivered),
+          [3, 1, 2],
+        );
         assert.equal(reg.returned, 6);
         assert.deepEqual(
           [a1, a2, b1].map((c) => c.got.map((m) => m.body)),
@@ -194,10 +204,10 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         const conn = new FakeConn('c1');
         reg.login('leaver', conn);
         await pair.settle();
-        assert.equal(await pair.publisher.publish(message('before'), ['leaver']), 1);
+        assert.equal((await pair.publisher.publish(message('before'), ['leaver'])).delivered, 1);
         reg.logout('leaver', conn);
         await pair.settle();
-        assert.equal(await pair.publisher.publish(message('after'), ['leaver']), 0);
+        assert.equal((await pair.publisher.publish(message('after'), ['leaver'])).delivered, 0);
         assert.deepEqual(
           conn.got.map((m) => m.body),
           ['before'],
@@ -215,7 +225,7 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         reg.login('y', both);
         reg.login('y', onlyB);
         await pair.settle();
-        assert.equal(await pair.publisher.publish(message('once'), ['x', 'y']), 2);
+        assert.equal((await pair.publisher.publish(message('once'), ['x', 'y'])).delivered, 2);
         assert.equal(both.got.length, 1);
         assert.equal(onlyB.got.length, 1);
         assert.equal(reg.returned, 2);
@@ -237,17 +247,17 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
         r2.login('bob', bob);
         r1.login('bob', bob2);
         await pair.settle();
-        assert.equal(await pair.publisher.publish(message('both'), ['alice', 'bob']), 3);
+        assert.equal((await pair.publisher.publish(message('both'), ['alice', 'bob'])).delivered, 3);
         assert.deepEqual(
           [alice, bob, bob2].map((c) => c.got.length),
           [1, 1, 1],
         );
         assert.equal(r1.returned + r2.returned, 3);
-        assert.equal(await pair.publisher.publish(message('gw2 only'), ['bob', 'carol']), 2);
+        assert.equal((await pair.publisher.publish(message('gw2 only'), ['bob', 'carol'])).delivered, 2);
       });
     });
 
-    test('stats().cluster sums what every live gateway holds; publishDetailed says complete', async () => {
+    test('stats().cluster sums what every live gateway holds; a publish says its count is complete', async () => {
       await withPair(makePair, async (pair) => {
         const regs = registries(pair);
         const conns = [new FakeConn('c1'), new FakeConn('c2'), new FakeConn('c3')];
@@ -269,10 +279,72 @@ export function busContract(name: string, makePair: () => Promise<BusPair>): voi
           await new Promise((r) => setTimeout(r, 50));
         }
         assert.deepEqual(pair.publisher.stats().cluster, expected);
-        const outcome = await pair.publisher.publishDetailed(message('detailed'), ['p', 'r']);
+        const outcome = await pair.publisher.publish(message('detailed'), ['p', 'r']);
         assert.equal(outcome.complete, true);
         assert.equal(outcome.delivered, 3);
         assert.equal(pair.publisher.stats().partialPublishes, 0);
+      });
+    });
+
+    test('presence counts connections across gateways; offline ids count 0', async () => {
+      await withPair(makePair, async (pair) => {
+        const regs = registries(pair);
+        const first = regs[0]!;
+        const last = regs.at(-1)!;
+        first.login('pres', new FakeConn('p1'));
+        first.login('pres', new FakeConn('p2'));
+        last.login('pres', new FakeConn('p3'));
+        last.login('solo', new FakeConn('s1'));
+        await pair.settle();
+        const p = await pair.publisher.presence(['pres', 'solo', 'nobody']);
+        assert.equal(p.complete, true);
+        assert.deepEqual(Object.fromEntries(p.counts), { pres: 3, solo: 1, nobody: 0 });
+      });
+    });
+
+    test('disconnect ends every connection of an id on every gateway, telling each why', async () => {
+      await withPair(makePair, async (pair) => {
+        const regs = registries(pair);
+        const conns = [new FakeConn('d1'), new FakeConn('d2'), new FakeConn('d3')];
+        regs[0]!.login('gone', conns[0]!);
+        regs.at(-1)!.login('gone', conns[1]!);
+        regs[0]!.login('stays', conns[2]!);
+        await pair.settle();
+        const r = await pair.publisher.disconnect('gone', Disconnect.ForceDisconnect);
+        assert.deepEqual(r, { disconnected: 2, complete: true });
+        assert.deepEqual(
+          conns.map((c) => c.ended?.code),
+          [3504, 3504, undefined],
+        );
+        await pair.settle();
+        assert.equal((await pair.publisher.publish(message('after'), ['gone', 'stays'])).delivered, 1);
+      });
+    });
+
+    test('presence changes: first login anywhere is online, last logout everywhere is offline', async () => {
+      await withPair(makePair, async (pair) => {
+        const regs = registries(pair);
+        // Every process that could report listens; exactly one (the lowest router id) does.
+        const changes: PresenceChange[] = [];
+        const buses = [pair.publisher, ...pair.gateways].filter((b, i, all) => all.indexOf(b) === i);
+        for (const b of buses) b.onPresence((c) => changes.push(...c));
+        await pair.settle();
+        await pair.ready?.();
+        const a = new FakeConn('a');
+        const b = new FakeConn('b');
+        regs[0]!.login('pc', a);
+        regs.at(-1)!.login('pc', b);
+        await pair.settle();
+        regs[0]!.logout('pc', a);
+        await pair.settle();
+        const seen = (): string[] =>
+          changes.filter((c) => c.id === 'pc').map((c) => (c.online ? 'on' : 'off'));
+        assert.deepEqual(seen(), ['on']);
+        regs.at(-1)!.logout('pc', b);
+        await pair.settle();
+        const deadline = Date.now() + 5000;
+        while (seen().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(seen(), ['on', 'off']);
       });
     });
 

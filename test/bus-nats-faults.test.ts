@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { NatsBus, type NatsBusOptions } from '../src/bus/nats-bus.js';
+import * as codec from '../src/bus/nats-codec.js';
 import { UnavailableError } from '../src/errors.js';
 import { FakeConn, FakeRegistry, message } from './bus-contract.js';
 import { freePort, kill, startNatsServer as startServer } from './support/processes.js';
@@ -72,18 +73,28 @@ describe('nats bus faults (own nats-server, killed and restarted)', () => {
     const settle = async (): Promise<void> => {
       await Promise.all([lean.flush(), plain.flush()]);
       await until(
-        'membership',
-        () => router.liveGateways().includes(lean.id) && router.liveGateways().includes(plain.id),
+        'membership and interests',
+        () =>
+          router.liveGateways().includes(lean.id) &&
+          router.liveGateways().includes(plain.id) &&
+          router.holders('alice').includes(lean.id) &&
+          router.holders('bob').includes(plain.id) &&
+          (carol.ids === null || router.holders('carol').includes(lean.id)),
       );
     };
     await settle();
-    assert.equal(await router.publish(message('before'), ['alice', 'bob']), 2);
+    assert.equal((await router.publish(message('before'), ['alice', 'bob'])).delivered, 2);
 
     // A gateway that never answers keeps the next publish waiting for its count.
     const ghost = await connect({ servers: url, reconnect: false });
     ghost.publish(`${prefix}.gw.hb`, 'hb ghost');
+    // It claims alice, so the router asks it (and waits) for alice's count.
+    ghost.publish(`${prefix}.gw.int`, codec.encodeDelta('ghost', 1, ['alice'], []));
     await ghost.flush();
-    await until('the ghost gateway', () => router.liveGateways().includes('ghost'));
+    await until(
+      'the ghost gateway',
+      () => router.liveGateways().includes('ghost') && router.holders('alice').includes('ghost'),
+    );
     const waiting = router.publish(message('in flight'), ['alice']);
     waiting.catch(() => undefined);
 
@@ -129,7 +140,7 @@ describe('nats bus faults (own nats-server, killed and restarted)', () => {
       'membership was relearned after reconnecting',
     );
 
-    assert.equal(await router.publish(message('after'), ['alice', 'bob', 'carol']), 3);
+    assert.equal((await router.publish(message('after'), ['alice', 'bob', 'carol'])).delivered, 3);
     assert.deepEqual(
       [alice, bob, carol].map((c) => c.got.map((m) => m.body)),
       [['before', 'after'], ['before', 'after'], ['after']],

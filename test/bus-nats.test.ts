@@ -48,12 +48,14 @@ async function until(what: string, check: () => boolean, limitMs = 10_000): Prom
   }
 }
 
-/** Flushes the gateways and waits until `router` knows all of them. */
+/** Flushes the gateways and waits until `router` knows all of them and every id they hold. */
 async function settle(router: NatsBus, gateways: readonly NatsBus[]): Promise<void> {
-  await Promise.all(gateways.map((g) => g.flush()));
-  await until('the router to know every gateway', () => {
+  const distinct = gateways.filter((g, i) => gateways.indexOf(g) === i);
+  await Promise.all(distinct.map((g) => g.flush()));
+  await until('the router to know every gateway and its ids', () => {
     const live = new Set(router.liveGateways());
-    return gateways.every((g) => live.has(g.id));
+    const held = distinct.reduce((n, g) => n + g.stats().interests, 0);
+    return distinct.every((g) => live.has(g.id)) && router.stats().directory.pairs === held;
   });
 }
 
@@ -63,6 +65,10 @@ function pair(publisher: NatsBus, gateways: NatsBus[]): BusPair {
     publisher,
     gateways,
     settle: () => settle(publisher, gateways),
+    ready: () =>
+      until('every router to have learned the cluster', () =>
+        distinct.every((b) => b.role === 'gateway' || b.reportingPresence),
+      ),
     close: async () => {
       await Promise.all(distinct.map((b) => b.close()));
     },
@@ -137,7 +143,7 @@ describe('nats bus', () => {
     new FakeRegistry(gw2).login('B', b);
     await settle(router, [gw1, gw2]);
     const msg = message('to both');
-    assert.deepEqual(await router.publishDetailed(msg, ['A', 'B']), {
+    assert.deepEqual(await router.publish(msg, ['A', 'B']), {
       delivered: 2,
       complete: true,
       missing: [],
@@ -165,12 +171,12 @@ describe('nats bus', () => {
     for (const id of ids) assert.equal(codec.tokenToId(codec.idToToken(id)), id);
     assert.ok(ids.every((id) => !codec.idToToken(id).includes('.')));
     await settle(router, [gw]);
-    assert.equal(await router.publish(message('all'), ids), ids.length);
+    assert.equal((await router.publish(message('all'), ids)).delivered, ids.length);
     assert.deepEqual(
       conns.map((c) => c.got.length),
       ids.map(() => 1),
     );
-    assert.equal(await router.publish(message('not a.b'), ['a_b', 'a-b']), 0);
+    assert.equal((await router.publish(message('not a.b'), ['a_b', 'a-b'])).delivered, 0);
     await assert.rejects(router.publish(message('bad'), ['ok', 'a~b']), /recipients\[1\] "a~b"/);
   });
 
@@ -182,11 +188,11 @@ describe('nats bus', () => {
     const c = new FakeConn('c');
     reg.login('gone', c);
     await settle(router, [gw]);
-    assert.equal(await router.publish(message('1'), ['gone']), 1);
+    assert.equal((await router.publish(message('1'), ['gone'])).delivered, 1);
     reg.logout('gone', c);
     await gw.flush();
     const received = gw.stats().received;
-    assert.equal(await router.publish(message('2'), ['gone']), 0);
+    assert.equal((await router.publish(message('2'), ['gone'])).delivered, 0);
     assert.equal(gw.stats().received, received);
     assert.equal(reg.calls, 1);
     assert.equal(gw.stats().interests, 0);
@@ -204,7 +210,10 @@ describe('nats bus', () => {
     const results = await Promise.all(
       Array.from({ length: 100 }, (_, i) => router.publish(message(`b${i}`), ['u1', 'u2', 'u3'])),
     );
-    assert.deepEqual(results, Array(100).fill(2));
+    assert.deepEqual(
+      results.map((r) => r.delivered),
+      Array(100).fill(2),
+    );
     assert.equal(router.stats().tallyRounds - before, 1);
     assert.equal(gw.stats().heldCounts, 0, 'the gateway forgot the counts once tallied');
   });
@@ -239,7 +248,10 @@ describe('nats bus', () => {
     });
     const expected = sends.map((ids) => new Set(ids.flatMap((id) => connsOf.get(id) ?? [])).size);
     const results = await Promise.all(sends.map((ids, i) => routers[i % 2]?.publish(message(`s${i}`), ids)));
-    assert.deepEqual(results, expected);
+    assert.deepEqual(
+      results.map((r) => r?.delivered),
+      expected,
+    );
     const total = expected.reduce((a, b) => a + b, 0);
     assert.equal((regs[0]?.returned ?? 0) + (regs[1]?.returned ?? 0), total);
     assert.ok(total > 1000, `the load reached many connections (${total})`);
@@ -255,10 +267,10 @@ describe('nats bus', () => {
     new FakeRegistry(stay).login('s', new FakeConn('s'));
     new FakeRegistry(leave).login('l', new FakeConn('l'));
     await settle(router, [stay, leave]);
-    assert.equal(await router.publish(message('1'), ['s', 'l']), 2);
+    assert.equal((await router.publish(message('1'), ['s', 'l'])).delivered, 2);
     await leave.close();
     await until('the bye', () => !router.liveGateways().includes(leave.id));
-    const r = await router.publishDetailed(message('2'), ['s', 'l']);
+    const r = await router.publish(message('2'), ['s', 'l']);
     assert.deepEqual(r, { delivered: 1, complete: true, missing: [] });
     assert.equal(router.stats().tallyTimeouts, 0);
     assert.equal(router.stats().gateways, 1);
@@ -277,7 +289,7 @@ describe('nats bus', () => {
         '-e',
         `const { NatsBus } = await import(process.argv[1]);
          const bus = await NatsBus.connect({ servers: process.argv[2], prefix: process.argv[3], role: 'gateway' });
-         bus.attach({ deliver: (_m, ids) => ids.length, load: () => ({ connections: 1, ids: 1 }) });
+         bus.attach({ deliver: (_m, ids) => ids.length, load: () => ({ connections: 1, ids: 1 }), count: () => 1, disconnect: () => 0, heldIds: () => ['doomed'] });
          bus.interest('doomed');
          await bus.flush();
          process.stdout.write(JSON.stringify({ id: bus.id }) + '\\n');
@@ -291,9 +303,12 @@ describe('nats bus', () => {
     try {
       const [line] = (await once(child.stdout, 'data')) as [Buffer];
       const { id: childId } = JSON.parse(line.toString()) as { id: string };
-      await settle(router, [gw]);
-      await until('the router to know the child gateway', () => router.liveGateways().includes(childId));
-      assert.deepEqual(await router.publishDetailed(message('1'), ['doomed', 'alive']), {
+      await gw.flush();
+      await until(
+        'the router to know both gateways and their ids',
+        () => router.holders('doomed').includes(childId) && router.holders('alive').includes(gw.id),
+      );
+      assert.deepEqual(await router.publish(message('1'), ['doomed', 'alive']), {
         delivered: 2,
         complete: true,
         missing: [],
@@ -301,13 +316,13 @@ describe('nats bus', () => {
 
       child.kill('SIGKILL');
       await once(child, 'exit');
-      const partial = await router.publishDetailed(message('2'), ['doomed', 'alive']);
+      const partial = await router.publish(message('2'), ['doomed', 'alive']);
       assert.deepEqual(partial, { delivered: 1, complete: false, missing: [childId] });
       assert.equal(router.stats().tallyTimeouts, 1);
       assert.equal(router.stats().partialPublishes, 1);
 
       await until('the dead gateway to expire', () => !router.liveGateways().includes(childId));
-      assert.deepEqual(await router.publishDetailed(message('3'), ['doomed', 'alive']), {
+      assert.deepEqual(await router.publish(message('3'), ['doomed', 'alive']), {
         delivered: 1,
         complete: true,
         missing: [],
@@ -322,10 +337,7 @@ describe('nats bus', () => {
     const p = freshPrefix();
     const router = await bus(p, { role: 'router' });
     const gw = await bus(p, { role: 'gateway' });
-    assert.throws(
-      () => router.attach({ deliver: () => 0, load: () => ({ connections: 0, ids: 0 }) }),
-      ConfigError,
-    );
+    assert.throws(() => router.attach(new FakeRegistry(gw)), ConfigError);
     await assert.rejects(gw.publish(message('x'), ['a']), ConfigError);
   });
 
@@ -392,22 +404,30 @@ describe('nats codec and counts', () => {
       gatewayId: 'g1',
       connections: 0,
       ids: 0,
+      seq: 0,
     });
-    const hb = codec.encodeAnnouncement('hb', 'g2', { connections: 15_000, ids: 12_345 });
-    assert.equal(hb, 'hb g2 15000 12345');
+    const hb = codec.encodeAnnouncement('hb', 'g2', { connections: 15_000, ids: 12_345 }, 7);
+    assert.equal(hb, 'hb g2 15000 12345 7');
     assert.deepEqual(codec.decodeAnnouncement(Buffer.from(hb)), {
       kind: 'hb',
       gatewayId: 'g2',
       connections: 15_000,
       ids: 12_345,
+      seq: 7,
     });
     assert.deepEqual(codec.decodeAnnouncement(Buffer.from('hb g3')), {
       kind: 'hb',
       gatewayId: 'g3',
       connections: 0,
       ids: 0,
+      seq: 0,
     });
-    for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3', 'hb g1 -1 2', 'hi g1']) {
+    const delta = codec.decodeDelta(codec.encodeDelta('g4', 3, ['a', 'b.c'], ['d']));
+    assert.deepEqual(delta, { gatewayId: 'g4', seq: 3, adds: ['a', 'b.c'], removes: ['d'] });
+    const snap = codec.decodeSnapshot(codec.encodeSnapshot('g5', 9, 2, true, ['x', 'y']));
+    assert.deepEqual(snap, { gatewayId: 'g5', seq: 9, part: 2, last: true, ids: ['x', 'y'] });
+    assert.throws(() => codec.decodeDelta(Buffer.from([4, 200])), codec.WireFormatError);
+    for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3 4', 'hb g1 -1 2', 'hb g1 1 2 x', 'hi g1']) {
       assert.throws(() => codec.decodeAnnouncement(Buffer.from(bad)), /not a gateway announcement/);
     }
   });

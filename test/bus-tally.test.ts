@@ -3,23 +3,42 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep, setImmediate as turn } from 'node:timers/promises';
 import { type PublishResult, ROUND_GAP_MS, TallyRounds } from '../src/bus/tally.js';
 
-/** A router's tally rounds against two fake gateways; `sent` records every round sent. */
+/**
+ * A router's tally rounds against two fake gateways, both holding every recipient unless a test
+ * says otherwise; `sent` records every round sent (once), `requests` each request per gateway.
+ */
 function rounds(timeoutMs = 10_000) {
   const sent: { round: number; seqs: readonly number[] }[] = [];
+  const requests: { round: number; gateway: string; seqs: readonly number[] }[] = [];
   const timedOut: { round: number; missing: readonly string[] }[] = [];
   const gateways = ['g1', 'g2'];
-  const t = new TallyRounds({ ids: () => gateways.values() }, timeoutMs, {
-    send: (round, seqs) => sent.push({ round, seqs: [...seqs] }),
+  const live = new Set(gateways);
+  const tally = new TallyRounds({ has: (id) => live.has(id) }, timeoutMs, {
+    send: (round, gateway, seqs) => {
+      requests.push({ round, gateway, seqs: [...seqs] });
+      if (sent.at(-1)?.round !== round) sent.push({ round, seqs: [...seqs] });
+    },
     timedOut: (round, missing) => timedOut.push({ round, missing }),
   });
-  t.release();
+  tally.release();
+  const t = {
+    add: (seq: number, candidates: readonly string[] = gateways) => tally.add(seq, candidates),
+    get pending() {
+      return tally.pending;
+    },
+    get roundsSent() {
+      return tally.roundsSent;
+    },
+    failAll: (err: unknown) => tally.failAll(err),
+    onReply: (r: Parameters<TallyRounds['onReply']>[0]) => tally.onReply(r),
+  };
   /** Both gateways answer round `i` of `sent`, each reporting `n` connections for every publish. */
   const answer = (i: number, n: number, only = gateways): void => {
     const r = sent[i]!;
     for (const gatewayId of only)
       t.onReply({ round: r.round, gatewayId, pairs: r.seqs.flatMap((_, index) => [index, n]) });
   };
-  return { t, sent, timedOut, answer };
+  return { t, sent, requests, timedOut, answer, live };
 }
 
 describe('tally rounds (router side)', () => {
@@ -97,6 +116,48 @@ describe('tally rounds (router side)', () => {
     answer(0, 4, ['g1']);
     assert.deepEqual(await p, { delivered: 4, complete: false, missing: ['g2'] });
     assert.deepEqual(timedOut, [{ round: sent[0]!.round, missing: ['g2'] }]);
+  });
+
+  test('a round asks only the gateways holding a recipient, each for its own publishes', async () => {
+    const { t, requests } = rounds();
+    const a = t.add(1, ['g1']);
+    const b = t.add(2, ['g2']);
+    const c = t.add(3, ['g1', 'g2']);
+    await turn();
+    assert.deepEqual(
+      requests.map((r) => [r.gateway, r.seqs]),
+      [
+        ['g1', [1, 3]],
+        ['g2', [2, 3]],
+      ],
+    );
+    const round = requests[0]!.round;
+    t.onReply({ round, gatewayId: 'g1', pairs: [0, 5, 1, 1] });
+    t.onReply({ round, gatewayId: 'g2', pairs: [0, 2, 1, 4] });
+    assert.deepEqual(
+      (await Promise.all([a, b, c])).map((r) => r.delivered),
+      [5, 2, 5],
+    );
+  });
+
+  test('a publish no gateway holds a recipient of is settled at once, with no round', async () => {
+    const { t, requests } = rounds();
+    assert.deepEqual(await t.add(1, []), { delivered: 0, complete: true, missing: [] });
+    await turn();
+    assert.equal(requests.length, 0);
+  });
+
+  test('a candidate that has gone is not waited for', async () => {
+    const { t, requests, live } = rounds();
+    live.delete('g2');
+    const p = t.add(1, ['g1', 'g2']);
+    await turn();
+    assert.deepEqual(
+      requests.map((r) => r.gateway),
+      ['g1'],
+    );
+    t.onReply({ round: requests[0]!.round, gatewayId: 'g1', pairs: [0, 1] });
+    assert.deepEqual(await p, { delivered: 1, complete: true, missing: [] });
   });
 
   test('a lost connection rejects publishes waiting for a round as well as those in one', async () => {

@@ -16,6 +16,7 @@ import { after, before, test } from 'node:test';
 import { LocalBus } from '../src/bus/local-bus.js';
 import { Hub, type Receiver } from '../src/gateway/hub.js';
 import { EventIds, type Message } from '../src/message.js';
+import { History } from '../src/router/history.js';
 import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
 import type { SubscriptionStore } from '../src/store/store.js';
@@ -46,7 +47,7 @@ test('a paged fan-out lets an immediate queued before it run before its last pag
   const router = new Router({
     bus,
     store,
-    ids: new EventIds(),
+    log: new History(new EventIds(), { maxMessages: 0, maxBytes: 1024, ttlMs: 1000 }),
     pageSize: PAGE,
     maxMessageBytes: 65_536,
   });
@@ -61,6 +62,7 @@ test('a paged fan-out lets an immediate queued before it run before its last pag
         seen.push(turned);
         return true;
       },
+      disconnect: () => undefined,
     };
     registry.login(`u${i}`, r);
   }

@@ -26,6 +26,7 @@ function receiver(): Receiver & { got: Message[] } {
     ids: null,
     recent: null,
     got,
+    disconnect: () => undefined,
     push(m) {
       got.push(m);
       return true;
@@ -46,7 +47,7 @@ function setup(s: SubscriptionStore): {
   const ids = new EventIds();
   const history = new History(ids, { maxMessages: 100, maxBytes: 1 << 20, ttlMs: 60_000 });
   return {
-    router: new Router({ bus, store: s, ids, history, maxMessageBytes: 1024 }),
+    router: new Router({ bus, store: s, log: history, maxMessageBytes: 1024 }),
     registry,
     bus,
     history,
@@ -124,4 +125,25 @@ test('event ids parse strictly: only decimal digits after the epoch', () => {
   ]) {
     assert.equal(ids.seqOf(bad), undefined, bad);
   }
+});
+
+test('history: a quiet client older than the ring resumes, unless one of its subjects lost a message or it is too old', async () => {
+  const ids = new EventIds('h');
+  const h = new History(ids, { maxMessages: 10, maxBytes: 1 << 20, ttlMs: 60_000 });
+  const t0 = 1_000_000;
+  const quiet = await h.append('quiet', 'q1', t0);
+  for (let i = 0; i < 100; i++) await h.append(`busy${i % 3}`, `b${i}`, t0 + i);
+  const later = await h.append('quiet', 'q2', t0 + 200);
+  // The ring holds 10 messages; quiet's last id is 101 messages back, but quiet lost nothing.
+  const r = h.replay(quiet.eid, new Set(['quiet']), t0 + 300);
+  assert.deepEqual(r.ok ? r.messages.map((m) => m.body) : r, ['q2']);
+  // busy0 lost messages after that id: its client is told.
+  assert.deepEqual(h.replay(quiet.eid, new Set(['quiet', 'busy0']), t0 + 300), {
+    ok: false,
+    reason: 'expired',
+  });
+  // Older than the age bound: expired however quiet.
+  assert.deepEqual(h.replay(quiet.eid, new Set(['quiet']), t0 + 61_000), { ok: false, reason: 'expired' });
+  assert.equal(h.replay(later.eid, new Set(['quiet']), t0 + 300).ok, true);
+  assert.deepEqual(h.replay('other-1', new Set(['quiet'])), { ok: false, reason: 'unknown' });
 });

@@ -10,6 +10,9 @@
  * | DELETE | /api/subscriptions        | `[{"subscriber","subscribee"}]` → `{"removed":N}`            |
  * | GET    | /api/subscribers/<id>     | `{"id","subscribers":[…]}`                                   |
  * | GET    | /api/subscriptions/<id>   | `{"id","subscriptions":[…]}`                                 |
+ * | GET    | /api/presence/<id>        | `{"id","online","connections"}` across every gateway        |
+ * | POST   | /api/presence             | JSON array of ids → `{"presence":[{"id","online","connections"}…]}` |
+ * | POST   | /api/disconnect           | `{"id","reconnect"?}` → `{"disconnected":N}`, on every gateway |
  * | GET    | /api/stats                | counters (see metrics.ts)                                   |
  * | GET    | /metrics                  | the same, Prometheus text                                   |
  * | GET    | /healthz                  | 200 when serving, 503 when the bus is down or draining      |
@@ -23,7 +26,9 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
+  Disconnect,
   InvalidInputError,
   isSwitchboardError,
   MethodNotAllowedError,
@@ -35,7 +40,7 @@ import {
 } from '../errors.js';
 import { validateId } from '../ids.js';
 import type { Logger } from '../log.js';
-import type { Router } from '../router/router.js';
+import { type Outgoing, type Router, SLICE_MS } from '../router/router.js';
 import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
 import { asObject, parseBatch, parseJson, readBody } from './body.js';
@@ -44,6 +49,8 @@ import { type ApiLoad, renderMetrics, type StatsSnapshot } from './metrics.js';
 
 /** Largest `limit=` of a paged subscriber or subscription list. */
 const MAX_LIST_PAGE = 10_000;
+/** Most ids one presence request may ask about. */
+const MAX_PRESENCE_IDS = 10_000;
 
 /** What the API serves from. */
 export interface ApiBackend {
@@ -101,6 +108,9 @@ export class ApiServer {
       ],
       ['/api/subscribers/', { GET: (req, res, id) => this.#list(req, res, id, 'subscribers') }],
       ['/api/subscriptions/', { GET: (req, res, id) => this.#list(req, res, id, 'subscriptions') }],
+      ['/api/presence', { POST: (req, res) => this.#presenceMany(req, res) }],
+      ['/api/presence/', { GET: (_req, res, id) => this.#presenceOne(res, id) }],
+      ['/api/disconnect', { POST: (req, res) => this.#disconnect(req, res) }],
       ['/api/stats', { GET: async (_req, res) => json(res, 200, await this.#backend.stats()) }],
       ['/metrics', { GET: (_req, res) => this.#metrics(res) }],
       ['/healthz', { GET: (_req, res) => this.#health(res) }],
@@ -199,10 +209,26 @@ export class ApiServer {
   async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req, this.#opts.maxBodyBytes);
     const router = this.#backend.router;
-    const outs = parseBatch(body.toString()).map(({ value, where }) => {
+    const items = parseBatch(body.toString());
+    const max = this.#opts.maxInflight;
+    if (max > 0 && items.length > max) {
+      throw new PayloadTooLargeError(
+        `a batch of ${items.length} messages is over the in-flight limit of ${max}; split it`,
+        max,
+      );
+    }
+    // Validated whole before anything is sent, in slices: 200,000 checks in one go would hold
+    // the event loop for longer than any client should wait.
+    const outs: Outgoing[] = [];
+    let slice = performance.now();
+    for (const { value, where } of items) {
       const obj = asObject(value, where);
-      return router.prepare(obj.id, obj.msg, where);
-    });
+      outs.push(router.prepare(obj.id, obj.msg, where));
+      if ((outs.length & 1023) === 0 && performance.now() - slice > SLICE_MS) {
+        await nextTurn();
+        slice = performance.now();
+      }
+    }
     const r = await this.#admitted(outs.length, () => router.sendAll(outs));
     json(res, 200, {
       messages: outs.length,
@@ -233,6 +259,42 @@ export class ApiServer {
     } finally {
       this.#shedder.release(n);
     }
+  }
+
+  async #presenceOne(res: ServerResponse, rawId: string): Promise<void> {
+    const id = validateId(rawId);
+    const p = await this.#backend.router.presence([id]);
+    const connections = p.counts.get(id) ?? 0;
+    json(res, 200, { id, online: connections > 0, connections, ...(p.complete ? {} : { partial: true }) });
+  }
+
+  async #presenceMany(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const value = parseJson((await readBody(req, this.#opts.maxBodyBytes)).toString());
+    if (!Array.isArray(value)) throw new InvalidInputError('request body must be a JSON array of ids');
+    if (value.length > MAX_PRESENCE_IDS) {
+      throw new PayloadTooLargeError(
+        `${value.length} ids asked for, at most ${MAX_PRESENCE_IDS} per request`,
+        MAX_PRESENCE_IDS,
+      );
+    }
+    const ids = value.map((id, i) => validateId(id, `ids[${i}]`));
+    const p = await this.#backend.router.presence(ids);
+    const presence = ids.map((id) => {
+      const connections = p.counts.get(id) ?? 0;
+      return { id, online: connections > 0, connections };
+    });
+    json(res, 200, { presence, ...(p.complete ? {} : { partial: true }) });
+  }
+
+  async #disconnect(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const obj = asObject(parseJson((await readBody(req, 64 * 1024)).toString()), 'request body');
+    const id = validateId(obj.id);
+    if (obj.reconnect !== undefined && typeof obj.reconnect !== 'boolean') {
+      throw new InvalidInputError('reconnect must be true or false');
+    }
+    const reason = obj.reconnect === false ? Disconnect.ForceDisconnect : Disconnect.ForceReconnect;
+    const r = await this.#backend.router.disconnect(id, reason);
+    json(res, 200, { disconnected: r.disconnected, ...(r.complete ? {} : { partial: true }) });
   }
 
   async #subscribe(req: IncomingMessage, res: ServerResponse, add: boolean): Promise<void> {

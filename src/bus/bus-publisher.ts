@@ -1,7 +1,8 @@
 /**
  * The router half of the NATS bus: publishes a message once per recipient subject, then counts
- * what it reached through tally rounds (see tally.ts), and keeps track of which gateways to wait
- * for (heartbeats, `bye`, discovery after connecting).
+ * what it reached through tally rounds (see tally.ts) addressed to the gateways that the interest
+ * directory (directory.ts) says hold a recipient; answers presence and disconnects by asking
+ * those gateways only.
  *
  * Framed publishing: a send makes one `nc.publish()` per recipient, each with a subject check, an
  * options object, a TextEncoder call for the PUB line and a buffer push. With `framedPublish` the
@@ -22,6 +23,7 @@ import {
 import { ID_PATTERN } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Message } from '../message.js';
+import type { Directory } from './directory.js';
 import type { Membership } from './membership.js';
 import * as codec from './nats-codec.js';
 import { type PublishResult, TallyRounds } from './tally.js';
@@ -33,10 +35,14 @@ export interface BusPublisherOptions {
   readonly id: string;
   /** `<prefix>.u.` */
   readonly userSubjectPrefix: string;
-  readonly tallySubject: string;
+  /** `<prefix>.tally.`: a gateway's id appended is where its tally requests go. */
+  readonly tallySubjectPrefix: string;
+  /** `<prefix>.ctl.`: a gateway's id appended is where its control requests go. */
+  readonly controlSubjectPrefix: string;
   readonly replySubject: string;
   readonly whoSubject: string;
   readonly gateways: Membership;
+  readonly directory: Directory;
   readonly tallyTimeoutMs: number;
   readonly discoveryMs: number;
   readonly log: Logger;
@@ -76,9 +82,9 @@ export class BusPublisher {
     this.#o = o;
     this.#frames = o.framedPublish ? frameWriter(o.nc) : undefined;
     this.#tally = new TallyRounds(o.gateways, o.tallyTimeoutMs, {
-      send: (round, seqs) => {
+      send: (round, gateway, seqs) => {
         try {
-          o.nc.publish(o.tallySubject, codec.encodeTallyRequest(round, o.id, seqs), {
+          o.nc.publish(o.tallySubjectPrefix + gateway, codec.encodeTallyRequest(round, o.id, seqs), {
             reply: o.replySubject,
           });
         } catch (err) {
@@ -155,7 +161,61 @@ export class BusPublisher {
       );
     }
     this.#published += recipients.length;
-    return this.#tally.add(seq);
+    return this.#tally.add(seq, this.#o.directory.candidates(recipients));
+  }
+
+  /** Asks `gateway` a control question (see GatewayReceiver.control); undefined when it does not answer in time. */
+  async #ask(gateway: string, request: unknown): Promise<Record<string, unknown> | undefined> {
+    try {
+      const m = await this.#o.nc.request(this.#o.controlSubjectPrefix + gateway, JSON.stringify(request), {
+        timeout: this.#o.tallyTimeoutMs,
+      });
+      return JSON.parse(m.string()) as Record<string, unknown>;
+    } catch (err) {
+      this.#o.log.warn('gateway did not answer a control request', { gateway, err });
+      return undefined;
+    }
+  }
+
+  /** Connections of each id, summed over the gateways that hold it. */
+  async presence(ids: readonly string[]): Promise<{ counts: Map<string, number>; complete: boolean }> {
+    const counts = new Map<string, number>();
+    const byGateway = new Map<string, string[]>();
+    for (const id of ids) {
+      counts.set(id, 0);
+      for (const gw of this.#o.directory.holders(id)) {
+        const list = byGateway.get(gw);
+        if (list === undefined) byGateway.set(gw, [id]);
+        else list.push(id);
+      }
+    }
+    let complete = true;
+    await Promise.all(
+      [...byGateway].map(async ([gw, list]) => {
+        const answer = await this.#ask(gw, { op: 'count', ids: list });
+        const got = answer?.counts;
+        if (!Array.isArray(got)) {
+          complete = false;
+          return;
+        }
+        for (const [i, id] of list.entries()) counts.set(id, (counts.get(id) ?? 0) + (Number(got[i]) || 0));
+      }),
+    );
+    return { counts, complete };
+  }
+
+  /** Ends every connection of `id` on every gateway holding it. */
+  async disconnect(id: string, code: number): Promise<{ disconnected: number; complete: boolean }> {
+    let disconnected = 0;
+    let complete = true;
+    await Promise.all(
+      this.#o.directory.holders(id).map(async (gw) => {
+        const answer = await this.#ask(gw, { op: 'disconnect', id, code });
+        if (typeof answer?.disconnected === 'number') disconnected += answer.disconnected;
+        else complete = false;
+      }),
+    );
+    return { disconnected, complete };
   }
 
   /**
@@ -164,7 +224,7 @@ export class BusPublisher {
    */
   discover(): void {
     this.#tally.hold();
-    this.#o.nc.publish(this.#o.whoSubject);
+    this.#o.nc.publish(this.#o.whoSubject, `who ${this.#o.id}`);
     clearTimeout(this.#discovery);
     this.#discovery = setTimeout(() => this.#tally.release(), this.#o.discoveryMs);
   }

@@ -1,12 +1,16 @@
 /**
  * The bus carries messages from routers to the gateways that hold a recipient (the article's
- * distributed Erlang). A gateway takes interest in an id on the bus when the first connection
- * logs in as that id and drops it when the last one leaves; a router publishes a message once
- * per recipient id; the bus delivers only where there is interest.
+ * distributed Erlang), and what routers must know of the gateways: who is alive, which ids each
+ * holds (for exact counts, presence and disconnects without asking every gateway).
+ *
+ * A gateway takes interest in an id on the bus when the first connection logs in as that id and
+ * drops it when the last one leaves; a router publishes a message once per recipient id; the bus
+ * delivers only where there is interest.
  *
  * Implementations: in-process (default, one process) and NATS (`--bus nats://…`). Both pass the
  * same contract suite (`test/bus-contract.ts`).
  */
+import type { DisconnectReason } from '../errors.js';
 import type { Message } from '../message.js';
 
 /** What one gateway holds, announced to the cluster with its heartbeats. */
@@ -17,20 +21,40 @@ export interface GatewayLoad {
   readonly ids: number;
 }
 
-/** The gateway side: hands a message to every local connection logged in as one of `recipients`. */
+/** The gateway side: its local connections, as the bus needs them. */
 export interface Deliverer {
   /** Delivers `msg` to local connections of `recipients`; returns how many connections it reached. */
   deliver(msg: Message, recipients: readonly string[]): number;
   /** What this gateway holds now (for cluster-wide stats). */
   load(): GatewayLoad;
+  /** Local connections logged in as `id`. */
+  count(id: string): number;
+  /** Ends every local connection of `id` with `reason`; returns how many. */
+  disconnect(id: string, reason: DisconnectReason): number;
+  /** Every id with a local connection (for a router that must learn them all). */
+  heldIds(): Iterable<string>;
 }
 
-/** A publish's delivered count and whether every gateway answered in time. */
+/** A publish's delivered count and whether every gateway concerned answered in time. */
 export interface PublishOutcome {
   /** Connections reached; a lower bound when `complete` is false. */
   readonly delivered: number;
-  /** False when a gateway known to be alive did not report its count in time. */
+  /** False when a gateway known to hold a recipient did not report its count in time. */
   readonly complete: boolean;
+}
+
+/** Connections per id across the cluster; `complete` false when a gateway did not answer in time. */
+export interface PresenceCounts {
+  readonly counts: ReadonlyMap<string, number>;
+  readonly complete: boolean;
+}
+
+/** An id came online (its first connection anywhere) or went offline (its last one left). */
+export interface PresenceChange {
+  readonly id: string;
+  readonly online: boolean;
+  /** Milliseconds since the epoch. */
+  readonly at: number;
 }
 
 /** What the bus knows of the cluster, for `/api/stats` and tests. */
@@ -66,13 +90,23 @@ export interface Bus {
   /**
    * Router side: delivers `msg` to every connection logged in as one of `recipients`, on every
    * gateway. Resolves to the number of connections reached (a connection logged in as several
-   * recipients counts once). Rejects with `UnavailableError` when the bus is down: a publish is
-   * never reported as a silent success.
+   * recipients counts once) and whether that count is complete. Rejects with
+   * `UnavailableError` when the bus is down: a publish is never reported as a silent success.
    */
-  publish(msg: Message, recipients: readonly string[]): Promise<number>;
+  publish(msg: Message, recipients: readonly string[]): Promise<PublishOutcome>;
 
-  /** {@link publish}, also saying whether the count is complete (every live gateway answered). */
-  publishDetailed(msg: Message, recipients: readonly string[]): Promise<PublishOutcome>;
+  /** Router side: connections of each of `ids` across the cluster (0: offline). */
+  presence(ids: readonly string[]): Promise<PresenceCounts>;
+
+  /** Router side: ends every connection of `id` on every gateway; resolves to how many. */
+  disconnect(id: string, reason: DisconnectReason): Promise<{ disconnected: number; complete: boolean }>;
+
+  /**
+   * Router side: ids going online and offline across the cluster, as they happen (not debounced).
+   * Only one process of a cluster reports them (the router with the lowest id), so a backend
+   * hears of each change once.
+   */
+  onPresence(listener: (changes: readonly PresenceChange[]) => void): void;
 
   onStatus(listener: BusStatusListener): void;
 

@@ -1,12 +1,14 @@
 /**
- * The gateway half of the NATS bus: turns bus messages into `deliver()` calls and answers tally
- * requests with what they reached.
+ * The gateway half of the NATS bus: turns bus messages into `deliver()` calls, answers tally
+ * requests with what they reached, and answers a router's control requests (connections per id
+ * for presence; disconnecting an id).
  *
  * One send to several recipients arrives as one NATS message per recipient. The local registry
  * counts a connection logged in as two of them once only if it sees the same Message object both
  * times, so the receiver keeps the last `recentMessages` Messages by eid and reuses them (and
  * skips decoding the body again).
  */
+import { Disconnect, type DisconnectReason, WireFormatError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Message } from '../message.js';
 import type { Deliverer, GatewayLoad } from './bus.js';
@@ -67,6 +69,11 @@ export class GatewayReceiver {
     return this.#deliverer.load();
   }
 
+  /** Every id the attached gateway holds (for an interest snapshot). */
+  heldIds(): Iterable<string> {
+    return this.#deliverer.heldIds();
+  }
+
   /** Per-publish counts waiting for their tally. */
   get heldCounts(): number {
     return this.#counts.size;
@@ -124,6 +131,30 @@ export class GatewayReceiver {
     return codec.encodeTallyReply(req.round, this.#gatewayId, this.#counts.take(req.pubId, req.seqs));
   }
 
+  /**
+   * Answers a control request (JSON): `{"op":"count","ids":[…]}` → `{"counts":[…]}` (local
+   * connections per id), `{"op":"disconnect","id","code"}` → `{"disconnected":N}`.
+   */
+  control(subject: string, data: Uint8Array): Uint8Array | undefined {
+    let req: { op?: unknown; ids?: unknown; id?: unknown; code?: unknown };
+    try {
+      req = JSON.parse(codec.view(data).toString()) as typeof req;
+    } catch (err) {
+      this.#bad(subject, err);
+      return undefined;
+    }
+    let answer: unknown;
+    if (req.op === 'count' && Array.isArray(req.ids)) {
+      answer = { counts: req.ids.map((id) => (typeof id === 'string' ? this.#deliverer.count(id) : 0)) };
+    } else if (req.op === 'disconnect' && typeof req.id === 'string') {
+      answer = { disconnected: this.#deliverer.disconnect(req.id, reasonOf(req.code)) };
+    } else {
+      this.#bad(subject, new WireFormatError(`unknown control request ${JSON.stringify(req).slice(0, 80)}`));
+      return undefined;
+    }
+    return Buffer.from(JSON.stringify(answer));
+  }
+
   /** Periodic: advances the counts' clock and drops counts of vanished publishers. */
   sweep(now: number): void {
     this.#counts.sweep(now);
@@ -136,4 +167,10 @@ export class GatewayReceiver {
       if (oldest.done !== true) this.#recent.delete(oldest.value);
     }
   }
+}
+
+/** The numbered disconnect reason for `code` (the API's force reconnect/disconnect). */
+function reasonOf(code: unknown): DisconnectReason {
+  for (const r of Object.values(Disconnect)) if (r.code === code) return r;
+  return Disconnect.ForceReconnect;
 }

@@ -1,11 +1,19 @@
 /**
  * The in-process bus: router and gateway share one process, so "publishing" is a direct call into
- * the gateway's registry. Interest is tracked only for stats; delivery already goes only to ids
- * with local connections.
+ * the gateway's hub, presence is the hub's own count, and an id's first login and last logout are
+ * its presence changes.
  */
-import { ClosedError, ConfigError } from '../errors.js';
+import { ClosedError, ConfigError, type DisconnectReason } from '../errors.js';
 import type { Message } from '../message.js';
-import type { Bus, BusStats, BusStatusListener, Deliverer, PublishOutcome } from './bus.js';
+import type {
+  Bus,
+  BusStats,
+  BusStatusListener,
+  Deliverer,
+  PresenceChange,
+  PresenceCounts,
+  PublishOutcome,
+} from './bus.js';
 
 export class LocalBus implements Bus {
   readonly kind = 'local';
@@ -14,6 +22,7 @@ export class LocalBus implements Bus {
   #published = 0;
   #received = 0;
   #closed = false;
+  readonly #presence: ((changes: readonly PresenceChange[]) => void)[] = [];
 
   get connected(): boolean {
     return !this.#closed;
@@ -24,28 +33,48 @@ export class LocalBus implements Bus {
     this.#deliverer = deliverer;
   }
 
-  interest(_id: string): void {
+  interest(id: string): void {
     this.#interests++;
+    this.#change(id, true);
   }
 
-  disinterest(_id: string): void {
+  disinterest(id: string): void {
     this.#interests--;
+    this.#change(id, false);
   }
 
-  publish(msg: Message, recipients: readonly string[]): Promise<number> {
+  #change(id: string, online: boolean): void {
+    if (this.#presence.length === 0 || this.#closed) return;
+    const changes = [{ id, online, at: Date.now() }];
+    for (const listener of this.#presence) listener(changes);
+  }
+
+  publish(msg: Message, recipients: readonly string[]): Promise<PublishOutcome> {
     if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
     this.#published += recipients.length;
-    if (this.#deliverer === undefined) return Promise.resolve(0);
+    if (this.#deliverer === undefined) return Promise.resolve({ delivered: 0, complete: true });
     this.#received += recipients.length;
     try {
-      return Promise.resolve(this.#deliverer.deliver(msg, recipients));
+      return Promise.resolve({ delivered: this.#deliverer.deliver(msg, recipients), complete: true });
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  publishDetailed(msg: Message, recipients: readonly string[]): Promise<PublishOutcome> {
-    return this.publish(msg, recipients).then((delivered) => ({ delivered, complete: true }));
+  presence(ids: readonly string[]): Promise<PresenceCounts> {
+    if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
+    const counts = new Map<string, number>();
+    for (const id of ids) counts.set(id, this.#deliverer?.count(id) ?? 0);
+    return Promise.resolve({ counts, complete: true });
+  }
+
+  disconnect(id: string, reason: DisconnectReason): Promise<{ disconnected: number; complete: boolean }> {
+    if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
+    return Promise.resolve({ disconnected: this.#deliverer?.disconnect(id, reason) ?? 0, complete: true });
+  }
+
+  onPresence(listener: (changes: readonly PresenceChange[]) => void): void {
+    this.#presence.push(listener);
   }
 
   onStatus(_listener: BusStatusListener): void {

@@ -1,6 +1,5 @@
 /**
- * Which gateways are alive, as one bus instance sees them: the set a router's tally rounds wait
- * for. Gateways announce themselves on `<prefix>.gw.hb` (`hb <id>` every heartbeat period and in
+ * Which gateways (or routers) are alive, as one bus instance sees them. Gateways announce themselves on `<prefix>.gw.hb` (`hb <id>` every heartbeat period and in
  * answer to a router's `who`, `bye <id>` on close); one not heard from for `timeoutMs` is gone.
  *
  * Expiry is careful about this process's own stalls: time in which the event loop was blocked
@@ -9,7 +8,7 @@
  */
 import type { Logger } from '../log.js';
 import type { GatewayLoad } from './bus.js';
-import { decodeAnnouncement } from './nats-codec.js';
+import { type Announcement, decodeAnnouncement } from './nats-codec.js';
 
 /** The live gateways, by id, with the time each was last heard from. */
 export class Membership {
@@ -20,23 +19,27 @@ export class Membership {
   readonly #log: Logger;
   readonly #gone: (id: string) => void;
 
-  /** `gone` is called for every gateway that says bye or expires. */
-  constructor(timeoutMs: number, log: Logger, gone: (id: string) => void) {
+  readonly #what: string;
+
+  /** `gone` is called for every member that says bye or expires; `what` names members in logs. */
+  constructor(timeoutMs: number, log: Logger, gone: (id: string) => void, what = 'gateway') {
     this.timeoutMs = timeoutMs;
     this.#log = log;
     this.#gone = gone;
+    this.#what = what;
   }
 
-  /** Handles an announcement payload; throws `WireFormatError` when it is not one. */
-  hear(data: Uint8Array, now: number): void {
+  /** Handles an announcement payload and returns it; throws `WireFormatError` when it is not one. */
+  hear(data: Uint8Array, now: number): Announcement {
     const a = decodeAnnouncement(data);
     if (a.kind === 'hb') {
-      if (this.seen(a.gatewayId, now)) this.#log.debug('gateway joined', { gateway: a.gatewayId });
+      if (this.seen(a.gatewayId, now)) this.#log.debug(`${this.#what} joined`, { id: a.gatewayId });
       this.#load.set(a.gatewayId, { connections: a.connections, ids: a.ids });
     } else if (this.#forget(a.gatewayId)) {
-      this.#log.debug('gateway left', { gateway: a.gatewayId });
+      this.#log.debug(`${this.#what} left`, { id: a.gatewayId });
       this.#gone(a.gatewayId);
     }
+    return a;
   }
 
   /** Records a sign of life (heartbeat or tally answer); true when `id` was not known. */
@@ -61,7 +64,7 @@ export class Membership {
       for (const [id, at] of this.#lastSeen) {
         if (now - at <= this.timeoutMs) continue;
         this.#forget(id);
-        this.#log.info('gateway expired (no heartbeat)', { gateway: id, silentMs: now - at });
+        this.#log.info(`${this.#what} expired (no heartbeat)`, { id, silentMs: now - at });
         this.#gone(id);
       }
     });

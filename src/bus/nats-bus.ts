@@ -6,13 +6,17 @@
  *
  *     <prefix>.u.<token>       one message per recipient; a gateway subscribes while it holds
  *                              the id (`token` = the id with `.` written `~`, see nats-codec.ts)
- *     <prefix>.gw.hb           gateway heartbeats (`hb <id>`, every gatewayHeartbeatMs) and `bye <id>`
- *     <prefix>.gw.who          a router that (re)connects asks; gateways answer with a heartbeat
- *     <prefix>.tally           tally requests from routers to every gateway
- *     <prefix>.tr.<bus id>     tally replies to one router
+ *     <prefix>.gw.hb           gateway heartbeats (`hb <id> <load> <delta seq>`) and `bye <id>`
+ *     <prefix>.gw.int          gateways' interest deltas (ids gained and lost), to every router
+ *     <prefix>.gw.who          `who <router> [<gateway>]`: gateways answer with a heartbeat and
+ *                              a snapshot of their ids to <prefix>.snap.<router>
+ *     <prefix>.rt.hb           router heartbeats (the lowest live router id reports presence)
+ *     <prefix>.tally.<gw id>   tally requests to one gateway, replies to <prefix>.tr.<router id>
+ *     <prefix>.ctl.<gw id>     control requests to one gateway (presence counts, disconnect)
  *
- * Delivered counts are exact through the tally (see tally.ts): every gateway a router knows to
- * be alive answers with what it delivered. This relies on NATS delivering the messages of one
+ * Delivered counts are exact through the tally (see tally.ts): every gateway the router's
+ * interest directory (directory.ts) says holds a recipient answers with what it delivered; the
+ * others are not asked, so a send's cost does not grow with the number of gateways. This relies on NATS delivering the messages of one
  * publishing connection to each subscribing connection in publish order, across subjects —
  * "NATS implements source ordered delivery per publisher", NATS FAQ,
  * https://docs.nats.io/reference/faq#does-nats-offer-any-guarantee-of-message-ordering —
@@ -26,12 +30,28 @@
  * (bus-publisher.ts, one buffer of PUB frames per send instead of one `publish()` per recipient).
  */
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { ClosedError, ConfigError, errorMessage, UnavailableError } from '../errors.js';
+import {
+  ClosedError,
+  ConfigError,
+  type DisconnectReason,
+  errorMessage,
+  UnavailableError,
+} from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Message } from '../message.js';
-import type { Bus, BusStats, BusStatusListener, Deliverer, GatewayLoad } from './bus.js';
+import type {
+  Bus,
+  BusStats,
+  BusStatusListener,
+  Deliverer,
+  GatewayLoad,
+  PresenceChange,
+  PresenceCounts,
+} from './bus.js';
 import { BusPublisher } from './bus-publisher.js';
+import { Directory } from './directory.js';
 import { GatewayReceiver } from './gateway-receiver.js';
+import { InterestFeed } from './interest-feed.js';
 import { createInterests, type InterestTable } from './interests.js';
 import { Membership } from './membership.js';
 import * as codec from './nats-codec.js';
@@ -57,6 +77,12 @@ export interface NatsBusStats extends BusStats {
   readonly heldCounts: number;
   /** Payloads on our subjects that could not be decoded. */
   readonly badPayloads: number;
+  /** Routers known alive (this one included when it is one). */
+  readonly routers: number;
+  /** What this router's interest directory holds: ids, and (id, gateway) pairs. */
+  readonly directory: { readonly ids: number; readonly pairs: number };
+  /** Snapshots asked of gateways because deltas were lost or this router (re)joined. */
+  readonly resyncs: number;
 }
 
 /** A subscription callback that ignores errors (permission violations, which we do not use). */
@@ -102,17 +128,34 @@ function randomId(): string {
  */
 export class NatsBus implements Bus {
   readonly kind = 'nats';
-  /** This bus's id on the wire: gateway id and publisher id. */
+  /** This bus's id on the wire: gateway id, publisher id and router id. */
   readonly id: string;
   readonly #nc: NatsConnection;
   readonly #o: ResolvedNatsBusOptions;
   readonly #log: Logger;
-  readonly #subjects: { user: string; hb: string; who: string; tally: string; replies: string };
+  readonly #subjects: {
+    user: string;
+    hb: string;
+    routerHb: string;
+    who: string;
+    deltas: string;
+    snapshots: string;
+    tallyPrefix: string;
+    controlPrefix: string;
+    replies: string;
+  };
   readonly #gateways: Membership;
+  readonly #routers: Membership;
+  /** Live routers that have learned the cluster (presence leadership goes to the lowest). */
+  readonly #readyRouters = new Set<string>();
   /** The router half, unless the role is `gateway`. */
   readonly #publisher: BusPublisher | undefined;
+  readonly #directory: Directory;
   readonly #interests: InterestTable;
+  readonly #feed: InterestFeed;
   readonly #listeners: BusStatusListener[] = [];
+  readonly #presenceListeners: ((changes: readonly PresenceChange[]) => void)[] = [];
+  #presenceBatch: PresenceChange[] = [];
   /** The gateway half, once a deliverer is attached. */
   #receiver: GatewayReceiver | undefined = undefined;
   #up = true;
@@ -123,6 +166,11 @@ export class NatsBus implements Bus {
   #lastTick = Date.now();
   #timer: NodeJS.Timeout;
   #badPayloads = 0;
+  #resyncs = 0;
+  /** When each gateway was last asked for a snapshot (ms), so a lagging one is not asked every beat. */
+  readonly #askedAt = new Map<string, number>();
+  /** Until then (ms), presence changes are not reported: the directory is being learned. */
+  #learningUntil = 0;
 
   /** Connects to NATS; rejects with {@link UnavailableError} when no server answers in time. */
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
@@ -155,37 +203,59 @@ export class NatsBus implements Bus {
     this.#subjects = {
       user: `${p}.u.`,
       hb: `${p}.gw.hb`,
+      routerHb: `${p}.rt.hb`,
       who: `${p}.gw.who`,
-      tally: `${p}.tally`,
+      deltas: `${p}.gw.int`,
+      snapshots: `${p}.snap.`,
+      tallyPrefix: `${p}.tally.`,
+      controlPrefix: `${p}.ctl.`,
       replies: `${p}.tr.${this.id}`,
     };
-    this.#gateways = new Membership(3 * o.gatewayHeartbeatMs, this.#log, (id) =>
-      this.#publisher?.gatewayGone(id),
+    this.#directory = new Directory((id, online) => this.#presenceChange(id, online));
+    this.#gateways = new Membership(3 * o.gatewayHeartbeatMs, this.#log, (id) => {
+      this.#publisher?.gatewayGone(id);
+      this.#directory.dropGateway(id);
+      this.#askedAt.delete(id);
+    });
+    this.#routers = new Membership(
+      3 * o.gatewayHeartbeatMs,
+      this.#log,
+      (id) => this.#readyRouters.delete(id),
+      'router',
     );
     this.#interests = createInterests(
       nc,
       (subject, data) => this.#receiver?.onUserMessage(subject, data),
       o.leanInterests,
     );
+    this.#feed = new InterestFeed(this.id, this.#subjects.deltas, (subject, payload) =>
+      this.#send(subject, payload),
+    );
 
-    // Every role tracks membership (stats().gateways); routers also collect tally replies.
+    // Every role tracks gateway membership (stats().gateways); routers also keep the directory.
     nc.subscribe(this.#subjects.hb, { callback: ok((m) => this.#onAnnouncement(m)) });
     if (o.role !== 'gateway') {
       this.#publisher = new BusPublisher({
         nc,
         id: this.id,
         userSubjectPrefix: this.#subjects.user,
-        tallySubject: this.#subjects.tally,
+        tallySubjectPrefix: this.#subjects.tallyPrefix,
+        controlSubjectPrefix: this.#subjects.controlPrefix,
         replySubject: this.#subjects.replies,
         whoSubject: this.#subjects.who,
         gateways: this.#gateways,
+        directory: this.#directory,
         tallyTimeoutMs: o.tallyTimeoutMs,
         discoveryMs: o.discoveryMs,
         log: this.#log,
         bad: (subject, err) => this.#bad(subject, err),
         framedPublish: o.framedPublish,
       });
-      this.#publisher.discover();
+      nc.subscribe(this.#subjects.deltas, { callback: ok((m) => this.#onDelta(m)) });
+      nc.subscribe(this.#subjects.snapshots + this.id, { callback: ok((m) => this.#onSnapshot(m)) });
+      nc.subscribe(this.#subjects.routerHb, { callback: ok((m) => this.#onRouterAnnouncement(m)) });
+      this.#announceRouter('hb');
+      this.#learn();
     }
     // A quarter period, so an expired gateway is noticed within 3¼ heartbeats of its last one.
     this.#tickMs = Math.max(5, Math.floor(o.gatewayHeartbeatMs / TICKS_PER_HEARTBEAT));
@@ -198,7 +268,7 @@ export class NatsBus implements Bus {
     return this.#up && !this.#closed;
   }
 
-  /** Gateway side: where received messages go. Starts heartbeats and tally answers. */
+  /** Gateway side: where received messages go. Starts heartbeats, interest deltas and tally answers. */
   attach(deliverer: Deliverer): void {
     if (this.#o.role === 'router')
       throw new ConfigError("this bus was opened with role 'router' and cannot attach a deliverer");
@@ -213,41 +283,67 @@ export class NatsBus implements Bus {
       log: this.#log,
       bad: (subject, err) => this.#bad(subject, err),
     });
-    this.#nc.subscribe(this.#subjects.tally, {
+    this.#nc.subscribe(this.#subjects.tallyPrefix + this.id, {
       callback: ok((m) => this.#onTallyRequest(m)),
     });
-    this.#nc.subscribe(this.#subjects.who, { callback: ok(() => this.#announce('hb')) });
+    this.#nc.subscribe(this.#subjects.controlPrefix + this.id, {
+      callback: ok((m) => this.#onControl(m)),
+    });
+    this.#nc.subscribe(this.#subjects.who, { callback: ok((m) => this.#onWho(m)) });
     this.#announce('hb');
   }
 
-  /** Subscribes the subject of `id`. Idempotent; ignored once the bus is closed. */
+  /** Subscribes the subject of `id` and tells routers. Idempotent; ignored once the bus is closed. */
   interest(id: string): void {
     if (this.#closed) return;
-    this.#interests.add(id, this.#subjects.user + codec.idToToken(id));
+    if (this.#interests.add(id, this.#subjects.user + codec.idToToken(id))) this.#feed.gained(id);
   }
 
-  /** Unsubscribes the subject of `id`. Idempotent; ignored once the bus is closed. */
+  /** Unsubscribes the subject of `id` and tells routers. Idempotent; ignored once the bus is closed. */
   disinterest(id: string): void {
     if (this.#closed) return;
-    this.#interests.remove(id);
-  }
-
-  publish(msg: Message, recipients: readonly string[]): Promise<number> {
-    return this.publishDetailed(msg, recipients).then((r) => r.delivered);
+    if (this.#interests.remove(id)) this.#feed.lost(id);
   }
 
   /**
-   * {@link publish} with the tally's verdict: `complete` is false when a live gateway did not
-   * answer within `tallyTimeoutMs` (then `delivered` is a lower bound and `missing` names it).
+   * Publishes `msg` to every recipient and resolves with the tally's verdict: `complete` is false
+   * when a gateway holding a recipient did not answer within `tallyTimeoutMs` (then `delivered`
+   * is a lower bound and `missing` names it).
    */
-  publishDetailed(msg: Message, recipients: readonly string[]): Promise<PublishResult> {
-    if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
-    const publisher = this.#publisher;
-    if (publisher === undefined) {
-      return Promise.reject(new ConfigError("this bus was opened with role 'gateway' and cannot publish"));
-    }
-    if (!this.#up) return Promise.reject(this.#downError());
+  publish(msg: Message, recipients: readonly string[]): Promise<PublishResult> {
+    const publisher = this.#router();
+    if (typeof publisher === 'string') return Promise.reject(this.#refusal(publisher));
     return publisher.publish(msg, recipients);
+  }
+
+  presence(ids: readonly string[]): Promise<PresenceCounts> {
+    const publisher = this.#router();
+    if (typeof publisher === 'string') return Promise.reject(this.#refusal(publisher));
+    return publisher.presence(ids);
+  }
+
+  disconnect(id: string, reason: DisconnectReason): Promise<{ disconnected: number; complete: boolean }> {
+    const publisher = this.#router();
+    if (typeof publisher === 'string') return Promise.reject(this.#refusal(publisher));
+    return publisher.disconnect(id, reason.code);
+  }
+
+  onPresence(listener: (changes: readonly PresenceChange[]) => void): void {
+    this.#presenceListeners.push(listener);
+  }
+
+  #router(): BusPublisher | 'closed' | 'gateway' | 'down' {
+    if (this.#closed) return 'closed';
+    if (this.#publisher === undefined) return 'gateway';
+    if (!this.#up) return 'down';
+    return this.#publisher;
+  }
+
+  #refusal(why: 'closed' | 'gateway' | 'down'): Error {
+    if (why === 'closed') return new ClosedError('the bus is closed');
+    if (why === 'gateway')
+      return new ConfigError("this bus was opened with role 'gateway' and cannot publish");
+    return this.#downError();
   }
 
   onStatus(listener: BusStatusListener): void {
@@ -267,22 +363,41 @@ export class NatsBus implements Bus {
       pendingPublishes: this.#publisher?.pending ?? 0,
       heldCounts: this.#receiver?.heldCounts ?? 0,
       badPayloads: this.#badPayloads,
+      routers: this.#routers.size + (this.#publisher === undefined ? 0 : 1),
+      directory: { ids: this.#directory.ids, pairs: this.#directory.pairs },
+      resyncs: this.#resyncs,
     };
   }
 
   /**
-   * Resolves when the NATS server has processed everything this bus sent so far (interests
-   * taken included): a publish from another process after this reaches them.
+   * Resolves when the NATS server has processed everything this bus sent so far (interests and
+   * their deltas included): a publish from another process after this reaches them.
    */
   flush(): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
     if (!this.#up) return Promise.reject(this.#downError());
+    this.#feed.flush();
     return this.#nc.flush();
   }
 
   /** Ids of the gateways this bus currently knows to be alive (itself included if attached). */
   liveGateways(): string[] {
     return [...this.#gateways.ids()];
+  }
+
+  /** `all`, `gateway` or `router`. */
+  get role(): string {
+    return this.#o.role;
+  }
+
+  /** True once this router has learned the cluster and reports presence changes. */
+  get reportingPresence(): boolean {
+    return this.#publisher !== undefined && !this.#directory.quiet;
+  }
+
+  /** The gateways this router's directory says hold `id`. */
+  holders(id: string): string[] {
+    return this.#directory.holders(id);
   }
 
   /** True when interests use the lean subscription objects (see interests.ts). */
@@ -295,9 +410,15 @@ export class NatsBus implements Bus {
     return this.#publisher?.framed ?? false;
   }
 
+  /** The NATS connection, for a history on the same server (jetstream-log.ts). @internal */
+  get connection(): NatsConnection {
+    return this.#nc;
+  }
+
   /**
-   * Says `bye` (gateway), lets waiting publishes get their counts (at most `tallyTimeoutMs`),
-   * then drains the connection: in-flight messages are still delivered, then it closes.
+   * Says `bye` (gateway and router), lets waiting publishes get their counts (at most
+   * `tallyTimeoutMs`), then drains the connection: in-flight messages are still delivered, then
+   * it closes.
    */
   close(): Promise<void> {
     this.#closing ??= this.#shutdown();
@@ -320,7 +441,10 @@ export class NatsBus implements Bus {
     this.#closed = true;
     this.#stopTimers();
     if (this.#nc.isClosed()) return;
-    if (this.#receiver !== undefined && this.#up) this.#announce('bye');
+    if (this.#up) {
+      if (this.#receiver !== undefined) this.#announce('bye');
+      if (this.#publisher !== undefined) this.#announceRouter('bye');
+    }
     await this.#publisher?.finish();
     // A drain waits for the server to confirm; with the server gone it would wait forever.
     let timer: NodeJS.Timeout | undefined;
@@ -348,12 +472,26 @@ export class NatsBus implements Bus {
     );
   }
 
-  #announce(kind: 'hb' | 'bye'): void {
+  /** Publishes, dropping what the client cannot take now (it is down; the heartbeat seq tells routers). */
+  #send(subject: string, payload: Uint8Array | string): void {
     try {
-      this.#nc.publish(this.#subjects.hb, codec.encodeAnnouncement(kind, this.id, this.#load()));
+      this.#nc.publish(subject, payload);
     } catch (err) {
-      this.#log.debug('announcement not sent', { kind, err });
+      this.#log.debug('not sent', { subject, err });
     }
+  }
+
+  #announce(kind: 'hb' | 'bye'): void {
+    this.#send(this.#subjects.hb, codec.encodeAnnouncement(kind, this.id, this.#load(), this.#feed.seq));
+  }
+
+  /** A router's heartbeat says whether it has learned the cluster (`seq` 1) and may report presence. */
+  #announceRouter(kind: 'hb' | 'bye'): void {
+    const ready = this.#directory.quiet ? 0 : 1;
+    this.#send(
+      this.#subjects.routerHb,
+      codec.encodeAnnouncement(kind, this.id, { connections: 0, ids: 0 }, ready),
+    );
   }
 
   /** The attached gateway's load; a failing load source must not silence the heartbeat. */
@@ -366,6 +504,13 @@ export class NatsBus implements Bus {
     }
   }
 
+  /** A router (re)joins: ask every gateway who it is and what it holds; presence stays quiet meanwhile. */
+  #learn(): void {
+    this.#directory.quiet = true;
+    this.#learningUntil = Date.now() + Math.max(2000, 2 * this.#o.discoveryMs);
+    this.#publisher?.discover();
+  }
+
   #tick(): void {
     const now = Date.now();
     const late = now - this.#lastTick - this.#tickMs;
@@ -373,15 +518,89 @@ export class NatsBus implements Bus {
     this.#receiver?.sweep(now);
     if (!this.#up) return;
     this.#ticks = (this.#ticks + 1) % TICKS_PER_HEARTBEAT;
-    if (this.#ticks === 0 && this.#receiver !== undefined) this.#announce('hb');
+    if (this.#ticks === 0) {
+      if (this.#receiver !== undefined) this.#announce('hb');
+      if (this.#publisher !== undefined) this.#announceRouter('hb');
+    }
     this.#gateways.sweep(late > this.#tickMs ? late : 0, () => this.#closed);
+    this.#routers.sweep(late > this.#tickMs ? late : 0, () => this.#closed);
+    if (this.#directory.quiet && now >= this.#learningUntil) {
+      this.#directory.quiet = false;
+      this.#announceRouter('hb');
+    }
   }
 
   #onAnnouncement(m: Msg): void {
+    let a: codec.Announcement;
     try {
-      this.#gateways.hear(m.data, Date.now());
+      a = this.#gateways.hear(m.data, Date.now());
     } catch (err) {
       this.#bad(m.subject, err);
+      return;
+    }
+    // A heartbeat names the gateway's last delta: behind it, deltas were lost. Ask for a snapshot.
+    if (
+      this.#publisher !== undefined &&
+      a.kind === 'hb' &&
+      a.seq > this.#directory.seqOf(a.gatewayId) &&
+      !this.#directory.snapshotting(a.gatewayId)
+    ) {
+      this.#resync(a.gatewayId);
+    }
+  }
+
+  #onRouterAnnouncement(m: Msg): void {
+    try {
+      const a = this.#routers.hear(m.data, Date.now());
+      if (a.kind === 'hb' && a.seq === 1) this.#readyRouters.add(a.gatewayId);
+      else this.#readyRouters.delete(a.gatewayId);
+    } catch (err) {
+      this.#bad(m.subject, err);
+    }
+  }
+
+  /** Asks `gateway` for a snapshot of its ids, at most once per heartbeat period. */
+  #resync(gateway: string): void {
+    const now = Date.now();
+    if (now - (this.#askedAt.get(gateway) ?? 0) < this.#o.gatewayHeartbeatMs) return;
+    this.#askedAt.set(gateway, now);
+    this.#resyncs++;
+    this.#log.debug('asking a gateway for its interests', { gateway });
+    this.#send(this.#subjects.who, `who ${this.id} ${gateway}`);
+  }
+
+  #onDelta(m: Msg): void {
+    let d: codec.InterestDelta;
+    try {
+      d = codec.decodeDelta(m.data);
+    } catch (err) {
+      this.#bad(m.subject, err);
+      return;
+    }
+    if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) this.#resync(d.gatewayId);
+  }
+
+  #onSnapshot(m: Msg): void {
+    let snap: codec.InterestSnapshot;
+    try {
+      snap = codec.decodeSnapshot(m.data);
+    } catch (err) {
+      this.#bad(m.subject, err);
+      return;
+    }
+    this.#directory.applySnapshot(snap.gatewayId, snap.seq, snap.part, snap.last, snap.ids);
+  }
+
+  /** A router asks who is there (`who <router> [<gateway>]`): heartbeat, and a snapshot for it. */
+  #onWho(m: Msg): void {
+    const [, router, target] = m.string().split(' ');
+    if (target !== undefined && target !== this.id) return;
+    this.#announce('hb');
+    if (router === undefined || this.#receiver === undefined) return;
+    try {
+      this.#feed.snapshot(this.#subjects.snapshots + router, this.#receiver.heldIds());
+    } catch (err) {
+      this.#log.warn('interest snapshot not sent', { router, err });
     }
   }
 
@@ -392,6 +611,44 @@ export class NatsBus implements Bus {
       m.respond(reply);
     } catch (err) {
       this.#log.debug('tally reply not sent', { err });
+    }
+  }
+
+  #onControl(m: Msg): void {
+    const reply = this.#receiver?.control(m.subject, m.data);
+    if (reply === undefined) return;
+    try {
+      m.respond(reply);
+    } catch (err) {
+      this.#log.debug('control reply not sent', { err });
+    }
+  }
+
+  /**
+   * True when this router reports presence: it has learned the cluster and no other live router
+   * that has has a lower id. (A router still learning would miss changes: it never leads.)
+   */
+  #leads(): boolean {
+    if (this.#directory.quiet) return false;
+    for (const id of this.#readyRouters) if (id < this.id && this.#routers.has(id)) return false;
+    return true;
+  }
+
+  #presenceChange(id: string, online: boolean): void {
+    if (this.#presenceListeners.length === 0 || !this.#leads()) return;
+    if (this.#presenceBatch.length === 0) setImmediate(() => this.#flushPresence());
+    this.#presenceBatch.push({ id, online, at: Date.now() });
+  }
+
+  #flushPresence(): void {
+    const changes = this.#presenceBatch;
+    this.#presenceBatch = [];
+    for (const listener of this.#presenceListeners) {
+      try {
+        listener(changes);
+      } catch (err) {
+        this.#log.error('presence listener failed', { err });
+      }
     }
   }
 
@@ -412,8 +669,16 @@ export class NatsBus implements Bus {
     if (this.#closed) return;
     if (up) {
       this.#gateways.clear();
+      this.#routers.clear();
+      this.#readyRouters.clear();
       if (this.#receiver !== undefined) this.#announce('hb');
-      this.#publisher?.discover();
+      if (this.#publisher !== undefined) {
+        // Deltas may have been lost while away: relearn every gateway's interests.
+        this.#directory.quiet = true;
+        this.#directory.clear();
+        this.#announceRouter('hb');
+        this.#learn();
+      }
     }
     this.#log.info(up ? 'NATS reconnected' : 'NATS disconnected', { server: this.#nc.getServer() });
     for (const listener of this.#listeners) {

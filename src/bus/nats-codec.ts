@@ -24,6 +24,14 @@
  *     u8 format=3 | u32 round | u8 G | G bytes gateway id | u32 m | m × (u32 index, u32 count)
  *
  * `index` points into the request's seq list, so a reply is as small as the gateway's share.
+ *
+ * Interest delta (gateway → `<prefix>.gw.int`), ids a gateway gained and lost since its last one:
+ *
+ *     u8 format=4 | u8 G | G bytes gateway id | f64 seq | u32 a | u32 r | (a + r) × (u8 L | L bytes id)
+ *
+ * Interest snapshot (gateway → `<prefix>.snap.<router id>`, in parts), every id it holds at `seq`:
+ *
+ *     u8 format=5 | u8 G | G bytes gateway id | f64 seq | u32 part | u8 last | u32 n | n × (u8 L | L bytes id)
  */
 
 import { InvalidInputError, WireFormatError } from '../errors.js';
@@ -33,6 +41,8 @@ import type { GatewayLoad } from './bus.js';
 const FORMAT_MESSAGE = 1;
 const FORMAT_TALLY_REQUEST = 2;
 const FORMAT_TALLY_REPLY = 3;
+const FORMAT_DELTA = 4;
+const FORMAT_SNAPSHOT = 5;
 
 /**
  * A user id as one NATS subject token. `.` separates tokens in NATS, so it becomes `~`, which
@@ -245,30 +255,151 @@ export function decodeTallyReply(data: Uint8Array): TallyReply {
   return { round, gatewayId, pairs };
 }
 
+/** Bytes an id list takes in a delta or snapshot (ids are ASCII, at most 255 bytes: ids.ts). */
+function idsBytes(ids: readonly string[]): number {
+  let n = 0;
+  for (const id of ids) n += 1 + id.length;
+  return n;
+}
+
+function writeIds(buf: Buffer, o: number, ids: readonly string[]): number {
+  for (const id of ids) {
+    buf[o++] = id.length;
+    o += buf.write(id, o, 'latin1');
+  }
+  return o;
+}
+
+function readIds(buf: Buffer, o: number, n: number, what: string): [string[], number] {
+  const ids = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    need(buf, o + 1, what);
+    const len = buf[o]!;
+    need(buf, o + 1 + len, what);
+    ids[i] = buf.toString('latin1', o + 1, o + 1 + len);
+    o += 1 + len;
+  }
+  return [ids, o];
+}
+
+function writeHead(format: number, gatewayId: string, seq: number, extra: number): [Buffer, number] {
+  const g = Buffer.byteLength(gatewayId, 'latin1');
+  const buf = Buffer.allocUnsafe(1 + 1 + g + 8 + extra);
+  let o = buf.writeUInt8(format, 0);
+  o = buf.writeUInt8(g, o);
+  o += buf.write(gatewayId, o, 'latin1');
+  o = buf.writeDoubleLE(seq, o);
+  return [buf, o];
+}
+
+function readHead(buf: Buffer, format: number, what: string): { gatewayId: string; seq: number; o: number } {
+  need(buf, 2, what);
+  if (buf[0] !== format) throw new WireFormatError(`not ${what} (format byte ${buf[0]})`);
+  const g = buf[1]!;
+  need(buf, 2 + g + 8, what);
+  return { gatewayId: buf.toString('latin1', 2, 2 + g), seq: buf.readDoubleLE(2 + g), o: 2 + g + 8 };
+}
+
+/** An interest delta: what one gateway gained (`adds`) and lost (`removes`), numbered `seq`. */
+export interface InterestDelta {
+  readonly gatewayId: string;
+  readonly seq: number;
+  readonly adds: readonly string[];
+  readonly removes: readonly string[];
+}
+
+export function encodeDelta(
+  gatewayId: string,
+  seq: number,
+  adds: readonly string[],
+  removes: readonly string[],
+): Buffer {
+  const [buf, start] = writeHead(FORMAT_DELTA, gatewayId, seq, 8 + idsBytes(adds) + idsBytes(removes));
+  let o = buf.writeUInt32LE(adds.length, start);
+  o = buf.writeUInt32LE(removes.length, o);
+  writeIds(buf, writeIds(buf, o, adds), removes);
+  return buf;
+}
+
+export function decodeDelta(data: Uint8Array): InterestDelta {
+  const buf = view(data);
+  const h = readHead(buf, FORMAT_DELTA, 'an interest delta');
+  need(buf, h.o + 8, 'an interest delta');
+  const a = buf.readUInt32LE(h.o);
+  const r = buf.readUInt32LE(h.o + 4);
+  const [adds, o] = readIds(buf, h.o + 8, a, 'interest delta adds');
+  const [removes] = readIds(buf, o, r, 'interest delta removes');
+  return { gatewayId: h.gatewayId, seq: h.seq, adds, removes };
+}
+
+/** One part of an interest snapshot. */
+export interface InterestSnapshot {
+  readonly gatewayId: string;
+  readonly seq: number;
+  readonly part: number;
+  readonly last: boolean;
+  readonly ids: readonly string[];
+}
+
+export function encodeSnapshot(
+  gatewayId: string,
+  seq: number,
+  part: number,
+  last: boolean,
+  ids: readonly string[],
+): Buffer {
+  const [buf, start] = writeHead(FORMAT_SNAPSHOT, gatewayId, seq, 9 + idsBytes(ids));
+  let o = buf.writeUInt32LE(part, start);
+  o = buf.writeUInt8(last ? 1 : 0, o);
+  o = buf.writeUInt32LE(ids.length, o);
+  writeIds(buf, o, ids);
+  return buf;
+}
+
+export function decodeSnapshot(data: Uint8Array): InterestSnapshot {
+  const buf = view(data);
+  const h = readHead(buf, FORMAT_SNAPSHOT, 'an interest snapshot');
+  need(buf, h.o + 9, 'an interest snapshot');
+  const part = buf.readUInt32LE(h.o);
+  const last = buf[h.o + 4] === 1;
+  const n = buf.readUInt32LE(h.o + 5);
+  const [ids] = readIds(buf, h.o + 9, n, 'interest snapshot ids');
+  return { gatewayId: h.gatewayId, seq: h.seq, part, last, ids };
+}
+
 /**
- * Membership announcements on `<prefix>.gw.hb`: text, so `nats sub 'sb.gw.>'` is readable.
- * A heartbeat may carry the gateway's load: `hb <id> <connections> <ids>`.
+ * Membership announcements on `<prefix>.gw.hb` (gateways) and `<prefix>.rt.hb` (routers): text,
+ * so `nats sub 'sb.gw.>'` is readable. A gateway's heartbeat carries its load and the seq of its
+ * last interest delta: `hb <id> <connections> <ids> <seq>`.
  */
 export type Announcement = {
   readonly kind: 'hb' | 'bye';
   readonly gatewayId: string;
   readonly connections: number;
   readonly ids: number;
+  /** Seq of the gateway's last interest delta (0 when it sent none or does not say). */
+  readonly seq: number;
 };
 
-/** `hb <id> [<connections> <ids>]` or `bye <id>`. */
-export function encodeAnnouncement(kind: 'hb' | 'bye', gatewayId: string, load?: GatewayLoad): string {
+/** `hb <id> [<connections> <ids> <seq>]` or `bye <id>`. */
+export function encodeAnnouncement(
+  kind: 'hb' | 'bye',
+  gatewayId: string,
+  load?: GatewayLoad,
+  seq = 0,
+): string {
   return load === undefined || kind === 'bye'
     ? `${kind} ${gatewayId}`
-    : `${kind} ${gatewayId} ${load.connections} ${load.ids}`;
+    : `${kind} ${gatewayId} ${load.connections} ${load.ids} ${seq}`;
 }
 
 /** Reads an announcement; throws {@link WireFormatError} on anything else. */
 export function decodeAnnouncement(data: Uint8Array): Announcement {
   const text = view(data).toString('latin1');
-  const [kind, gatewayId, connections = '0', ids = '0', ...extra] = text.split(' ');
+  const [kind, gatewayId, connections = '0', ids = '0', seqText = '0', ...extra] = text.split(' ');
   const c = Number(connections);
   const i = Number(ids);
+  const seq = Number(seqText);
   if (
     gatewayId === undefined ||
     gatewayId.length === 0 ||
@@ -277,9 +408,11 @@ export function decodeAnnouncement(data: Uint8Array): Announcement {
     !Number.isSafeInteger(c) ||
     !Number.isSafeInteger(i) ||
     c < 0 ||
-    i < 0
+    i < 0 ||
+    !Number.isSafeInteger(seq) ||
+    seq < 0
   ) {
     throw new WireFormatError(`not a gateway announcement: ${JSON.stringify(text.slice(0, 40))}`);
   }
-  return { kind, gatewayId, connections: c, ids: i };
+  return { kind, gatewayId, connections: c, ids: i, seq };
 }

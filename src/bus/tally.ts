@@ -2,12 +2,17 @@
  * The tally: how a router learns the exact number of connections a publish reached, when the
  * connections sit on gateways it never talks to directly.
  *
- *     router                         NATS                       gateway (each live one)
+ *     router                         NATS                       gateway (each holding a recipient)
  *     publish m1 → sb.u.alice  ─────────────────────────────▶  deliver, counts[pub][seq1] += n
  *     publish m1 → sb.u.bob    ─────────────────────────────▶  deliver, counts[pub][seq1] += n
  *     … every publish since the last round …
- *     tally round r [seq1, …]  ─────────────────────────────▶  reply {r, [index, count]…}
- *     wait for every live gateway ◀──────────────────────────  (counts for seq1… deleted)
+ *     tally r [seq1, …] → sb.tally.<gw>  ────────────────────▶  reply {r, [index, count]…}
+ *     wait for those gateways ◀──────────────────────────────  (counts for seq1… deleted)
+ *
+ * A round asks only the gateways that hold a recipient of one of its publishes — the router's
+ * interest directory (directory.ts) knows which — so a send costs work on the gateways it reaches,
+ * not on every gateway of the cluster. A publish whose recipients no gateway holds is settled at
+ * once, with no round.
  *
  * Correctness rests on NATS ordering: messages from one publishing connection reach each
  * subscribing connection in the order they were published, whatever their subjects, so a gateway
@@ -32,27 +37,35 @@ export interface PublishResult {
   readonly missing: readonly string[];
 }
 
-/** The gateways a round waits for: those known alive when it is sent (membership.ts). */
+/** Which gateways are alive now (membership.ts): a round waits only for live candidates. */
 export interface LiveGateways {
-  ids(): IterableIterator<string>;
+  has(id: string): boolean;
 }
 
 /** What {@link TallyRounds} needs from the bus. */
 export interface TallyHooks {
-  /** Publishes the tally request of `round` for `seqs`; may throw if the connection is gone. */
-  send(round: number, seqs: readonly number[]): void;
+  /** Sends gateway `gateway` the tally request of `round` for `seqs`; may throw if the connection is gone. */
+  send(round: number, gateway: string, seqs: readonly number[]): void;
   /** A round ended without answers from `missing`; it covered `publishes` publishes. */
   timedOut(round: number, missing: readonly string[], publishes: number): void;
 }
 
 class Pending {
   readonly seq: number;
+  /** Gateways holding a recipient of this publish, when it was published. */
+  readonly candidates: readonly string[];
   readonly resolve: (r: PublishResult) => void;
   readonly reject: (err: unknown) => void;
   delivered = 0;
 
-  constructor(seq: number, resolve: (r: PublishResult) => void, reject: (err: unknown) => void) {
+  constructor(
+    seq: number,
+    candidates: readonly string[],
+    resolve: (r: PublishResult) => void,
+    reject: (err: unknown) => void,
+  ) {
     this.seq = seq;
+    this.candidates = candidates;
     this.resolve = resolve;
     this.reject = reject;
   }
@@ -61,16 +74,17 @@ class Pending {
 class Round {
   readonly id: number;
   readonly items: Pending[];
+  /** Per gateway asked: the publishes its request lists, in request order (replies index these). */
+  readonly asked: Map<string, Pending[]>;
   /** Gateways not yet answered. */
   readonly waiting: Set<string>;
-  /** Gateways that answered (guards against counting one gateway twice). */
-  readonly answered = new Set<string>();
   timer: NodeJS.Timeout | undefined = undefined;
 
-  constructor(id: number, items: Pending[], waiting: Set<string>) {
+  constructor(id: number, items: Pending[], asked: Map<string, Pending[]>) {
     this.id = id;
     this.items = items;
-    this.waiting = waiting;
+    this.asked = asked;
+    this.waiting = new Set(asked.keys());
   }
 }
 
@@ -86,10 +100,10 @@ export const ROUND_GAP_MS = 5;
  * when it ends, or {@link ROUND_GAP_MS} after it was sent if it is still out then (a slow gateway
  * must not hold everyone back for a whole timeout). A publisher that waits for each answer is
  * never slowed down; when rounds take longer, because the gateways or NATS are busy, they carry
- * more publishes each. Every round costs every live gateway a request and a reply, whatever it
- * carries.
- * A round ends when every gateway that was live when it was sent has answered, or a live gateway
- * expires or says bye, or after `timeoutMs`.
+ * more publishes each. A round costs each gateway it asks one request and one reply, whatever
+ * it carries; gateways that hold none of its recipients are not asked.
+ * A round ends when every gateway it asked has answered, or one of them expires or says bye, or
+ * after `timeoutMs`.
  */
 export class TallyRounds {
   readonly #gateways: LiveGateways;
@@ -114,10 +128,15 @@ export class TallyRounds {
     this.#hooks = hooks;
   }
 
-  /** Counts publish `seq` (its messages are already published) in the next round. */
-  add(seq: number): Promise<PublishResult> {
+  /**
+   * Counts publish `seq` (its messages are already published) in the next round, asking the
+   * `candidates`: the gateways that hold one of its recipients. None: settled at once, with 0.
+   */
+  add(seq: number, candidates: readonly string[]): Promise<PublishResult> {
+    if (candidates.length === 0)
+      return Promise.resolve({ delivered: 0, complete: true, missing: COMPLETE_EMPTY });
     return new Promise<PublishResult>((resolve, reject) => {
-      this.#batch.push(new Pending(seq, resolve, reject));
+      this.#batch.push(new Pending(seq, candidates, resolve, reject));
       this.#pending++;
       this.#schedule();
     });
@@ -150,17 +169,16 @@ export class TallyRounds {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  /** A gateway answered. Answers from gateways not waited for still count (they joined late). */
+  /** A gateway answered; its pairs index the publishes its request listed. */
   onReply(reply: TallyReply): void {
     const round = this.#rounds.get(reply.round);
-    if (round === undefined || round.answered.has(reply.gatewayId)) return;
-    round.answered.add(reply.gatewayId);
+    if (round === undefined || !round.waiting.delete(reply.gatewayId)) return;
+    const list = round.asked.get(reply.gatewayId) ?? [];
     const { pairs } = reply;
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const item = round.items[pairs[i] as number];
+      const item = list[pairs[i] as number];
       if (item !== undefined) item.delivered += pairs[i + 1] as number;
     }
-    round.waiting.delete(reply.gatewayId);
     if (round.waiting.size === 0) this.#finish(round, COMPLETE_EMPTY);
   }
 
@@ -215,17 +233,30 @@ export class TallyRounds {
     if (this.#held || this.#batch.length === 0) return;
     const items = this.#batch;
     this.#batch = [];
-    const waiting = new Set(this.#gateways.ids());
-    if (waiting.size === 0) {
-      // Nobody can have delivered: no gateway is alive.
+    const asked = new Map<string, Pending[]>();
+    for (const item of items) {
+      for (const gw of item.candidates) {
+        // A candidate that has gone since (bye, expiry) delivered nothing it could report.
+        if (!this.#gateways.has(gw)) continue;
+        const list = asked.get(gw);
+        if (list === undefined) asked.set(gw, [item]);
+        else list.push(item);
+      }
+    }
+    if (asked.size === 0) {
       for (const item of items) this.#settle(item, { delivered: 0, complete: true, missing: COMPLETE_EMPTY });
       return;
     }
     this.#nextRound = (this.#nextRound + 1) >>> 0;
-    const round = new Round(this.#nextRound, items, waiting);
-    const seqs = items.map((item) => item.seq);
+    const round = new Round(this.#nextRound, items, asked);
     try {
-      this.#hooks.send(round.id, seqs);
+      for (const [gw, list] of asked) {
+        this.#hooks.send(
+          round.id,
+          gw,
+          list.map((item) => item.seq),
+        );
+      }
     } catch (err) {
       for (const item of items) this.#settle(item, undefined, err);
       return;

@@ -144,7 +144,15 @@ export const command: Command = {
       routers,
       gatewaySpec: {
         role: 'gateway',
-        args: ['serve', '--role', 'gateway', ...client, ...(routers > 0 ? ['--no-api'] : api), ...common],
+        // Without routers the gateways take publishes themselves: role all, each with the API.
+        args: [
+          'serve',
+          '--role',
+          routers > 0 ? 'gateway' : 'all',
+          ...client,
+          ...(routers > 0 ? ['--no-api'] : api),
+          ...common,
+        ],
         execArgv: nodeArgs,
       },
       routerSpec: { role: 'router', args: ['serve', '--role', 'router', ...api, ...common], execArgv: [] },

@@ -433,11 +433,19 @@ export class Gateway implements GatewayContext, Deliverer {
     }
   }
 
+  /** Connections logged in as `id`. */
+  count(id: string): number {
+    return this.hub.count(id);
+  }
+
   /** Ends every connection logged in as `id` with `reason`; returns how many. */
-  disconnectId(id: string, reason: DisconnectReason): number {
-    const conns = this.hub.receiversOf(id) as Connection[];
-    for (const c of conns) c.disconnect(reason);
-    return conns.length;
+  disconnect(id: string, reason: DisconnectReason): number {
+    return this.hub.disconnect(id, reason);
+  }
+
+  /** Every id with a connection here. */
+  heldIds(): Iterable<string> {
+    return this.hub.heldIds();
   }
 
   /**

@@ -16,6 +16,7 @@
  * an iteration still running over the old Set sees at most receivers that answer `false`.
  */
 import type { Deliverer, GatewayLoad } from '../bus/bus.js';
+import type { DisconnectReason } from '../errors.js';
 import type { Message } from '../message.js';
 
 /** Size of the dedupe window of a receiver logged in as several ids. */
@@ -32,6 +33,8 @@ export interface Receiver {
   recent: Message[] | null;
   /** Writes `msg` to the client; false when the receiver is closed or was just cut off. */
   push(msg: Message): boolean;
+  /** Ends the connection telling the client why (the numbered reasons). */
+  disconnect(reason: DisconnectReason): void;
 }
 
 /** Told when an id gets its first local receiver or loses its last (the bus takes interest). */
@@ -134,6 +137,18 @@ export class Hub implements Deliverer {
   receiversOf(id: string): Receiver[] {
     const entry = this.#byId.get(id);
     return entry === undefined ? [] : entry instanceof Set ? [...entry] : [entry];
+  }
+
+  /** Ends every receiver of `id` with `reason`; returns how many. */
+  disconnect(id: string, reason: DisconnectReason): number {
+    const all = this.receiversOf(id);
+    for (const r of all) r.disconnect(reason);
+    return all.length;
+  }
+
+  /** Every id with a receiver. */
+  heldIds(): Iterable<string> {
+    return this.#byId.keys();
   }
 
   /**

@@ -1,14 +1,25 @@
 /**
- * Recent messages, for resume after reconnect (SSE `Last-Event-ID`, WebSocket and long-poll
- * `?last=`). A ring of the last `maxMessages` messages sent by this router, also bounded by bytes
- * and age. Each entry is the message sent to a subject; a client that resumes gets the messages
- * whose subject is one of its ids or one of the ids it is subscribed to now.
+ * Recent messages of the embedded server, for resume after reconnect (SSE `Last-Event-ID`,
+ * WebSocket and long-poll `?last=`): the in-process {@link MessageLog}. A ring of the last
+ * `maxMessages` messages sent by this router, also bounded by bytes and age. (With a NATS bus the
+ * history lives in JetStream instead: bus/jetstream-log.ts.) Each entry is the message sent to a
+ * subject; a client that resumes gets the messages whose subject is one of its ids or one of the
+ * ids it is subscribed to now.
  *
  * Event ids are `<epoch>-<seq>` with consecutive `seq`, so the position of an id in the ring is
- * arithmetic. A client whose id is from another epoch (another process, or before a restart) or
- * older than the ring is told it cannot resume (a `gap`), never silently given a partial replay.
+ * arithmetic. A client whose id is from another epoch (another process, or before a restart) is
+ * told it cannot resume (a `gap`), never silently given a partial replay.
+ *
+ * A quiet client's last id is often older than the ring (at 1,000 messages a second, 10,000 last
+ * ten seconds). It can still resume as long as nothing it wanted was pushed out: the ring remembers,
+ * for the age bound, the newest seq each subject lost to the count or byte bounds, and the time
+ * of every 256th seq, so a resume older than the ring is answered `expired` only when one of its
+ * subjects did lose a message after it, or it is older than the age bound.
  */
-import type { EventIds, Message } from '../message.js';
+import type { MessageLog, Replay } from '../bus/message-log.js';
+import { type EventIds, Message } from '../message.js';
+
+export type { Replay } from '../bus/message-log.js';
 
 export interface HistoryOptions {
   /** Most messages kept (0 turns history off). */
@@ -19,12 +30,10 @@ export interface HistoryOptions {
   readonly ttlMs: number;
 }
 
-/** The answer to a resume request. */
-export type Replay =
-  | { readonly ok: true; readonly messages: Message[] }
-  | { readonly ok: false; readonly reason: 'unknown' | 'expired' };
+/** Every this many seqs, the ring notes the time (see {@link History}). */
+const MARK_EVERY = 256;
 
-export class History {
+export class History implements MessageLog {
   readonly #ids: EventIds;
   readonly #opts: HistoryOptions;
   /** Ring storage; `#start` is the index of the oldest entry, `#count` how many are held. */
@@ -34,6 +43,10 @@ export class History {
   #bytes = 0;
   /** Sequence number of the oldest entry held (or of the next one, when empty). */
   #firstSeq = 1;
+  /** Subjects that lost messages to the count or byte bound within the age bound: newest such seq. */
+  readonly #pushedOut = new Map<string, { seq: number; ts: number }>();
+  /** The time of every {@link MARK_EVERY}th seq, oldest first, for the age of a seq no longer held. */
+  readonly #marks: { seq: number; ts: number }[] = [];
 
   constructor(ids: EventIds, opts: HistoryOptions) {
     this.#ids = ids;
@@ -45,13 +58,38 @@ export class History {
     return this.#opts.maxMessages > 0;
   }
 
+  get kind(): 'memory' | 'off' {
+    return this.enabled ? 'memory' : 'off';
+  }
+
+  /** Issues the next event id for a message to `subject` and keeps it. */
+  append(subject: string, body: string, ts: number): Promise<Message> {
+    const msg = new Message(this.#ids.next(), subject, body, ts);
+    this.add(msg);
+    return Promise.resolve(msg);
+  }
+
+  /** {@link since}, synchronously. */
+  replay(lastEid: string, subjects: ReadonlySet<string>, now = Date.now()): Replay {
+    if (!this.enabled) return { ok: false, reason: 'expired' };
+    return this.#since(lastEid, subjects, now);
+  }
+
+  current(): string {
+    return this.#ids.current();
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** Messages held. */
   get size(): number {
     return this.#count;
   }
 
   /** Appends `msg`, which must carry the next event id of this router's {@link EventIds}. */
-  append(msg: Message): void {
+  add(msg: Message): void {
     if (!this.enabled) return;
     const seq = this.#ids.seqOf(msg.eid);
     if (seq === undefined) return;
@@ -61,49 +99,89 @@ export class History {
       this.#clear();
       this.#firstSeq = seq;
     }
-    if (this.#count === this.#ring.length) this.#dropOldest();
+    if (this.#count === this.#ring.length) this.#dropOldest(true);
     this.#ring[(this.#start + this.#count) % this.#ring.length] = msg;
     this.#count++;
     this.#bytes += msg.body.length;
-    while (this.#bytes > this.#opts.maxBytes && this.#count > 1) this.#dropOldest();
+    if (seq % MARK_EVERY === 0 || this.#marks.length === 0) this.#marks.push({ seq, ts: msg.ts });
+    while (this.#bytes > this.#opts.maxBytes && this.#count > 1) this.#dropOldest(true);
     this.#expire(msg.ts);
   }
 
   /**
-   * Messages after `lastEid` whose subject passes `wanted`, oldest first; or why resuming is not
-   * possible. `now` is used to expire old entries first.
+   * Messages after `lastEid` sent to one of `subjects`, oldest first; or why resuming is not
+   * possible. Old entries are expired first.
    */
-  since(lastEid: string, wanted: (subject: string) => boolean, now = Date.now()): Replay {
+  since(lastEid: string, subjects: ReadonlySet<string>): Promise<Replay> {
+    return Promise.resolve(this.replay(lastEid, subjects));
+  }
+
+  #since(lastEid: string, subjects: ReadonlySet<string>, now: number): Replay {
     const seq = this.#ids.seqOf(lastEid);
     if (seq === undefined) return { ok: false, reason: 'unknown' };
     this.#expire(now);
     const next = this.#firstSeq + this.#count;
     // An id this router has not issued yet: from a reset counter we cannot vouch for.
     if (seq >= next) return { ok: false, reason: 'unknown' };
-    if (seq < this.#firstSeq - 1) return { ok: false, reason: 'expired' };
+    if (seq < this.#firstSeq - 1 && !this.#nothingLost(seq, subjects, now)) {
+      return { ok: false, reason: 'expired' };
+    }
     const messages: Message[] = [];
-    for (let s = seq + 1; s < next; s++) {
+    for (let s = Math.max(seq + 1, this.#firstSeq); s < next; s++) {
       const m = this.#ring[(this.#start + (s - this.#firstSeq)) % this.#ring.length]!;
-      if (wanted(m.subject)) messages.push(m);
+      if (subjects.has(m.subject)) messages.push(m);
     }
     return { ok: true, messages };
   }
 
-  #expire(now: number): void {
-    const oldest = now - this.#opts.ttlMs;
-    while (this.#count > 0 && this.#ring[this.#start]!.ts < oldest) this.#dropOldest();
+  /**
+   * For a resume from `seq`, older than the ring: true when the messages after it that the ring
+   * no longer holds were all within the age bound and none was for one of `subjects`.
+   */
+  #nothingLost(seq: number, subjects: ReadonlySet<string>, now: number): boolean {
+    // The time of seq + 1 is at least that of the newest mark at or before it; no such mark: too old.
+    let at: number | undefined;
+    for (const mark of this.#marks) {
+      if (mark.seq > seq + 1) break;
+      at = mark.ts;
+    }
+    if (at === undefined || at < now - this.#opts.ttlMs) return false;
+    for (const s of subjects) {
+      const lost = this.#pushedOut.get(s);
+      if (lost !== undefined && lost.seq > seq) return false;
+    }
+    return true;
   }
 
-  #dropOldest(): void {
+  #expire(now: number): void {
+    const oldest = now - this.#opts.ttlMs;
+    while (this.#count > 0 && this.#ring[this.#start]!.ts < oldest) this.#dropOldest(false);
+    // Map order is the order of the last loss: the front holds the oldest.
+    for (const [subject, lost] of this.#pushedOut) {
+      if (lost.ts >= oldest) break;
+      this.#pushedOut.delete(subject);
+    }
+    // Keep one mark older than the bound: the time of seqs between it and the next is unknown.
+    while (this.#marks.length > 1 && this.#marks[1]!.ts < oldest) this.#marks.shift();
+  }
+
+  /** Drops the oldest entry; `pushedOut` when it goes for room (count, bytes), not age. */
+  #dropOldest(pushedOut: boolean): void {
     const m = this.#ring[this.#start]!;
     this.#ring[this.#start] = undefined;
     this.#start = (this.#start + 1) % this.#ring.length;
     this.#count--;
     this.#bytes -= m.body.length;
+    if (pushedOut) {
+      this.#pushedOut.delete(m.subject);
+      this.#pushedOut.set(m.subject, { seq: this.#firstSeq, ts: m.ts });
+    }
     this.#firstSeq++;
   }
 
   #clear(): void {
+    this.#pushedOut.clear();
+    this.#marks.length = 0;
     this.#ring.fill(undefined);
     this.#start = 0;
     this.#count = 0;

@@ -5,23 +5,31 @@
  *   {@link SubscriptionStore} — and publishes the message once per recipient id on the bus, which
  *   delivers only where there is interest. It answers how many connections were reached.
  *
+ * - `replay(ids, last)`: what a resuming client missed, from the message log (in-process ring
+ *   embedded, JetStream over NATS); `presence(ids)` and `disconnect(id)` across the cluster.
+ *
  * Big fan-outs are paged (`pageSize` subscribers per bus publish) with a turn of the event loop
  * between pages, so a user with 100,000 subscribers does not freeze the gateway's other clients.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { Bus } from '../bus/bus.js';
-import { InvalidInputError, PayloadTooLargeError, UnavailableError } from '../errors.js';
+import type { Bus, PresenceCounts } from '../bus/bus.js';
+import type { MessageLog, Replay } from '../bus/message-log.js';
+import {
+  type DisconnectReason,
+  InvalidInputError,
+  PayloadTooLargeError,
+  UnavailableError,
+} from '../errors.js';
 import { validateId } from '../ids.js';
-import { bodyOf, type EventIds, Message } from '../message.js';
+import { bodyOf } from '../message.js';
 import { DEFAULTS } from '../options.js';
 import type { SubscriptionStore } from '../store/store.js';
-import type { History, Replay } from './history.js';
 
 export interface RouterOptions {
   readonly bus: Bus;
   readonly store: SubscriptionStore;
-  readonly ids: EventIds;
-  readonly history?: History;
+  /** Where messages are recorded for resume and get their event ids. */
+  readonly log: MessageLog;
   /** Subscribers per bus publish. */
   readonly pageSize?: number;
   /** Largest message body, bytes. */
@@ -60,8 +68,7 @@ export const SLICE_MS = 20;
 export class Router {
   readonly #bus: Bus;
   readonly #store: SubscriptionStore;
-  readonly #ids: EventIds;
-  readonly #history: History | undefined;
+  readonly #log: MessageLog;
   readonly #pageSize: number;
   readonly #maxBytes: number;
   #messagesIn = 0;
@@ -72,8 +79,7 @@ export class Router {
   constructor(opts: RouterOptions) {
     this.#bus = opts.bus;
     this.#store = opts.store;
-    this.#ids = opts.ids;
-    this.#history = opts.history;
+    this.#log = opts.log;
     this.#pageSize = opts.pageSize ?? DEFAULTS.pageSize;
     this.#maxBytes = opts.maxMessageBytes;
   }
@@ -110,77 +116,119 @@ export class Router {
 
   /** Sends a message already checked by {@link prepare}. */
   async sendPrepared(out: Outgoing): Promise<SendResult> {
-    let msg: Message | undefined;
-    let delivered = 0;
-    let complete = true;
-    const publish = async (recipients: readonly string[]): Promise<void> => {
-      if (msg === undefined) {
-        // Only now, with recipients known and the bus about to take it, does the message exist:
-        // a send the store or the bus refused gets no event id and never shows up in a replay.
-        if (!this.#bus.connected) throw this.#busDown();
-        msg = new Message(this.#ids.next(), out.id, out.body, Date.now());
-        this.#messagesIn++;
-        this.#history?.append(msg);
-      }
-      this.#recipients += recipients.length;
-      const outcome = await this.#bus.publishDetailed(msg, recipients);
-      delivered += outcome.delivered;
-      complete &&= outcome.complete;
-    };
-    let first = true;
-    for await (const page of this.#store.subscriberPages(out.id, this.#pageSize)) {
-      // A macrotask turn between pages: awaits on an in-process store and bus settle as
-      // microtasks, which would let a 100,000-subscriber fan-out run without one socket read.
-      if (!first) await nextTurn();
-      await publish(first ? [out.id, ...page] : page);
-      first = false;
-    }
-    if (first) await publish([out.id]);
-    this.#delivered += delivered;
-    if (!complete) this.#partialSends++;
-    return { delivered, complete };
+    return (await this.#start(out)).done;
   }
 
   /**
-   * Sends messages in order (each after the previous one's delivery), as the batch API does.
-   * Validate them all with {@link prepare} first, so a bad one rejects the batch before any is sent.
-   * Embedded, every await here settles as a microtask, so a big batch would hold the event loop
-   * for seconds: it goes in slices of at most {@link SLICE_MS} of work, with a turn between.
+   * Starts one send: resolves the first page of recipients, records the message (which gives it
+   * its event id) and publishes it. Resolves once that first publish is issued, with `done`, its
+   * delivered count (later pages of a big fan-out follow with an event-loop turn between).
+   *
+   * Sends started one after another publish in that order, whatever their counts take: the log
+   * answers in the order it was asked (JetStream acks one connection's publishes in order), and
+   * each publish waits for its own message's id.
+   */
+  async #start(out: Outgoing): Promise<{ done: Promise<SendResult> }> {
+    const pages = this.#store.subscriberPages(out.id, this.#pageSize)[Symbol.asyncIterator]();
+    const first = await pages.next();
+    // Only now, with recipients known and the bus about to take it, does the message exist:
+    // a send the store or the bus refused gets no event id and never shows up in a replay.
+    if (!this.#bus.connected) throw this.#busDown();
+    const recorded = this.#log.append(out.id, out.body, Date.now());
+    const done = (async (): Promise<SendResult> => {
+      const msg = await recorded;
+      this.#messagesIn++;
+      const recipients = first.done === true ? [out.id] : [out.id, ...first.value];
+      this.#recipients += recipients.length;
+      const outcomes = [this.#bus.publish(msg, recipients)];
+      if (first.done !== true) {
+        for (;;) {
+          // A macrotask turn between pages: awaits on an in-process store and bus settle as
+          // microtasks, which would let a 100,000-subscriber fan-out run without one socket read.
+          await nextTurn();
+          const page = await pages.next();
+          if (page.done === true) break;
+          this.#recipients += page.value.length;
+          outcomes.push(this.#bus.publish(msg, page.value));
+        }
+      }
+      let delivered = 0;
+      let complete = true;
+      for (const o of await Promise.all(outcomes)) {
+        delivered += o.delivered;
+        complete &&= o.complete;
+      }
+      this.#delivered += delivered;
+      if (!complete) this.#partialSends++;
+      return { delivered, complete };
+    })();
+    // Awaited by the caller, maybe later than its rejection: not an unhandled one meanwhile.
+    done.catch(() => undefined);
+    return { done };
+  }
+
+  /**
+   * Sends messages in order, as the batch API does: each is published once the previous one has
+   * been, without waiting for its count, and the counts of the whole batch are gathered at the
+   * end (over NATS one tally round can cover them all). Validate them all with {@link prepare}
+   * first, so a bad one rejects the batch before any is sent. Embedded, every await here settles
+   * as a microtask, so a big batch would hold the event loop for seconds: it goes in slices of at
+   * most {@link SLICE_MS} of work, with a turn between.
    */
   async sendAll(outs: readonly Outgoing[]): Promise<SendResult> {
+    const started: Promise<SendResult>[] = [];
+    let sliceStart = performance.now();
+    try {
+      for (const out of outs) {
+        started.push((await this.#start(out)).done);
+        if (performance.now() - sliceStart > SLICE_MS) {
+          await nextTurn();
+          sliceStart = performance.now();
+        }
+      }
+    } finally {
+      // Whatever happened to the rest, the sends already out finish (and are counted).
+      await Promise.allSettled(started);
+    }
     let delivered = 0;
     let complete = true;
-    let sliceStart = performance.now();
-    for (const out of outs) {
-      const r = await this.sendPrepared(out);
+    for (const r of await Promise.all(started)) {
       delivered += r.delivered;
       complete &&= r.complete;
-      if (performance.now() - sliceStart > SLICE_MS) {
-        await nextTurn();
-        sliceStart = performance.now();
-      }
     }
     return { delivered, complete };
   }
 
   /**
    * What a client logged in as `ids` missed since `lastEid`: messages sent to one of its ids or
-   * to an id it is subscribed to.
+   * to an id it is subscribed to (now).
    */
   async replay(ids: readonly string[], lastEid: string): Promise<Replay> {
-    if (this.#history === undefined || !this.#history.enabled) return { ok: false, reason: 'expired' };
+    if (this.#log.kind === 'off') return { ok: false, reason: 'expired' };
     const subjects = new Set<string>(ids);
     for (const id of ids) for (const s of await this.#store.getSubscriptions(id)) subjects.add(s);
-    return this.#history.since(lastEid, (subject) => subjects.has(subject));
+    return this.#log.since(lastEid, subjects);
+  }
+
+  /** Connections of each id across the cluster (0: offline). */
+  presence(ids: readonly string[]): Promise<PresenceCounts> {
+    if (!this.#bus.connected) return Promise.reject(this.#busDown());
+    return this.#bus.presence(ids);
+  }
+
+  /** Ends every connection of `id` on every gateway, telling each why. */
+  disconnect(id: string, reason: DisconnectReason): Promise<{ disconnected: number; complete: boolean }> {
+    if (!this.#bus.connected) return Promise.reject(this.#busDown());
+    return this.#bus.disconnect(id, reason);
   }
 
   #busDown(): UnavailableError {
     return new UnavailableError(`the ${this.#bus.kind} bus is disconnected; message not sent`);
   }
 
-  /** The newest event id this router issued: a resume cursor meaning "from now on". */
+  /** A resume cursor meaning "from now on". */
   lastEid(): string {
-    return this.#ids.current();
+    return this.#log.current();
   }
 
   stats(): RouterStats {

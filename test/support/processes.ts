@@ -26,7 +26,7 @@ export async function freePort(): Promise<number> {
 
 /** Starts a private nats-server on `port` (JetStream store in `dir`); resolves once it is ready. */
 export async function startNatsServer(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-sd', dir], {
+  const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

@@ -1,0 +1,251 @@
+/**
+ * Resume history for a NATS cluster, in a JetStream stream every process shares (the seam is
+ * message-log.ts; Centrifugo keeps its per-channel history in Redis streams for the same reason).
+ *
+ * ```
+ *   stream <prefix>_history   subjects <prefix>.h.<token>   one message per send, to its id
+ *   limits                    max_age = --history-ttl, max_msgs_per_subject = --history,
+ *                             max_bytes = --history-bytes, discard old, file storage,
+ *                             --history-replicas copies (R3 on a three-node NATS cluster)
+ *   event id                  <epoch>-<stream seq>, epoch from the stream's creation time
+ * ```
+ *
+ * A router records each send before it publishes it (the ack gives the event id); a gateway
+ * answers a resume by reading, for each subject the client wants (its ids and what they are
+ * subscribed to), the messages after its last id — JetStream's direct get of the next message
+ * on a subject — or, when the range since is short, every message of the range. The answer is
+ * exact or an explicit gap: `unknown` for an id of another stream (or a recreated one) or from
+ * the future; `expired` when the range reaches past the oldest message kept, or a subject hit
+ * its per-subject limit (older messages of it may be gone).
+ */
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { errorMessage, UnavailableError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Message } from '../message.js';
+import type { MessageLog, Replay } from './message-log.js';
+import { idToToken, tokenToId } from './nats-codec.js';
+
+export interface JetStreamLogOptions {
+  /** The bus's subject prefix. */
+  readonly prefix: string;
+  /** Oldest message kept, ms. */
+  readonly ttlMs: number;
+  /** Most messages kept per id. */
+  readonly maxPerSubject: number;
+  /** Most bytes kept in all. */
+  readonly maxBytes: number;
+  /** Copies on a NATS cluster (1 on a single server). */
+  readonly replicas: number;
+  readonly log: Logger;
+  /** JetStream API request timeout, ms. */
+  readonly timeoutMs?: number;
+}
+
+/** How often a process that does not publish refreshes its "from now on" cursor, ms. */
+const CURSOR_REFRESH_MS = 1000;
+
+/** The stream name for a subject prefix (names cannot hold `.`). */
+export function historyStreamName(prefix: string): string {
+  return `${prefix.replaceAll('.', '_')}_history`;
+}
+
+/** The payload stored: publish time (f64) and the body. */
+function encode(ts: number, body: string): Buffer {
+  const len = Buffer.byteLength(body);
+  const buf = Buffer.allocUnsafe(8 + len);
+  buf.writeDoubleLE(ts, 0);
+  buf.write(body, 8);
+  return buf;
+}
+
+export class JetStreamLog implements MessageLog {
+  readonly kind = 'jetstream';
+  readonly stream: string;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #subjectPrefix: string;
+  readonly #epoch: string;
+  readonly #maxPerSubject: number;
+  readonly #log: Logger;
+  /** Newest stream seq this process knows of. */
+  #last = 0;
+  #lastRefresh = 0;
+  /** A state request in flight and when it was sent (resumes started before it may share it). */
+  #state: { readonly sentAt: number; readonly answer: Promise<{ first: number; last: number }> } | undefined;
+
+  private constructor(
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    o: JetStreamLogOptions,
+    epoch: string,
+    last: number,
+  ) {
+    this.#js = js;
+    this.#jsm = jsm;
+    this.stream = historyStreamName(o.prefix);
+    this.#subjectPrefix = `${o.prefix}.h.`;
+    this.#epoch = epoch;
+    this.#maxPerSubject = o.maxPerSubject;
+    this.#log = o.log;
+    this.#last = last;
+    this.#lastRefresh = Date.now();
+  }
+
+  /**
+   * Opens the history stream, creating it (or bringing its limits to these options) as needed.
+   * Rejects with {@link UnavailableError} saying what to do when JetStream is not there.
+   */
+  static async open(nc: NatsConnection, o: JetStreamLogOptions): Promise<JetStreamLog> {
+    const timeout = o.timeoutMs ?? 5000;
+    const name = historyStreamName(o.prefix);
+    const config = {
+      name,
+      subjects: [`${o.prefix}.h.*`],
+      max_age: o.ttlMs * 1e6,
+      max_msgs_per_subject: o.maxPerSubject,
+      max_bytes: o.maxBytes,
+      num_replicas: o.replicas,
+      allow_direct: true,
+    };
+    try {
+      const jsm = await jetstreamManager(nc, { timeout });
+      let info: Awaited<ReturnType<JetStreamManager['streams']['info']>>;
+      try {
+        info = await jsm.streams.info(name);
+        const c = info.config;
+        if (
+          c.max_age !== config.max_age ||
+          c.max_msgs_per_subject !== config.max_msgs_per_subject ||
+          c.max_bytes !== config.max_bytes ||
+          c.num_replicas !== config.num_replicas
+        ) {
+          info = await jsm.streams.update(name, { ...c, ...config });
+          o.log.info('history stream limits updated', { stream: name });
+        }
+      } catch (err) {
+        if (!/stream not found/i.test(errorMessage(err))) throw err;
+        info = await jsm.streams.add({ ...config, discard: 'old' } as Parameters<typeof jsm.streams.add>[0]);
+        o.log.info('history stream created', { stream: name, replicas: o.replicas });
+      }
+      const epoch = Date.parse(info.created).toString(36);
+      return new JetStreamLog(jetstream(nc, { timeout }), jsm, o, epoch, info.state.last_seq);
+    } catch (err) {
+      throw new UnavailableError(
+        `resume history needs JetStream on the NATS server (${errorMessage(err)}): start nats-server with -js, or set --history 0 to run without resume`,
+        { cause: err },
+      );
+    }
+  }
+
+  async append(subject: string, body: string, ts: number): Promise<Message> {
+    let seq: number;
+    try {
+      seq = (await this.#js.publish(this.#subjectPrefix + idToToken(subject), encode(ts, body))).seq;
+    } catch (err) {
+      throw new UnavailableError(
+        `the history stream did not take the message (${errorMessage(err)}); not sent`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (seq > this.#last) this.#last = seq;
+    return new Message(`${this.#epoch}-${seq}`, subject, body, ts);
+  }
+
+  current(): string {
+    if (Date.now() - this.#lastRefresh > CURSOR_REFRESH_MS) {
+      this.#lastRefresh = Date.now();
+      this.#fresh(performance.now()).catch((err: unknown) =>
+        this.#log.debug('history cursor not refreshed', { err }),
+      );
+    }
+    return `${this.#epoch}-${this.#last}`;
+  }
+
+  /** The stream's first and last seq, as of a request sent no earlier than `since` (performance.now()). */
+  #fresh(since: number): Promise<{ first: number; last: number }> {
+    const pending = this.#state;
+    if (pending !== undefined && pending.sentAt >= since) return pending.answer;
+    const sentAt = performance.now();
+    const answer = this.#jsm.streams.info(this.stream).then((info) => {
+      if (info.state.last_seq > this.#last) this.#last = info.state.last_seq;
+      return { first: info.state.first_seq, last: info.state.last_seq };
+    });
+    const state = { sentAt, answer };
+    this.#state = state;
+    const clear = (): void => {
+      if (this.#state === state) this.#state = undefined;
+    };
+    answer.then(clear, clear);
+    return answer;
+  }
+
+  async since(lastEid: string, subjects: ReadonlySet<string>): Promise<Replay> {
+    const dash = lastEid.lastIndexOf('-');
+    const digits = lastEid.slice(dash + 1);
+    if (dash <= 0 || lastEid.slice(0, dash) !== this.#epoch || !/^\d{1,15}$/.test(digits)) {
+      return { ok: false, reason: 'unknown' };
+    }
+    const after = Number(digits);
+    const { first, last } = await this.#fresh(performance.now());
+    if (after > last) return { ok: false, reason: 'unknown' };
+    if (after < first - 1) return { ok: false, reason: 'expired' };
+    const scanned = last - after <= 2 * subjects.size ? await this.#scan(after, last, subjects) : undefined;
+    const found = scanned ?? (await this.#bySubject(after, last, subjects));
+    if (found === 'expired') return { ok: false, reason: 'expired' };
+    found.sort((a, b) => a.seq - b.seq);
+    const messages = found.map((f) => {
+      const buf = Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength);
+      return new Message(`${this.#epoch}-${f.seq}`, f.subject, buf.toString('utf8', 8), buf.readDoubleLE(0));
+    });
+    return { ok: true, messages };
+  }
+
+  /**
+   * A short range read whole, keeping the wanted subjects; undefined when a message in it has been
+   * removed by a limit (its subject is unknown: {@link #bySubject} can tell whether it mattered).
+   */
+  async #scan(after: number, last: number, subjects: ReadonlySet<string>): Promise<Found[] | undefined> {
+    const found: Found[] = [];
+    for (let seq = after + 1; seq <= last; seq++) {
+      const m = await this.#jsm.direct.getMessage(this.stream, { seq });
+      if (m === null) return undefined;
+      const id = tokenToId(m.subject.slice(this.#subjectPrefix.length));
+      if (subjects.has(id)) found.push({ seq: m.seq, subject: id, data: m.data });
+    }
+    return found;
+  }
+
+  /**
+   * The messages of each wanted subject after `after`, by JetStream's next-by-subject get. A
+   * subject with as many as the per-subject limit keeps may have lost older ones: `expired`.
+   */
+  async #bySubject(after: number, last: number, subjects: ReadonlySet<string>): Promise<Found[] | 'expired'> {
+    const found: Found[] = [];
+    for (const id of subjects) {
+      const subject = this.#subjectPrefix + idToToken(id);
+      let n = 0;
+      for (let seq = after + 1; seq <= last; ) {
+        const m = await this.#jsm.direct.getMessage(this.stream, { next_by_subj: subject, seq });
+        if (m === null || m.seq > last) break;
+        found.push({ seq: m.seq, subject: id, data: m.data });
+        seq = m.seq + 1;
+        if (++n >= this.#maxPerSubject) return 'expired';
+      }
+    }
+    return found;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A stored message found for a resume. */
+interface Found {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+}
