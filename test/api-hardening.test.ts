@@ -23,22 +23,23 @@ test('a 200,000-message batch is delivered in slices: the client port answers me
       Array.from({ length: 200_000 }, (_, i) => ({ id: i % 2 ? 'big' : `x${i}`, msg: 'm' })),
     );
     const sending = api(s.apiUrl, '/api/send/batch', batch, { raw: true });
-    // While it runs, a probe on the client port measures how long the event loop keeps it waiting.
-    let worst = 0;
+    // While it runs, probes on the client port: answered while messages are in flight means the
+    // batch gave the event loop turns (a batch sent in one go answers none of them). How long
+    // they waited is a benchmark's business (bench/big-batch.ts), not this test's.
+    let answeredDuring = 0;
     let done = false;
     void sending.then(() => {
       done = true;
     });
     while (!done) {
-      const t0 = performance.now();
       const probe = new RawClient(s.clientPort, get('/healthz'));
       await probe.waitClosed(10_000);
-      worst = Math.max(worst, performance.now() - t0);
+      if (s.sb.api.load().inflight > 0) answeredDuring++;
     }
     const r = await sending;
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, { messages: 200_000, delivered: 100_000 });
-    assert.ok(worst < 1000, `client port waited ${Math.round(worst)} ms`);
+    assert.ok(answeredDuring >= 3, `${answeredDuring} probes answered while the batch was being sent`);
     c.destroy();
   } finally {
     await s.stop();

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { deleteHistory } from './support/nats.js';
 import { CliProcess } from './support/processes.js';
 import { get, RawClient, until } from './support/server.js';
 
@@ -23,6 +24,7 @@ interface Ready {
 let dir: string;
 let cluster: CliProcess;
 let ready: Ready;
+let prefix = '';
 
 async function stats(): Promise<{ cluster: { gateways: number; connections: number; ids: number } }> {
   return (await (await fetch(`${ready.api}/api/stats`)).json()) as {
@@ -37,7 +39,7 @@ async function send(id: string, msg: string): Promise<{ status: number; body: { 
 
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'sb-cluster-'));
-  const prefix = `sbtest_cluster_${process.pid}_${Date.now()}`;
+  prefix = `sbtest_cluster_${process.pid}_${Date.now()}`;
   cluster = new CliProcess(
     ['cluster', '--gateways', '2', '--routers', '1', '--bus', 'nats://127.0.0.1:4222', '--bus-prefix', prefix]
       .concat(['--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', dir, '--json'])
@@ -49,6 +51,7 @@ before(async () => {
 
 after(async () => {
   if (cluster.running) await cluster.stop('SIGKILL');
+  await deleteHistory(prefix);
   rmSync(dir, { recursive: true, force: true });
 });
 

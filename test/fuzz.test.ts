@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { asObject, parseBatch, parseJson } from '../src/api/body.js';
+import { asObject, parseBatch, parseBatchInSlices, parseJson } from '../src/api/body.js';
 import { isSwitchboardError } from '../src/errors.js';
 import type { PendingBytes } from '../src/gateway/bytes.js';
 import { isHeadError, readHead } from '../src/gateway/http-head.js';
@@ -78,6 +78,36 @@ describe('in process', () => {
             else assert.equal(typeof got.result.path, 'string');
             return;
           }
+        }
+      }),
+      params(10),
+    );
+  });
+
+  test('the sliced batch parser reads exactly what JSON.parse reads, or refuses with a 400', async () => {
+    const text = fc.oneof(
+      fc.array(fc.jsonValue({ maxDepth: 3 }), { maxLength: 6 }).map((a) => JSON.stringify(a)),
+      fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 4 }).map((a) => ` ${JSON.stringify(a, null, 1)} `),
+      fc.string({ maxLength: 60 }).map((t) => `[${t}]`),
+      fc.string({ maxLength: 60 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(text, async (body) => {
+        let whole: unknown;
+        let wholeErr = false;
+        try {
+          whole = parseBatch(body).map((i) => i.value);
+        } catch {
+          wholeErr = true;
+        }
+        try {
+          const sliced = (await parseBatchInSlices(body, 1)).map((i) => i.value);
+          assert.equal(wholeErr, false, `sliced accepted what JSON.parse refused: ${body}`);
+          assert.deepEqual(sliced, whole);
+        } catch (err) {
+          if (err instanceof assert.AssertionError) throw err;
+          assert.ok(isSwitchboardError(err) && err.status === 400, String(err));
+          assert.equal(wholeErr, true, `sliced refused what JSON.parse accepted: ${body}`);
         }
       }),
       params(10),

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { deleteHistory } from './support/nats.js';
 import { CliProcess } from './support/processes.js';
 import { api, get, RawClient, startServer, type TestServer } from './support/server.js';
 
@@ -151,10 +152,11 @@ describe('a cluster', () => {
   let dir: string;
   let cluster: CliProcess;
   let ready: { clients: string; api: string; pids: Record<string, number> };
+  let prefix = '';
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'sb-pipe-'));
-    const prefix = `sbtest_pipe_${process.pid}_${Date.now()}`;
+    prefix = `sbtest_pipe_${process.pid}_${Date.now()}`;
     cluster = new CliProcess(
       ['cluster', '--gateways', '2', '--routers', '1', '--bus', 'nats://127.0.0.1:4222']
         .concat(['--bus-prefix', prefix, '--port', '0', '--api-port', '0', '--host', '127.0.0.1'])
@@ -165,6 +167,7 @@ describe('a cluster', () => {
   });
   after(async () => {
     if (cluster.running) await cluster.stop('SIGKILL');
+    await deleteHistory(prefix);
     rmSync(dir, { recursive: true, force: true });
   });
 

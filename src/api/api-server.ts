@@ -43,7 +43,7 @@ import type { Logger } from '../log.js';
 import { type Outgoing, type Router, SLICE_MS } from '../router/router.js';
 import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
-import { asObject, parseBatch, parseJson, readBody } from './body.js';
+import { asObject, parseBatchInSlices, parseJson, readBody } from './body.js';
 import { LoadShedder } from './load-shedder.js';
 import { type ApiLoad, renderMetrics, type StatsSnapshot } from './metrics.js';
 
@@ -209,7 +209,7 @@ export class ApiServer {
   async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req, this.#opts.maxBodyBytes);
     const router = this.#backend.router;
-    const items = parseBatch(body.toString());
+    const items = await parseBatchInSlices(body.toString(), SLICE_MS);
     const max = this.#opts.maxInflight;
     if (max > 0 && items.length > max) {
       throw new PayloadTooLargeError(

@@ -83,6 +83,8 @@ export interface NatsBusStats extends BusStats {
   readonly directory: { readonly ids: number; readonly pairs: number };
   /** Snapshots asked of gateways because deltas were lost or this router (re)joined. */
   readonly resyncs: number;
+  /** True once this router has learned the cluster (it may then report presence changes). */
+  readonly presenceReady: boolean;
 }
 
 /** A subscription callback that ignores errors (permission violations, which we do not use). */
@@ -366,6 +368,7 @@ export class NatsBus implements Bus {
       routers: this.#routers.size + (this.#publisher === undefined ? 0 : 1),
       directory: { ids: this.#directory.ids, pairs: this.#directory.pairs },
       resyncs: this.#resyncs,
+      presenceReady: this.reportingPresence,
     };
   }
 
