@@ -220,6 +220,7 @@ export const OPTIONS = {
   }),
   historyBytes: bytes({
     default: 64 * 1024 * 1024,
+    flag: 'history-bytes',
     min: 1024,
     max: 64 * 1024 ** 3,
     help: 'Bytes kept for resume in all',

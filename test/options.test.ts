@@ -51,6 +51,17 @@ describe('resolveOptions', () => {
     });
   }
 
+  test('every option has its own flag and environment variable', () => {
+    const names = Object.keys(OPTIONS) as (keyof typeof OPTIONS)[];
+    const flags = names.map(flagOf);
+    assert.deepEqual(
+      flags.filter((f, i) => flags.indexOf(f) !== i),
+      [],
+      'flags used twice',
+    );
+    assert.equal(new Set(names.map(envOf)).size, names.length);
+  });
+
   test('flag and environment names follow the table', () => {
     assert.equal(flagOf('headTimeoutMs'), 'head-timeout');
     assert.equal(flagOf('maxMessageBytes'), 'max-message');
