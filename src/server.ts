@@ -73,7 +73,7 @@ export class Switchboard {
     this.log = parts.log;
     this.messageLog = parts.messageLog;
     this.presence = parts.presence;
-    this.#stallWatch = new StallWatch(parts.log);
+    this.#stallWatch = new StallWatch(parts.log, 500, parts.options.api ? 100 : 250);
     const o = parts.options;
     this.api = new ApiServer(
       this,

@@ -1,15 +1,15 @@
 /**
  * This process's event-loop lateness, measured once for everyone who needs it: one coarse timer
  * (every `tickMs`) measures how late it fires. It keeps the worst lateness of the last
- * {@link WINDOW_TICKS} ticks for the publish API's overload protection (load-shedder.ts reads
+ * second for the publish API's overload protection (load-shedder.ts reads
  * {@link StallWatch.lagMs}), and logs a lateness past `thresholdMs` as a warning with its length.
  * Every role runs one, so in a cluster the process that stalled names itself (gateways have no API
  * to ask). The cost is one timer per process, none per connection.
  */
 import type { Logger } from './log.js';
 
-/** Ticks {@link StallWatch.lagMs} looks back over (one second at the default tick). */
-const WINDOW_TICKS = 10;
+/** How far back {@link StallWatch.lagMs} looks, ms. */
+const WINDOW_MS = 1000;
 
 /** What the overload protection needs to know of the event loop. */
 export interface LoopLag {
@@ -22,14 +22,19 @@ export class StallWatch implements LoopLag {
   readonly #thresholdMs: number;
   readonly #tickMs: number;
   readonly #timer: NodeJS.Timeout;
-  /** Lateness of each recent tick, a ring of WINDOW_TICKS. */
-  readonly #lags = new Array<number>(WINDOW_TICKS).fill(0);
+  /** Lateness of each recent tick, a ring covering WINDOW_MS. */
+  readonly #lags: number[];
   #ticks = 0;
   #last = performance.now();
   #stalls = 0;
   #worstMs = 0;
 
+  /**
+   * `tickMs`: 100 where the publish API sheds load on it; a process without the API (a cluster's
+   * gateway) ticks less often, since an idle gateway's wakeups add up over 50 of them.
+   */
   constructor(log: Logger, thresholdMs = 500, tickMs = 100) {
+    this.#lags = new Array<number>(Math.max(1, Math.ceil(WINDOW_MS / tickMs))).fill(0);
     this.#log = log;
     this.#thresholdMs = thresholdMs;
     this.#tickMs = tickMs;
@@ -41,7 +46,7 @@ export class StallWatch implements LoopLag {
     const now = performance.now();
     const late = Math.max(0, now - this.#last - this.#tickMs);
     this.#last = now;
-    this.#lags[this.#ticks++ % WINDOW_TICKS] = late;
+    this.#lags[this.#ticks++ % this.#lags.length] = late;
     if (late <= this.#thresholdMs) return;
     this.#stalls++;
     this.#worstMs = Math.max(this.#worstMs, late);

@@ -122,6 +122,7 @@ export class ApiServer {
   }
 
   async listen(): Promise<AddressInfo> {
+    this.#shedder.start();
     this.#server.listen({ port: this.#opts.port, host: this.#opts.host });
     await once(this.#server, 'listening');
     return this.address();

@@ -36,6 +36,10 @@ export class LoadShedder {
   constructor(o: LoadShedderOptions, loop: LoopLag) {
     this.#o = o;
     this.#loop = loop;
+  }
+
+  /** Starts measuring the event-loop delay (a 20 ms sampling timer: only where the API is served). */
+  start(): void {
     this.#histogram.enable();
   }
 

@@ -151,6 +151,8 @@ export class BusPublisher {
       const text = `message ${msg.eid} is ${payload.length} bytes on the bus, NATS max_payload is ${max}`;
       return Promise.reject(new PayloadTooLargeError(text, max));
     }
+    const candidates = this.#o.directory.candidates(recipients);
+    if (candidates.length > 0) this.#tally.willAdd();
     try {
       if (this.#frames !== undefined)
         this.#frames(codec.encodePubFrames(userSubjectPrefix, recipients, payload));
@@ -161,7 +163,7 @@ export class BusPublisher {
       );
     }
     this.#published += recipients.length;
-    return this.#tally.add(seq, this.#o.directory.candidates(recipients));
+    return this.#tally.add(seq, candidates);
   }
 
   /** Asks `gateway` a control question (see GatewayReceiver.control); undefined when it does not answer in time. */

@@ -165,6 +165,7 @@ export class NatsBus implements Bus {
   #closing: Promise<void> | undefined = undefined;
   #ticks = 0;
   readonly #tickMs: number;
+  readonly #ticksPerHeartbeat: number;
   #lastTick = Date.now();
   #timer: NodeJS.Timeout;
   #badPayloads = 0;
@@ -234,9 +235,10 @@ export class NatsBus implements Bus {
       this.#send(subject, payload),
     );
 
-    // Every role tracks gateway membership (stats().gateways); routers also keep the directory.
-    nc.subscribe(this.#subjects.hb, { callback: ok((m) => this.#onAnnouncement(m)) });
+    // Routers track gateway membership and keep the directory. A gateway needs neither: every
+    // gateway hearing every other's heartbeat would cost the cluster gateways² messages a period.
     if (o.role !== 'gateway') {
+      nc.subscribe(this.#subjects.hb, { callback: ok((m) => this.#onAnnouncement(m)) });
       this.#publisher = new BusPublisher({
         nc,
         id: this.id,
@@ -259,8 +261,10 @@ export class NatsBus implements Bus {
       this.#announceRouter('hb');
       this.#learn();
     }
-    // A quarter period, so an expired gateway is noticed within 3¼ heartbeats of its last one.
-    this.#tickMs = Math.max(5, Math.floor(o.gatewayHeartbeatMs / TICKS_PER_HEARTBEAT));
+    // A quarter period, so an expired gateway is noticed within 3¼ heartbeats of its last one; a
+    // gateway expires no one and only beats, once a period.
+    this.#ticksPerHeartbeat = o.role === 'gateway' ? 1 : TICKS_PER_HEARTBEAT;
+    this.#tickMs = Math.max(5, Math.floor(o.gatewayHeartbeatMs / this.#ticksPerHeartbeat));
     this.#timer = setInterval(() => this.#tick(), this.#tickMs);
     this.#timer.unref();
     void this.#watchStatus();
@@ -520,7 +524,7 @@ export class NatsBus implements Bus {
     this.#lastTick = now;
     this.#receiver?.sweep(now);
     if (!this.#up) return;
-    this.#ticks = (this.#ticks + 1) % TICKS_PER_HEARTBEAT;
+    this.#ticks = (this.#ticks + 1) % this.#ticksPerHeartbeat;
     if (this.#ticks === 0) {
       if (this.#receiver !== undefined) this.#announce('hb');
       if (this.#publisher !== undefined) this.#announceRouter('hb');

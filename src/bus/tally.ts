@@ -142,6 +142,20 @@ export class TallyRounds {
     });
   }
 
+  /**
+   * Called just before publishing what will be {@link add}ed: when no round is out, the round is
+   * sent from a microtask queued now, which runs before the NATS client's own flush of the
+   * publish (queued after it), so message and tally request leave in one socket write.
+   */
+  willAdd(): void {
+    if (this.#scheduled || this.#held || this.#rounds.size > 0) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
   /** Stops sending rounds (membership not yet known, after connect or reconnect). */
   hold(): void {
     this.#held = true;
