@@ -53,6 +53,10 @@ const spec = {
       default: 'on',
       choices: ['on', 'off'],
     },
+    idle: {
+      type: 'boolean',
+      description: 'Send nothing: measure what the idle cluster costs over --duration, per gateway',
+    },
     bus: { type: 'string', description: 'NATS URL', default: 'nats://127.0.0.1:4222', placeholder: 'URL' },
   },
 } as const satisfies BenchSpec;
@@ -185,8 +189,26 @@ try {
         t: performance.now(),
       });
       const before = sample();
-      const sent = await msggen(o.duration / 1000);
+      const sent: Record<string, unknown> = o.idle
+        ? await sleep(o.duration).then(() => ({ sent: 0 }))
+        : await msggen(o.duration / 1000);
       const after = sample();
+      if (o.idle) {
+        const seconds = (after.t - before.t) / 1000;
+        console.log(
+          JSON.stringify({
+            bench: 'send-cost',
+            idle: true,
+            gateways,
+            connections: o.connections,
+            gatewayCpuPercentEach: round(((after.gateways - before.gateways) / seconds / gateways) * 100, 2),
+            routerCpuPercent: round(((after.router - before.router) / seconds) * 100, 2),
+            natsCpuPercent: round(((after.nats - before.nats) / seconds) * 100, 2),
+            load1: load1(),
+          }),
+        );
+        continue;
+      }
       const us = (k: 'cluster' | 'router' | 'gateways' | 'nats' | 'gatewaysSys'): number =>
         round(((after[k] - before[k]) * 1e6) / Number(sent.sent ?? 1));
       const st = await stats(ready.api);
