@@ -267,6 +267,44 @@ describe('a router and two gateways over NATS with JetStream', () => {
   });
 });
 
+test('the per-id bound: a client further back than --history messages of its id gets an expired gap', async () => {
+  const { Switchboard } = await import('../src/server.js');
+  const sb = await Switchboard.start({
+    port: 0,
+    apiPort: 0,
+    host: '127.0.0.1',
+    data: path.join(dir, 'bound'),
+    bus: natsUrl,
+    busPrefix: 'bound',
+    historySize: 3,
+    logLevel: 'silent',
+    maxLagMs: 0,
+  });
+  try {
+    const port = sb.gateway!.address().port;
+    const a = sse(port, 'b1');
+    await a.waitFor('welcomes you');
+    await sb.router.send('b1', 'first');
+    await a.waitFor('data: first');
+    const [last] = eidsOf(a.text);
+    a.close();
+    await until(() => sb.gateway!.hub.count('b1') === 0, 'logged out');
+    for (let i = 0; i < 2; i++) await sb.router.send('b1', `missed ${i}`);
+    const within = sse(port, 'b1', last);
+    await within.waitFor('data: missed 1');
+    assert.doesNotMatch(within.text, /event: gap/);
+    within.close();
+    await until(() => sb.gateway!.hub.count('b1') === 0, 'logged out');
+    for (let i = 2; i < 6; i++) await sb.router.send('b1', `missed ${i}`);
+    const beyond = sse(port, 'b1', last);
+    await beyond.waitFor('event: gap');
+    assert.match(beyond.text, /"reason":"expired"/);
+    beyond.close();
+  } finally {
+    await sb.close();
+  }
+});
+
 test('cluster --routers 0: the gateways take publishes themselves', async () => {
   const p = new CliProcess(
     ['cluster', '--gateways', '2', '--routers', '0', '--bus', natsUrl, '--bus-prefix', 'r0'].concat([

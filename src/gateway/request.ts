@@ -38,6 +38,8 @@ export function route(
   rest: Buffer | undefined,
 ): Buffer | undefined {
   conn.closeAfter = head.wantsClose;
+  // A keep-alive connection's next request is judged on its own token, not the last one's.
+  conn.exp = 0;
   const method = head.method;
   if (method === 'OPTIONS') {
     if (conn.closeAfter) {
