@@ -89,6 +89,8 @@ describe('in process', () => {
       fc.array(fc.jsonValue({ maxDepth: 3 }), { maxLength: 6 }).map((a) => JSON.stringify(a)),
       fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 4 }).map((a) => ` ${JSON.stringify(a, null, 1)} `),
       fc.string({ maxLength: 60 }).map((t) => `[${t}]`),
+      // Found by a long run: a closing brace where an element should end.
+      fc.constantFrom('[0}0]', '[{}}]', '[1,}]', '[[}]]'),
       fc.string({ maxLength: 60 }),
     );
     await fc.assert(

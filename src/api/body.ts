@@ -142,6 +142,9 @@ function* arrayElements(text: string): Generator<[number, number]> {
         } else if (c === 44 && depth === 0) break;
       }
       if (i >= n) throw new InvalidInputError('batch body is not valid JSON: the array does not end');
+      if (text.charCodeAt(i) === 125) {
+        throw new InvalidInputError(`batch body is not valid JSON: unexpected } at position ${i}`);
+      }
       yield [start, i];
       if (text.charCodeAt(i++) === 93) break;
     }
