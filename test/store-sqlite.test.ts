@@ -91,6 +91,51 @@ describe('SQLite store specifics', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  test("the subscriber cache: own changes show at once, another process's from the next event-loop turn", async () => {
+    const file = path.join(dir, 'cache.db');
+    const [a, b] = await Promise.all([SqliteStore.open(file), SqliteStore.open(file)]);
+    const subscribers = async (s: SqliteStore, id: string): Promise<string[]> => {
+      const out: string[] = [];
+      for await (const page of s.subscriberPages(id, 100)) out.push(...page);
+      return out.sort();
+    };
+    assert.deepEqual(await subscribers(a, 'star'), [], 'cached as having none');
+    await a.addSubscriptions([{ subscriber: 'fan1', subscribee: 'star' }]);
+    assert.deepEqual(await subscribers(a, 'star'), ['fan1'], 'own add: at once');
+    await b.addSubscriptions([{ subscriber: 'fan2', subscribee: 'star' }]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(await subscribers(a, 'star'), ['fan1', 'fan2'], 'another connection: next turn');
+    await b.removeSubscriptions([{ subscriber: 'fan1', subscribee: 'star' }]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(await subscribers(a, 'star'), ['fan2']);
+    await a.removeSubscriptions([{ subscriber: 'fan2', subscribee: 'star' }]);
+    assert.deepEqual(await subscribers(a, 'star'), []);
+    // With the cache off every read goes to the file.
+    const c = await SqliteStore.open(file, { subscriberCacheIds: 0 });
+    await b.addSubscriptions([{ subscriber: 'fan3', subscribee: 'star' }]);
+    assert.deepEqual(await subscribers(c, 'star'), ['fan3']);
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  test('subscribersNow: the whole list when it is shorter than a page, else undefined; a small cache evicts the oldest', async () => {
+    const file = path.join(dir, 'now.db');
+    const s = await SqliteStore.open(file, { subscriberCacheIds: 4 });
+    await s.addSubscriptions([
+      { subscriber: 'f1', subscribee: 'x' },
+      { subscriber: 'f2', subscribee: 'x' },
+      { subscriber: 'f1', subscribee: 'y' },
+    ]);
+    assert.deepEqual([...(s.subscribersNow('x', 3) ?? ['?'])].sort(), ['f1', 'f2']);
+    assert.equal(s.subscribersNow('x', 2), undefined, 'a full page: the paged way');
+    assert.deepEqual(s.subscribersNow('y', 3), ['f1']);
+    assert.deepEqual(s.subscribersNow('nobody', 3), []);
+    // x (3 slots) was evicted to make room for y (2) and nobody (1): still answered from the file.
+    await s.addSubscriptions([{ subscriber: 'f3', subscribee: 'x' }]);
+    assert.deepEqual([...(s.subscribersNow('x', 10) ?? ['?'])].sort(), ['f1', 'f2', 'f3']);
+    assert.throws(() => s.subscribersNow('', 3), /id/i);
+    await s.close();
+  });
+
   test('a file locked by another writer for too long is UnavailableError, and the call applies nothing', async () => {
     const file = path.join(dir, 'locked.db');
     const store = await SqliteStore.open(file, { busyTimeoutMs: 50 });

@@ -51,9 +51,17 @@ export interface SqliteStoreOptions {
    * Default 2^26 (67M pairs, about 1 GiB at the peak).
    */
   readonly bulkSortPairs?: number;
+  /**
+   * Subscriber ids kept in the subscriber-list cache (see {@link SqliteStore}), summed over the ids
+   * cached; 0 turns the cache off. Default 1,000,000 (about 30 MB at the most).
+   */
+  readonly subscriberCacheIds?: number;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const DEFAULT_SUBSCRIBER_CACHE_IDS = 1_000_000;
+/** Shared by every cached id without subscribers. */
+const NO_SUBSCRIBERS: string[] = [];
 const DEFAULT_CACHE_KIB = 32 * 1024;
 const DEFAULT_BULK_CACHE_KIB = 64 * 1024;
 const DEFAULT_BULK_SORT_PAIRS = 2 ** 26;
@@ -106,6 +114,7 @@ interface Statements {
   readonly subscriptionsAfter: Statement;
   readonly count: Statement;
   readonly addCount: Statement;
+  readonly dataVersion: Statement;
 }
 
 /** Throws (rolling the transaction back) when the two key orders did not change alike: a damaged file. */
@@ -133,6 +142,18 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
   readonly #removeTx: (pairs: readonly BoundId[]) => number;
   #closed = false;
   #stageSeq = 0;
+  /**
+   * Subscriber lists of ids whose whole list fits in one page, as read this event-loop turn: a
+   * send to an id with no (or few) subscribers needs no read of the file, which costs a query and
+   * two lock syscalls each time. Fresh as of the start of each turn: the first read of a turn asks
+   * SQLite for `data_version`, which changes when another process (another connection) committed,
+   * and then the cache starts over; this process's own changes drop the ids they touch at once.
+   */
+  readonly #subscribers = new Map<string, string[]>();
+  readonly #maxCachedIds: number;
+  #cachedIds = 0;
+  #dataVersion: unknown = undefined;
+  #checkedThisTurn = false;
 
   private constructor(location: string, db: Database.Database, options: SqliteStoreOptions) {
     this.location = location;
@@ -141,6 +162,7 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
     this.#cacheKiB = options.cacheKiB ?? DEFAULT_CACHE_KIB;
     this.#bulkCacheKiB = options.bulkCacheKiB ?? DEFAULT_BULK_CACHE_KIB;
     this.#bulkSortPairs = options.bulkSortPairs ?? DEFAULT_BULK_SORT_PAIRS;
+    this.#maxCachedIds = options.subscriberCacheIds ?? DEFAULT_SUBSCRIBER_CACHE_IDS;
     const p = (sql: string): Statement => db.prepare(sql);
     this.#st = {
       insertOne: p(insertPairsSql('INSERT OR IGNORE', 'subscriptions', 1)),
@@ -162,6 +184,7 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
         'SELECT subscribee FROM subscriptions_by_subscriber WHERE subscriber = ? AND subscribee > ? ORDER BY subscribee LIMIT ?',
       ).pluck(),
       count: p(`SELECT value FROM counters WHERE name = 'subscriptions'`).pluck(),
+      dataVersion: p('PRAGMA data_version').pluck(),
       addCount: p(`UPDATE counters SET value = value + ? WHERE name = 'subscriptions'`),
     };
     const st = this.#st;
@@ -231,13 +254,58 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
   async addSubscriptions(subs: readonly Subscription[]): Promise<number> {
     this.#check();
     const pairs = encodePairs(subs);
-    return this.#guard('adding subscriptions', () => this.#insertTx(pairs));
+    try {
+      return this.#guard('adding subscriptions', () => this.#insertTx(pairs));
+    } finally {
+      this.#forget(subs);
+    }
   }
 
   async removeSubscriptions(subs: readonly Subscription[]): Promise<number> {
     this.#check();
     const pairs = encodePairs(subs);
-    return this.#guard('removing subscriptions', () => this.#removeTx(pairs));
+    try {
+      return this.#guard('removing subscriptions', () => this.#removeTx(pairs));
+    } finally {
+      this.#forget(subs);
+    }
+  }
+
+  /** Drops the cached lists of the subscribees of `subs` (this process changed them). */
+  #forget(subs: readonly Subscription[]): void {
+    for (const s of subs) this.#uncache(s.subscribee);
+  }
+
+  #uncache(user: string): void {
+    const list = this.#subscribers.get(user);
+    if (list === undefined) return;
+    this.#subscribers.delete(user);
+    this.#cachedIds -= list.length + 1;
+  }
+
+  /** Starts the cache over if another process committed since this turn's check (see #subscribers). */
+  #fresh(): void {
+    if (this.#checkedThisTurn) return;
+    this.#checkedThisTurn = true;
+    setImmediate(() => {
+      this.#checkedThisTurn = false;
+    });
+    const version = this.#guard('reading the data version', () => this.#st.dataVersion.get());
+    if (version === this.#dataVersion) return;
+    this.#dataVersion = version;
+    this.#subscribers.clear();
+    this.#cachedIds = 0;
+  }
+
+  #cache(user: string, list: string[]): void {
+    this.#subscribers.set(user, list.length === 0 ? NO_SUBSCRIBERS : list);
+    this.#cachedIds += list.length + 1;
+    // The oldest entries go first (a Map keeps insertion order).
+    for (const [old, l] of this.#subscribers) {
+      if (this.#cachedIds <= this.#maxCachedIds) break;
+      this.#subscribers.delete(old);
+      this.#cachedIds -= l.length + 1;
+    }
   }
 
   async getSubscribers(user: string): Promise<string[]> {
@@ -300,15 +368,45 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
     return { ids, next: ids.length === size ? ids[ids.length - 1]! : null };
   }
 
+  subscribersNow(user: string, pageSize: number): readonly string[] | undefined {
+    this.#check();
+    const valid = validateUser(user);
+    const size = validatePageSize(pageSize);
+    if (this.#maxCachedIds > 0) {
+      this.#fresh();
+      const hit = this.#subscribers.get(valid);
+      if (hit !== undefined) return hit.length < size ? hit : undefined;
+    }
+    const page = this.#page('subscribers', encodeId(valid)!, undefined, size);
+    if (page.length >= size) return undefined;
+    const ids = page.map(decodeId);
+    if (this.#maxCachedIds > 0) this.#cache(valid, ids);
+    return ids;
+  }
+
   async *subscriberPages(user: string, pageSize: number): AsyncIterable<string[]> {
     this.#check();
-    const id = encodeId(validateUser(user))!;
+    const valid = validateUser(user);
     const size = validatePageSize(pageSize);
+    const caching = this.#maxCachedIds > 0;
+    if (caching) {
+      this.#fresh();
+      const hit = this.#subscribers.get(valid);
+      if (hit !== undefined && hit.length < size) {
+        // A copy: the cached list is shared, and a page is the caller's to keep or change.
+        if (hit.length > 0) yield hit.slice();
+        return;
+      }
+    }
+    const id = encodeId(valid)!;
     let last: unknown;
-    for (;;) {
+    for (let first = true; ; first = false) {
       this.#check();
       const page = this.#page('subscribers', id, last, size);
-      if (page.length > 0) yield page.map(decodeId);
+      const ids = page.map(decodeId);
+      // The whole list in one page, read this turn: cache it (no await between read and cache).
+      if (first && caching && page.length < size) this.#cache(valid, ids);
+      if (ids.length > 0) yield ids;
       if (page.length < size) return;
       last = page[page.length - 1];
     }
@@ -325,6 +423,18 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
    */
   async bulkLoad(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }> {
     this.#check();
+    this.#subscribers.clear();
+    this.#cachedIds = 0;
+    try {
+      return await this.#bulk(batches);
+    } finally {
+      // Lists read while the load ran are from before it.
+      this.#subscribers.clear();
+      this.#cachedIds = 0;
+    }
+  }
+
+  #bulk(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }> {
     return bulkLoad(
       {
         db: this.#db,

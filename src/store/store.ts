@@ -47,6 +47,13 @@ export interface SubscriptionStore {
   subscriberPages(user: string, pageSize: number): AsyncIterable<string[]>;
 
   /**
+   * Optional fast path: the whole subscriber list of `user` when the store can answer at once
+   * (without a turn of the event loop) and it has fewer than `pageSize` entries; `undefined` when
+   * it cannot (then use {@link subscriberPages}). As fresh as `subscriberPages`. Must not be mutated.
+   */
+  subscribersNow?(user: string, pageSize: number): readonly string[] | undefined;
+
+  /**
    * One page of `user`'s subscribers or subscriptions for a client that pages with a cursor (the
    * HTTP API's `?limit=&after=`): at most `limit` ids after the id `after` (from the start when
    * undefined), in the store's own order, and `next`, the cursor for the following page, or null
