@@ -85,6 +85,11 @@ test('a send the store refuses gets 503 and leaves nothing to replay', async () 
         [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new UnavailableError('database gone')) }),
       }),
     },
+    subscribersNow: {
+      value: () => {
+        throw new UnavailableError('database gone');
+      },
+    },
   });
   const { router, ids, history } = setup(failing);
   const before = ids.current();
@@ -146,4 +151,40 @@ test('history: a quiet client older than the ring resumes, unless one of its sub
   assert.deepEqual(h.replay(quiet.eid, new Set(['quiet']), t0 + 61_000), { ok: false, reason: 'expired' });
   assert.equal(h.replay(later.eid, new Set(['quiet']), t0 + 300).ok, true);
   assert.deepEqual(h.replay('other-1', new Set(['quiet'])), { ok: false, reason: 'unknown' });
+});
+
+test('a send that takes the at-once path never overtakes one started before it that went the paged way', async () => {
+  // `big` has more subscribers than a page (the paged, asynchronous path); `small` has one (the
+  // embedded at-once path). carol follows both: she must get them in the order they were sent.
+  await store.addSubscriptions([
+    { subscriber: 'carol', subscribee: 'big' },
+    { subscriber: 'dave', subscribee: 'big' },
+    { subscriber: 'erin', subscribee: 'big' },
+    { subscriber: 'carol', subscribee: 'small' },
+  ]);
+  const bus = new LocalBus();
+  const registry = new Hub(bus);
+  bus.attach(registry);
+  const ids = new EventIds();
+  const history = new History(ids, { maxMessages: 100, maxBytes: 1 << 20, ttlMs: 60_000 });
+  const router = new Router({ bus, store, log: history, maxMessageBytes: 1024, pageSize: 2 });
+  const carol = receiver();
+  registry.login('carol', carol);
+  const sends = [router.send('big', 'one'), router.send('small', 'two'), router.send('big', 'three')];
+  sends.push(router.send('small', 'four'));
+  assert.deepEqual(await Promise.all(sends), [1, 1, 1, 1]);
+  const batch = await router.sendAll(
+    ['big', 'small', 'small', 'big', 'small'].map((id, i) => router.prepare(id, `b${i}`)),
+  );
+  assert.equal(batch.delivered, 5);
+  assert.deepEqual(
+    carol.got.map((m) => m.body),
+    ['one', 'two', 'three', 'four', 'b0', 'b1', 'b2', 'b3', 'b4'],
+  );
+  const seqs = carol.got.map((m) => ids.seqOf(m.eid) ?? -1);
+  assert.deepEqual(
+    [...seqs].sort((a, b) => a - b),
+    seqs,
+    'event ids in delivery order',
+  );
 });

@@ -95,6 +95,9 @@ export interface Bus {
    */
   publish(msg: Message, recipients: readonly string[]): Promise<PublishOutcome>;
 
+  /** Optional: {@link publish} for a bus that delivers at once (in process); throws as publish rejects. */
+  publishNow?(msg: Message, recipients: readonly string[]): PublishOutcome;
+
   /** Router side: connections of each of `ids` across the cluster (0: offline). */
   presence(ids: readonly string[]): Promise<PresenceCounts>;
 

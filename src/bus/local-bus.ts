@@ -50,15 +50,19 @@ export class LocalBus implements Bus {
   }
 
   publish(msg: Message, recipients: readonly string[]): Promise<PublishOutcome> {
-    if (this.#closed) return Promise.reject(new ClosedError('the bus is closed'));
-    this.#published += recipients.length;
-    if (this.#deliverer === undefined) return Promise.resolve({ delivered: 0, complete: true });
-    this.#received += recipients.length;
     try {
-      return Promise.resolve({ delivered: this.#deliverer.deliver(msg, recipients), complete: true });
+      return Promise.resolve(this.publishNow(msg, recipients));
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  publishNow(msg: Message, recipients: readonly string[]): PublishOutcome {
+    if (this.#closed) throw new ClosedError('the bus is closed');
+    this.#published += recipients.length;
+    if (this.#deliverer === undefined) return { delivered: 0, complete: true };
+    this.#received += recipients.length;
+    return { delivered: this.#deliverer.deliver(msg, recipients), complete: true };
   }
 
   presence(ids: readonly string[]): Promise<PresenceCounts> {

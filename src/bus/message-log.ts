@@ -23,6 +23,8 @@ export interface MessageLog {
    * nothing to send) when the log cannot take it: the send is refused.
    */
   append(subject: string, body: string, ts: number): Promise<Message>;
+  /** Optional: {@link append} for a log that answers at once (the in-process ring). */
+  appendNow?(subject: string, body: string, ts: number): Message;
   /**
    * The messages after `lastEid` sent to one of `subjects`, oldest first; or why that cannot be
    * known: `unknown` (an id this log never issued, or from before it was reset) or `expired`

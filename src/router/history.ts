@@ -64,9 +64,13 @@ export class History implements MessageLog {
 
   /** Issues the next event id for a message to `subject` and keeps it. */
   append(subject: string, body: string, ts: number): Promise<Message> {
+    return Promise.resolve(this.appendNow(subject, body, ts));
+  }
+
+  appendNow(subject: string, body: string, ts: number): Message {
     const msg = new Message(this.#ids.next(), subject, body, ts);
     this.add(msg);
-    return Promise.resolve(msg);
+    return msg;
   }
 
   /** {@link since}, synchronously. */

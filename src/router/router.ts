@@ -21,7 +21,7 @@ import {
   UnavailableError,
 } from '../errors.js';
 import { validateId } from '../ids.js';
-import { bodyOf } from '../message.js';
+import { bodyOf, type Message } from '../message.js';
 import { DEFAULTS } from '../options.js';
 import type { SubscriptionStore } from '../store/store.js';
 
@@ -75,6 +75,8 @@ export class Router {
   #delivered = 0;
   #recipients = 0;
   #partialSends = 0;
+  /** Sends gone the asynchronous way whose message is not yet published. */
+  #starting = 0;
 
   constructor(opts: RouterOptions) {
     this.#bus = opts.bus;
@@ -120,6 +122,29 @@ export class Router {
   }
 
   /**
+   * The whole send at once, when the store, the log and the bus can each answer without a turn
+   * of the event loop (embedded: SQLite, the in-process ring and bus) and the id has fewer
+   * subscribers than a page: no promise, no generator. `undefined` when one of them cannot.
+   */
+  #sendNow(out: Outgoing): SendResult | undefined {
+    // A send started earlier that has yet to publish goes first: this one must not overtake it.
+    if (this.#starting > 0) return undefined;
+    const subscribers = this.#store.subscribersNow?.(out.id, this.#pageSize);
+    const appendNow = this.#log.appendNow;
+    const publishNow = this.#bus.publishNow;
+    if (subscribers === undefined || appendNow === undefined || publishNow === undefined) return undefined;
+    if (!this.#bus.connected) throw this.#busDown();
+    const msg = appendNow.call(this.#log, out.id, out.body, Date.now());
+    this.#messagesIn++;
+    const recipients = subscribers.length === 0 ? [out.id] : [out.id, ...subscribers];
+    this.#recipients += recipients.length;
+    const r = publishNow.call(this.#bus, msg, recipients);
+    this.#delivered += r.delivered;
+    if (!r.complete) this.#partialSends++;
+    return r;
+  }
+
+  /**
    * Starts one send: resolves the first page of recipients, records the message (which gives it
    * its event id) and publishes it. Resolves once that first publish is issued, with `done`, its
    * delivered count (later pages of a big fan-out follow with an event-loop turn between).
@@ -128,15 +153,31 @@ export class Router {
    * answers in the order it was asked (JetStream acks one connection's publishes in order), and
    * each publish waits for its own message's id.
    */
-  async #start(out: Outgoing): Promise<{ done: Promise<SendResult> }> {
+  async #start(out: Outgoing, tryNow = true): Promise<{ done: Promise<SendResult> }> {
+    const now = tryNow ? this.#sendNow(out) : undefined;
+    if (now !== undefined) return { done: Promise.resolve(now) };
+    // Counted until its message is published (or the send fails), so no later send overtakes it.
+    this.#starting++;
+    let recorded: Promise<Message>;
+    let first: IteratorResult<string[]>;
     const pages = this.#store.subscriberPages(out.id, this.#pageSize)[Symbol.asyncIterator]();
-    const first = await pages.next();
-    // Only now, with recipients known and the bus about to take it, does the message exist:
-    // a send the store or the bus refused gets no event id and never shows up in a replay.
-    if (!this.#bus.connected) throw this.#busDown();
-    const recorded = this.#log.append(out.id, out.body, Date.now());
+    try {
+      first = await pages.next();
+      // Only now, with recipients known and the bus about to take it, does the message exist:
+      // a send the store or the bus refused gets no event id and never shows up in a replay.
+      if (!this.#bus.connected) throw this.#busDown();
+      recorded = this.#log.append(out.id, out.body, Date.now());
+    } catch (err) {
+      this.#starting--;
+      throw err;
+    }
     const done = (async (): Promise<SendResult> => {
-      const msg = await recorded;
+      let msg: Message;
+      try {
+        msg = await recorded;
+      } finally {
+        this.#starting--;
+      }
       this.#messagesIn++;
       const recipients = first.done === true ? [out.id] : [out.id, ...first.value];
       this.#recipients += recipients.length;
@@ -189,19 +230,27 @@ export class Router {
     let sliceStart = performance.now();
     try {
       for (const out of outs) {
-        const { done } = await this.#start(out);
-        outstanding++;
-        done.then(
-          (r) => {
-            delivered += r.delivered;
-            complete &&= r.complete;
-            settled();
-          },
-          (err: unknown) => {
-            failure ??= err;
-            settled();
-          },
-        );
+        // While a send of the batch that went the asynchronous way (a big fan-out) has yet to
+        // publish, the next ones wait behind it: the batch's order is the order of delivery.
+        const now = this.#sendNow(out);
+        if (now !== undefined) {
+          delivered += now.delivered;
+          complete &&= now.complete;
+        } else {
+          const { done } = await this.#start(out, false);
+          outstanding++;
+          done.then(
+            (r) => {
+              delivered += r.delivered;
+              complete &&= r.complete;
+              settled();
+            },
+            (err: unknown) => {
+              failure ??= err;
+              settled();
+            },
+          );
+        }
         if (performance.now() - sliceStart > SLICE_MS) {
           await nextTurn();
           sliceStart = performance.now();
