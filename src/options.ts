@@ -109,7 +109,7 @@ export const OPTIONS = {
     default: 25_000,
     min: 1000,
     max: 3_600_000,
-    help: 'SSE comment / WebSocket ping interval',
+    help: 'SSE comment / WebSocket ping / plain-stream empty line interval (none on /test)',
   }),
   headTimeoutMs: ms({
     default: 10_000,

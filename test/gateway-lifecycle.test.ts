@@ -108,6 +108,24 @@ describe('heartbeats', () => {
     assert.ok(beats >= 2 && beats <= 4, `${beats} heartbeats`);
     c.close();
   });
+
+  test("a plain stream gets an empty line per period; the article's /test stream stays byte-exact, no heartbeat", async () => {
+    const plain = new RawClient(s.clientPort, get('/feed/hbp'));
+    const article = new RawClient(s.clientPort, get('/test/hbt'));
+    await plain.waitFor('welcomes you');
+    await article.waitFor('welcomes you');
+    await new Promise((r) => setTimeout(r, 4500));
+    const beats = plain.text.split('\r\n1\r\n\n\r\n').length - 1;
+    assert.ok(beats >= 1 && beats <= 3, `${beats} heartbeats`);
+    assert.ok(
+      article.text.endsWith('Mochiconntest welcomes you! Your Id: hbt\n\r\n'),
+      JSON.stringify(article.text),
+    );
+    for (const c of [plain, article]) {
+      assert.match(c.text, /\r\nX-Accel-Buffering: no\r\n/, 'nginx passes every chunk on at once');
+      c.close();
+    }
+  });
 });
 
 describe('strict request heads', () => {

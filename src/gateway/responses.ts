@@ -35,10 +35,14 @@ function common(h: CommonHeaders): string {
   return out;
 }
 
-/** The head of a streaming response (chunked unless `raw`, for HTTP/1.0 clients, which end by close). */
+/**
+ * The head of a streaming response (chunked unless `raw`, for HTTP/1.0 clients, which end by close).
+ * `X-Accel-Buffering: no` tells nginx (and proxies that copy it) to pass each chunk on at once.
+ */
 export function streamHead(h: CommonHeaders, contentType: string, raw: boolean, extra = ''): string {
   return (
     `HTTP/1.1 200 OK\r\n${common(h)}Content-Type: ${contentType}\r\nCache-Control: no-cache\r\n` +
+    'X-Accel-Buffering: no\r\n' +
     `${raw ? 'Connection: close\r\n' : 'Transfer-Encoding: chunked\r\n'}${extra}\r\n`
   );
 }

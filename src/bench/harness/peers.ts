@@ -77,7 +77,7 @@ export function peerMissing(name: 'mochiweb' | 'nchan'): string | undefined {
     }
     return undefined;
   }
-  if (which('nginx', SBIN) === undefined)
+  if (nginxMissing() !== undefined)
     return 'nginx is not installed: apt-get install -y nginx libnginx-mod-nchan';
   if (NCHAN_MODULES.every((m) => !fs.existsSync(m))) {
     return 'the Nchan module (ngx_nchan_module.so) is not installed: apt-get install -y libnginx-mod-nchan';
@@ -145,7 +145,7 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** `n` distinct ports that were free a moment ago (all held open at once, so they differ). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers: Server[] = [];
   for (let i = 0; i < n; i++) {
     const s = createServer();
@@ -217,10 +217,9 @@ async function terminate(l: Launched, pids: ReadonlyMap<number, string | undefin
 /** Waits for the processes, records them, and wraps it all up as a {@link PeerServer}. */
 async function peer(
   l: Launched,
-  name: PeerServer['name'],
-  ports: { client: number; publish: number },
+  name: string,
   wantProcesses: number,
-): Promise<PeerServer> {
+): Promise<{ pids: number[]; stop(): Promise<void> }> {
   const mainPid = l.child.pid ?? 0;
   const pids = await waitReady(l, name, async () => {
     const tree = await processTree(mainPid);
@@ -229,9 +228,6 @@ async function peer(
   const starts = new Map(pids.map((p) => [p, startTime(p)]));
   let stopping: Promise<void> | undefined;
   return {
-    name,
-    clientPort: ports.client,
-    publishPort: ports.publish,
     pids,
     stop: () => {
       stopping ??= terminate(l, starts);
@@ -241,7 +237,7 @@ async function peer(
 }
 
 /** Runs `body` on a fresh launch; on any failure kills what it started and removes its dir. */
-async function startOrClean(l: Launched, body: () => Promise<PeerServer>): Promise<PeerServer> {
+async function startOrClean<T>(l: Launched, body: () => Promise<T>): Promise<T> {
   try {
     return await body();
   } catch (e) {
@@ -282,40 +278,85 @@ export async function startMochiweb(opts: { port?: number }): Promise<PeerServer
       return m !== null && (await accepts(Number(m[1]))) ? Number(m[1]) : undefined;
     });
     // beam.smp is erl's own pid (erl and erlexec exec into it); erl_child_setup is its child.
-    return peer(l, 'mochiweb', { client: port, publish: port }, 1);
+    const { pids, stop } = await peer(l, 'mochiweb', 1);
+    return { name: 'mochiweb', clientPort: port, publishPort: port, pids, stop };
   });
 }
 
+/** A running nginx started by {@link startNginx}. */
+export interface Nginx {
+  /** Its temp dir (config, logs, pid file). */
+  readonly dir: string;
+  /** The master and its workers. */
+  readonly pids: number[];
+  /** The tail of its error log, for a failure message. */
+  errors(): string;
+  stop(): Promise<void>;
+}
+
+/** Why nginx cannot run here, or undefined. */
+export function nginxMissing(): string | undefined {
+  return which('nginx', SBIN) === undefined ? 'nginx is not installed: apt-get install -y nginx' : undefined;
+}
+
 /**
- * Fills bench/peers/nchan/nginx.conf into a temp dir and starts nginx on it
- * (`nginx -p <tmp>/ -c <tmp>/nginx.conf -e <tmp>/error.log`, in the foreground: `daemon off`),
- * with subscribers on 127.0.0.1:`clientPort` and publishers on 127.0.0.1:`publishPort` (free
- * ports when not given). Resolves once both ports accept connections and both workers are up.
+ * Starts nginx in the foreground on a config made by `conf(dir)` for a fresh temp dir `dir`
+ * (`nginx -p <dir>/ -c <dir>/nginx.conf -e <dir>/error.log`; the config should say
+ * `daemon off`, and keep its pid file, logs and temp paths under `dir`). Resolves once every port
+ * of `ports` accepts connections and `workers` workers are up.
+ */
+export async function startNginx(
+  conf: (dir: string) => string,
+  ports: readonly number[],
+  workers: number,
+): Promise<Nginx> {
+  const missing = nginxMissing();
+  if (missing !== undefined) throw new Error(missing);
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'switchboard-nginx-'));
+  // The workers run as nobody (no `user` line), and must reach the temp paths inside.
+  fs.chmodSync(dir, 0o755);
+  const confFile = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(confFile, conf(dir));
+  const errorLog = path.join(dir, 'error.log');
+  // -e: nginx opens its built-in error log (/var/log/nginx) before reading the config otherwise.
+  const args = ['-p', `${dir}/`, '-c', confFile, '-e', errorLog];
+  const l = launch(which('nginx', SBIN)!, args, dir, [path.join(dir, 'nginx.out'), errorLog]);
+  const server = await startOrClean(l, async () => {
+    await waitReady(l, 'nginx', async () => {
+      for (const p of ports) if (!(await accepts(p))) return undefined;
+      return true;
+    });
+    return peer(l, 'nginx', 1 + workers);
+  });
+  return { dir, pids: server.pids, errors: () => logTail(l.logs), stop: server.stop };
+}
+
+/**
+ * Fills bench/peers/nchan/nginx.conf into a temp dir and starts nginx on it (see
+ * {@link startNginx}), with subscribers on 127.0.0.1:`clientPort` and publishers on
+ * 127.0.0.1:`publishPort` (free ports when not given).
  */
 export async function startNchan(opts: { clientPort?: number; publishPort?: number }): Promise<PeerServer> {
   const missing = peerMissing('nchan');
   if (missing !== undefined) throw new Error(missing);
   const [freeA, freeB] = await freePorts(2);
   const ports = { client: opts.clientPort || freeA!, publish: opts.publishPort || freeB! };
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'switchboard-peer-nchan-'));
-  // The workers run as nobody (no `user` line), and must reach the temp paths inside.
-  fs.chmodSync(dir, 0o755);
-  const conf = fs
-    .readFileSync(path.join(peersDir(), 'nchan', 'nginx.conf'), 'utf8')
-    .replaceAll('{{RUN_DIR}}', dir)
-    .replaceAll('{{NCHAN_MODULE}}', NCHAN_MODULES.find((m) => fs.existsSync(m))!)
-    .replaceAll('{{CLIENT_PORT}}', String(ports.client))
-    .replaceAll('{{PUBLISH_PORT}}', String(ports.publish));
-  const confFile = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(confFile, conf);
-  const errorLog = path.join(dir, 'error.log');
-  // -e: nginx opens its built-in error log (/var/log/nginx) before reading the config otherwise.
-  const args = ['-p', `${dir}/`, '-c', confFile, '-e', errorLog];
-  const l = launch(which('nginx', SBIN)!, args, dir, [path.join(dir, 'nginx.out'), errorLog]);
-  return startOrClean(l, async () => {
-    await waitReady(l, 'nchan', async () =>
-      (await accepts(ports.client)) && (await accepts(ports.publish)) ? true : undefined,
-    );
-    return peer(l, 'nchan', ports, 1 + NGINX_WORKERS);
-  });
+  const template = fs.readFileSync(path.join(peersDir(), 'nchan', 'nginx.conf'), 'utf8');
+  const nginx = await startNginx(
+    (dir) =>
+      template
+        .replaceAll('{{RUN_DIR}}', dir)
+        .replaceAll('{{NCHAN_MODULE}}', NCHAN_MODULES.find((m) => fs.existsSync(m))!)
+        .replaceAll('{{CLIENT_PORT}}', String(ports.client))
+        .replaceAll('{{PUBLISH_PORT}}', String(ports.publish)),
+    [ports.client, ports.publish],
+    NGINX_WORKERS,
+  );
+  return {
+    name: 'nchan',
+    clientPort: ports.client,
+    publishPort: ports.publish,
+    pids: nginx.pids,
+    stop: nginx.stop,
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * `GET /feed/<id>` (no `Accept: text/event-stream`, no upgrade): a plain chunked stream, one
- * chunk per message holding the body and a newline.
+ * chunk per message holding the body and a newline. An empty line every heartbeat keeps
+ * proxies' idle timeouts from cutting a quiet stream: a line reader skips empty lines.
  */
 import type { Message } from '../../message.js';
 import type { Connection, Transport } from '../connection.js';
@@ -19,6 +20,9 @@ export function plainFrame(msg: Message): Buffer {
   return frame;
 }
 
+/** The plain stream's heartbeat: an empty line. */
+export const PLAIN_HEARTBEAT = chunk('\n');
+
 /** Plain chunked stream opening. */
 export function plainWelcome(ids: readonly string[]): Buffer {
   return chunk(`Switchboard welcomes you! Your Id: ${ids.join(', ')}\n`);
@@ -28,7 +32,7 @@ export const plainTransport: Transport = {
   name: 'plain',
   deliver: (conn, msg) => writeOne(conn, msg, plainFrame),
   resumed: (conn, missed) => writeMissed(conn, missed, plainFrame),
-  heartbeat: () => undefined,
+  heartbeat: (conn) => conn.write(PLAIN_HEARTBEAT),
   tick(conn) {
     conn.n++;
     conn.write(tickFrame(conn.n, conn.firstId));

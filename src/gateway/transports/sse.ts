@@ -59,14 +59,5 @@ export function startSse(
   last: string | undefined,
 ): void {
   const welcome = sseWelcome(ids, conn.host.opts.sseRetryMs);
-  openStream(
-    conn,
-    sseTransport,
-    ids,
-    head,
-    'text/event-stream; charset=utf-8',
-    welcome,
-    last,
-    'X-Accel-Buffering: no\r\n',
-  );
+  openStream(conn, sseTransport, ids, head, 'text/event-stream; charset=utf-8', welcome, last);
 }
