@@ -26,6 +26,15 @@ test('serve --help lists the flags; switchboard --help lists the commands', asyn
   const top = await run(['--help']);
   assert.equal(top.code, 0);
   assert.match(top.stdout, /serve\s+Run the comet server/);
+  const helpServe = await run(['help', 'serve']);
+  assert.equal(helpServe.code, 0);
+  assert.equal(helpServe.stdout, r.stdout, "'help serve' is 'serve --help'");
+  const helpGroup = await run(['help', 'friends', 'load']);
+  assert.equal(helpGroup.code, 0);
+  assert.match(helpGroup.stdout, /friends load/);
+  const helpNone = await run(['help', 'nosuch']);
+  assert.equal(helpNone.code, 2);
+  assert.match(helpNone.stderr, /unknown command 'nosuch'/);
 });
 
 for (const [args, message] of [

@@ -40,7 +40,7 @@ function topHelp(): string {
     'Commands:',
     ...rows,
     '',
-    "Run 'switchboard <command> --help' for a command's options.",
+    "Run 'switchboard <command> --help' (or 'switchboard help <command>') for a command's options.",
     '',
   ].join('\n');
 }
@@ -55,6 +55,8 @@ function findCommand(argv: readonly string[]): { name: string; entry: Entry; res
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function main(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  // `switchboard help serve` is `switchboard serve --help`.
+  if (argv[0] === 'help' && argv.length > 1) return main([...argv.slice(1), '--help'], ctx);
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     ctx.stdout.write(topHelp());
     return argv.length === 0 ? 2 : 0;
