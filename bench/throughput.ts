@@ -35,7 +35,7 @@ import {
   nodeArgsOf,
   parseBenchArgs,
 } from '../src/bench/harness/args.js';
-import { CliProcess } from '../src/bench/harness/cli-process.js';
+import { CLI_MAIN, CliProcess } from '../src/bench/harness/cli-process.js';
 import { deleteHistoryStream } from '../src/bench/harness/nats.js';
 import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
 import { readCpuSeconds, readCpuTimes } from '../src/tools/proc.js';
@@ -78,6 +78,13 @@ const spec = {
       placeholder: 'URL',
     },
     'node-args': NODE_ARGS_OPTION,
+    'switchboard-main': {
+      type: 'string',
+      description:
+        "The switchboard CLI to run (another build's dist/src/cli/main.js, to compare two versions)",
+      default: CLI_MAIN,
+      placeholder: 'FILE',
+    },
     'server-args': {
       type: 'string',
       description: "More serve flags for switchboard and the cluster's processes (e.g. '--history 0')",
@@ -160,7 +167,7 @@ async function startSwitchboard(): Promise<Running> {
     ['serve', '--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', tempDir('sb-tp-data-')]
       .concat(['--max-lag', '0', '--max-inflight', String(o.batch * o.concurrency * 4)])
       .concat(nodeArgsOf(o['server-args'])),
-    { nodeArgs: nodeArgsOf(o['node-args']) },
+    { nodeArgs: nodeArgsOf(o['node-args']), script: o['switchboard-main'] },
   );
   const client = Number((await p.waitFor(/clients: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
   const api = Number((await p.waitFor(/publish API: http:\/\/127\.0\.0\.1:(\d+)/))[1]);
@@ -197,6 +204,7 @@ async function startCluster(): Promise<Running> {
         String(o.batch * o.concurrency * 4),
       ])
       .concat(nodeArgsOf(o['server-args'])),
+    { script: o['switchboard-main'] },
   );
   const ready = JSON.parse((await p.waitFor(/^\{.*\}$/m, 60_000))[0]) as {
     clients: string;

@@ -15,6 +15,8 @@ const WINDOW_MS = 1000;
 export interface LoopLag {
   /** The worst event-loop lag of the recent window, ms, including the current, unfinished tick. */
   readonly lagMs: number;
+  /** Calls `fn` with each tick's lateness, ms (for a histogram). */
+  observe?(fn: (lateMs: number) => void): void;
 }
 
 export class StallWatch implements LoopLag {
@@ -28,6 +30,7 @@ export class StallWatch implements LoopLag {
   #last = performance.now();
   #stalls = 0;
   #worstMs = 0;
+  #observer: ((lateMs: number) => void) | undefined;
 
   /**
    * `tickMs`: 100 where the publish API sheds load on it; a process without the API (a cluster's
@@ -47,10 +50,15 @@ export class StallWatch implements LoopLag {
     const late = Math.max(0, now - this.#last - this.#tickMs);
     this.#last = now;
     this.#lags[this.#ticks++ % this.#lags.length] = late;
+    this.#observer?.(late);
     if (late <= this.#thresholdMs) return;
     this.#stalls++;
     this.#worstMs = Math.max(this.#worstMs, late);
     this.#log.warn('event loop stalled', { ms: Math.round(late) });
+  }
+
+  observe(fn: (lateMs: number) => void): void {
+    this.#observer = fn;
   }
 
   get lagMs(): number {

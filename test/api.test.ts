@@ -199,7 +199,7 @@ describe('stats, metrics, health', () => {
   test('/metrics is Prometheus text and /healthz is ok', async () => {
     const m = await api(s.apiUrl, '/metrics');
     assert.equal(m.status, 200);
-    assert.match(String(m.body), /^# HELP switchboard_uptime_seconds/m);
+    assert.match(String(m.body), /^# HELP process_start_time_seconds/m);
     assert.match(String(m.body), /^switchboard_messages_in_total \d+$/m);
     assert.match(String(m.body), /^switchboard_streams\{transport="sse"\} \d+$/m);
     const h = await api(s.apiUrl, '/healthz');

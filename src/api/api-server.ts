@@ -45,7 +45,7 @@ import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
 import { asObject, parseBatchInSlices, parseJson, readBody } from './body.js';
 import { LoadShedder } from './load-shedder.js';
-import { type ApiLoad, renderMetrics, type StatsSnapshot } from './metrics.js';
+import { type ApiLoad, Metrics, type StatsSnapshot } from './metrics.js';
 
 /** Largest `limit=` of a paged subscriber or subscription list. */
 const MAX_LIST_PAGE = 10_000;
@@ -88,6 +88,7 @@ export class ApiServer {
   readonly #shedder: LoadShedder;
   /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
   readonly #routes: [path: string, methods: Record<string, Handler>][];
+  readonly #prom = new Metrics();
 
   /** `loop`: the process's event-loop lag (its StallWatch), which the overload protection reads. */
   constructor(backend: ApiBackend, opts: ApiOptions, log: Logger, loop: LoopLag) {
@@ -115,8 +116,15 @@ export class ApiServer {
       ['/metrics', { GET: (_req, res) => this.#metrics(res) }],
       ['/healthz', { GET: (_req, res) => this.#health(res) }],
     ];
+    loop.observe?.((ms) => this.#prom.lag(ms));
     this.#server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
-      this.#handle(req, res).catch((err: unknown) => this.#fail(res, err));
+      const t0 = performance.now();
+      const at: { route: string } = { route: 'none' };
+      res.once('finish', () => {
+        const labels = { method: req.method ?? '', route: at.route, status: String(res.statusCode) };
+        this.#prom.request(labels, (performance.now() - t0) / 1000);
+      });
+      this.#handle(req, res, at).catch((err: unknown) => this.#fail(res, err));
     });
     this.#server.keepAliveTimeout = 10_000;
   }
@@ -153,14 +161,16 @@ export class ApiServer {
     });
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** `at.route` is set to the matched route, for the request histogram's label. */
+  async #handle(req: IncomingMessage, res: ServerResponse, at: { route: string }): Promise<void> {
     const url = req.url ?? '/';
     const path = url.split('?', 1)[0]!;
     // Authenticate first: without the key, routes and methods cannot be enumerated by 404/405.
     if (path !== '/healthz') this.#authorize(req);
     const found = this.#match(path);
     if (found === undefined) throw new NotFoundError(`no API route for ${path}`);
-    const [methods, param] = found;
+    const [methods, param, route] = found;
+    at.route = route;
     const handler = methods[req.method ?? ''];
     if (handler === undefined) {
       throw new MethodNotAllowedError(`${req.method} is not allowed on ${path}`, Object.keys(methods));
@@ -168,13 +178,13 @@ export class ApiServer {
     await handler(req, res, param);
   }
 
-  #match(path: string): [Record<string, Handler>, string] | undefined {
+  #match(path: string): [Record<string, Handler>, string, string] | undefined {
     for (const [route, methods] of this.#routes) {
       if (route.endsWith('/')) {
         if (path.startsWith(route) && path.length > route.length)
-          return [methods, decodeURIComponent(path.slice(route.length))];
+          return [methods, decodeURIComponent(path.slice(route.length)), `${route}:id`];
       } else if (path === route) {
-        return [methods, ''];
+        return [methods, '', route];
       }
     }
     return undefined;
@@ -342,8 +352,8 @@ export class ApiServer {
   }
 
   async #metrics(res: ServerResponse): Promise<void> {
-    const text = renderMetrics(await this.#backend.stats());
-    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    const text = await this.#prom.render(await this.#backend.stats());
+    res.writeHead(200, { 'Content-Type': this.#prom.contentType });
     res.end(text);
   }
 
