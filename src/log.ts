@@ -1,5 +1,6 @@
 /**
- * A small leveled logger: one line per event on stderr, `time level component message {fields}`.
+ * A small leveled logger: one line per event on stderr, as text (`time level component message
+ * {fields}`) or as JSON (`{"time","level","component","msg",...fields}`, for log shippers).
  * Hot paths do not log per message or per connection at info level; they count in metrics instead.
  */
 
@@ -8,6 +9,10 @@ export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type LogFields = Record<string, unknown>;
+
+/** How a line is written. */
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** What components log through. */
 export interface Logger {
@@ -33,11 +38,13 @@ class LineLogger implements Logger {
   readonly level: LogLevel;
   readonly #sink: LogSink;
   readonly #component: string;
+  readonly #format: LogFormat;
 
-  constructor(level: LogLevel, sink: LogSink, component: string) {
+  constructor(level: LogLevel, sink: LogSink, component: string, format: LogFormat) {
     this.level = level;
     this.#sink = sink;
     this.#component = component;
+    this.#format = format;
   }
 
   enabled(level: Exclude<LogLevel, 'silent'>): boolean {
@@ -46,7 +53,14 @@ class LineLogger implements Logger {
 
   #write(level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void {
     if (rank[level] > rank[this.level]) return;
-    let line = `${new Date().toISOString()} ${level.padEnd(5)} ${this.#component ? `${this.#component}: ` : ''}${msg}`;
+    const time = new Date().toISOString();
+    if (this.#format === 'json') {
+      // The fixed keys last, so a field cannot overwrite them.
+      const record = { ...(fields && plain(fields)), time, level, component: this.#component, msg };
+      this.#sink.write(`${JSON.stringify(record)}\n`);
+      return;
+    }
+    let line = `${time} ${level.padEnd(5)} ${this.#component ? `${this.#component}: ` : ''}${msg}`;
     if (fields !== undefined) line += ` ${JSON.stringify(plain(fields))}`;
     this.#sink.write(`${line}\n`);
   }
@@ -68,6 +82,7 @@ class LineLogger implements Logger {
       this.level,
       this.#sink,
       this.#component ? `${this.#component}.${component}` : component,
+      this.#format,
     );
   }
 }
@@ -89,13 +104,14 @@ function plain(fields: LogFields): LogFields {
   return out;
 }
 
-/** A logger at `level` writing to `sink` (stderr by default). */
+/** A logger at `level` writing to `sink` (stderr by default) as `format` lines. */
 export function createLogger(
   level: LogLevel = 'info',
   sink: LogSink = process.stderr,
   component = '',
+  format: LogFormat = 'text',
 ): Logger {
-  return new LineLogger(level, sink, component);
+  return new LineLogger(level, sink, component, format);
 }
 
 /** A logger that writes nothing; the default for library use and tests. */

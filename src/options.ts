@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import { ConfigError } from './errors.js';
-import { LOG_LEVELS } from './log.js';
+import { LOG_FORMATS, LOG_LEVELS } from './log.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from './message.js';
 
 /**
@@ -99,6 +99,11 @@ export const OPTIONS = {
   }),
   role: str<Role>({ default: 'all', choices: ROLES, help: 'What this process does' }),
   logLevel: str<(typeof LOG_LEVELS)[number]>({ default: 'info', choices: LOG_LEVELS, help: 'Log level' }),
+  logFormat: str<(typeof LOG_FORMATS)[number]>({
+    default: 'text',
+    choices: LOG_FORMATS,
+    help: 'Log lines as text or as one JSON object each',
+  }),
   tickerMs: ms({
     default: 0,
     min: 0,

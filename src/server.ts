@@ -95,7 +95,7 @@ export class Switchboard {
   static async start(input: StartOptions = {}): Promise<Switchboard> {
     const { logger, ...given } = input;
     const options = resolveOptions(given);
-    const log = logger ?? createLogger(options.logLevel);
+    const log = logger ?? createLogger(options.logLevel, process.stderr, '', options.logFormat);
     const storeUrl = options.store || defaultStoreUrl(options.data);
     const store = await openStore(storeUrl, { dataDir: options.data, logger: log.child('store') });
     let bus: Bus | undefined;

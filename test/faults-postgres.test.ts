@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { createLogger } from '../src/log.js';
 import { adminConnection, TcpProxy } from './support/postgres.js';
 import { api, get, RawClient, startServer, type TestServer, until } from './support/server.js';
 
@@ -13,11 +14,15 @@ const admin = await adminConnection();
 const db = `sb_test_fault_${process.pid}_${randomBytes(3).toString('hex')}`;
 const proxy = new TcpProxy();
 let s: TestServer;
+const logged: string[] = [];
 
 before(async () => {
   await admin.sql.unsafe(`CREATE DATABASE ${db}`);
   await proxy.start();
-  s = await startServer({ store: `${admin.base.replace(/:\d+$/, `:${proxy.port}`)}/${db}` });
+  s = await startServer({
+    store: `${admin.base.replace(/:\d+$/, `:${proxy.port}`)}/${db}`,
+    logger: createLogger('info', { write: (l: string) => logged.push(l) }, '', 'json'),
+  });
 });
 
 after(async () => {
@@ -54,6 +59,17 @@ test('store unreachable: sends and reads answer 503 naming the problem; back: th
     15_000,
   );
   await fan.waitFor("'two'");
+  // The outage is one warning (not one per refused call), the recovery one line at info.
+  const store = logged
+    .map((l) => JSON.parse(l) as { level: string; msg: string })
+    .filter((r) => /^PostgreSQL (unavailable|reachable)/.test(r.msg));
+  assert.deepEqual(
+    store.map((r) => [r.level, r.msg]),
+    [
+      ['warn', 'PostgreSQL unavailable: calls get 503 until it is back'],
+      ['info', 'PostgreSQL reachable again'],
+    ],
+  );
   assert.deepEqual((await api(s.apiUrl, '/api/subscribers/pg-star')).body, {
     id: 'pg-star',
     subscribers: ['pg-fan'],

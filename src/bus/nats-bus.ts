@@ -687,7 +687,10 @@ export class NatsBus implements Bus {
         this.#learn();
       }
     }
-    this.#log.info(up ? 'NATS reconnected' : 'NATS disconnected', { server: this.#nc.getServer() });
+    // An outage is an operator's business (warn); the recovery is news (info).
+    if (up) this.#log.info('NATS reconnected', { server: this.#nc.getServer() });
+    else
+      this.#log.warn('NATS disconnected: sends get 503 until it is back', { server: this.#nc.getServer() });
     for (const listener of this.#listeners) {
       try {
         listener(up);

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { bool, type CommandSpec, num, str } from '../args.js';
 import { Supervisor } from '../cluster/supervisor.js';
 import { UsageError } from '../errors.js';
-import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log.js';
 import { DEFAULTS, LEAN_NODE_ARGS } from '../options.js';
 import { untilSignal } from '../server.js';
 import { defaultStoreUrl } from '../store/open-store.js';
@@ -78,6 +78,12 @@ const spec: CommandSpec = {
       default: DEFAULTS.logLevel,
       choices: LOG_LEVELS.slice(1),
     },
+    'log-format': {
+      type: 'string',
+      description: 'Log lines as text or JSON, the supervisor and every worker alike',
+      default: DEFAULTS.logFormat,
+      choices: LOG_FORMATS,
+    },
     'node-args': {
       type: 'string',
       description: 'Node flags for the gateway processes',
@@ -112,7 +118,8 @@ export const command: Command = {
       throw new UsageError('cluster: --bus nats://host:port is required (processes talk over NATS)');
     }
     const level = str(v, 'log-level') as LogLevel;
-    const log = createLogger(level, process.stderr, 'cluster');
+    const format = str(v, 'log-format') as LogFormat;
+    const log = createLogger(level, process.stderr, 'cluster', format);
     const data = path.resolve(str(v, 'data') ?? DEFAULTS.data);
     const common = [
       '--bus',
@@ -125,6 +132,8 @@ export const command: Command = {
       data,
       '--log-level',
       level,
+      '--log-format',
+      format,
       ...positionals,
     ];
     const routers = num(v, 'routers') ?? 1;

@@ -33,7 +33,12 @@ export const command: Command = {
   async run({ values }, ctx) {
     const options = resolveOptions(loadServerOptions(values, process.env));
     // In a cluster, each worker's lines say which worker wrote them.
-    const logger = createLogger(options.logLevel, process.stderr, process.env.SWITCHBOARD_WORKER ?? '');
+    const logger = createLogger(
+      options.logLevel,
+      process.stderr,
+      process.env.SWITCHBOARD_WORKER ?? '',
+      options.logFormat,
+    );
     const sb = await Switchboard.start({ ...options, logger });
     await untilSignal(ctx.signal);
     sb.log.info('shutting down');

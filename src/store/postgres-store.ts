@@ -104,6 +104,8 @@ export class PostgresStore implements SubscriptionStore, BulkLoader {
   /** Bulk loads in progress: close() aborts them instead of waiting for their sources. */
   readonly #bulkAborts = new Set<() => void>();
   #closed = false;
+  /** Since the last call that failed for an unreachable server, until one succeeds: logged once each way. */
+  #down = false;
   /** Calls running now; close() lets them finish (up to closeTimeoutMs) before ending the pool. */
   #inflight = 0;
   #drained: (() => void) | undefined;
@@ -160,9 +162,20 @@ export class PostgresStore implements SubscriptionStore, BulkLoader {
     if (this.#closed) throw new ClosedError(`PostgreSQL store ${this.location} is closed`);
     if (counted) this.#inflight++;
     try {
-      return await op();
+      const out = await op();
+      if (this.#down) {
+        this.#down = false;
+        this.#log.info('PostgreSQL reachable again', { store: this.location });
+      }
+      return out;
     } catch (err) {
-      throw this.#translate(what, err);
+      const e = this.#translate(what, err);
+      if (e instanceof UnavailableError && !this.#down) {
+        this.#down = true;
+        // Once per outage, not once per refused call.
+        this.#log.warn('PostgreSQL unavailable: calls get 503 until it is back', { err: e });
+      }
+      throw e;
     } finally {
       if (counted && --this.#inflight === 0) this.#drained?.();
     }
