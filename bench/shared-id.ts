@@ -24,7 +24,7 @@ const o = parseBenchArgs(spec);
 
 class Fake implements Receiver {
   ids: string | string[] | null = null;
-  recent: Message[] | null = null;
+  multi = false;
   got = 0;
   push(): boolean {
     this.got++;

@@ -37,6 +37,9 @@ export class Message {
   /** @internal Frames encoded by the gateway's transports. */
   readonly frames = new FrameCache();
 
+  /** @internal Receivers logged in as several ids that this message reached (gateway/hub.ts). */
+  reached: WeakSet<object> | undefined = undefined;
+
   constructor(eid: string, subject: string, body: string, ts: number) {
     this.eid = eid;
     this.subject = subject;

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { LocalBus } from '../src/bus/local-bus.js';
 import { UnavailableError } from '../src/errors.js';
 import { Hub, type Receiver } from '../src/gateway/hub.js';
-import { EventIds, type Message } from '../src/message.js';
+import { EventIds, Message } from '../src/message.js';
 import { History } from '../src/router/history.js';
 import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
@@ -24,7 +24,7 @@ function receiver(): Receiver & { got: Message[] } {
   const got: Message[] = [];
   return {
     ids: null,
-    recent: null,
+    multi: false,
     got,
     disconnect: () => undefined,
     push(m) {
@@ -187,4 +187,19 @@ test('a send that takes the at-once path never overtakes one started before it t
     seqs,
     'event ids in delivery order',
   );
+});
+
+test('a receiver logged in as two ids gets a message once, however many messages come between its two copies', () => {
+  // Over NATS each recipient id is a message of its own; other sends interleave between them.
+  const hub = new Hub(new LocalBus());
+  const both = receiver();
+  const other = receiver();
+  hub.login('a', both);
+  hub.login('b', both);
+  hub.login('c', other);
+  const m = new Message('e-1', 'a', 'the one', 0);
+  assert.equal(hub.deliver(m, ['a']), 1);
+  for (let i = 0; i < 50; i++) hub.deliver(new Message(`e-x${i}`, 'a', `between ${i}`, 0), ['a']);
+  assert.equal(hub.deliver(m, ['b', 'c']), 1, 'only the other receiver is new');
+  assert.equal(both.got.filter((x) => x === m).length, 1);
 });

@@ -123,7 +123,7 @@ export interface WsFragments {
 
 export class Connection implements Receiver {
   ids: string | string[] | null = null;
-  recent: Message[] | null = null;
+  multi = false;
   readonly socket: ConnSocket;
   readonly host: GatewayContext;
   state: State = State.Head;

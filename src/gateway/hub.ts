@@ -19,18 +19,17 @@ import type { Deliverer, GatewayLoad } from '../bus/bus.js';
 import type { DisconnectReason } from '../errors.js';
 import type { Message } from '../message.js';
 
-/** Size of the dedupe window of a receiver logged in as several ids. */
-const RECENT = 8;
-
-/** A connection as the hub sees it. The hub owns `ids` and `recent`. */
+/** A connection as the hub sees it. The hub owns `ids` and `multi`. */
 export interface Receiver {
   /** Ids this receiver is logged in as: one string, an array for several, null for none. */
   ids: string | string[] | null;
   /**
-   * Last messages pushed, only for receivers logged in as several ids: one send can name two of
-   * its ids (A and a subscriber of A), and the connection must get the message once.
+   * Logged in as several ids: one send can name two of them (A and a subscriber of A), and the
+   * connection must get the message once. Such receivers are marked on the Message they were
+   * given (`Message.reached`), so a second copy is recognised however many other messages came
+   * in between (over NATS each recipient id is a message of its own, and other sends interleave).
    */
-  recent: Message[] | null;
+  multi: boolean;
   /** Writes `msg` to the client; false when the receiver is closed or was just cut off. */
   push(msg: Message): boolean;
   /** Ends the connection telling the client why (the numbered reasons). */
@@ -83,7 +82,7 @@ export class Hub implements Deliverer {
       this.#receivers++;
     } else {
       r.ids = typeof ids === 'string' ? [ids, id] : [...ids, id];
-      r.recent ??= [];
+      r.multi = true;
     }
     this.#logins++;
     const entry = this.#byId.get(id);
@@ -102,7 +101,7 @@ export class Hub implements Deliverer {
     const ids = r.ids;
     if (ids === null) return;
     r.ids = null;
-    r.recent = null;
+    r.multi = false;
     this.#receivers--;
     if (typeof ids === 'string') this.#remove(ids, r);
     else for (const id of ids) this.#remove(id, r);
@@ -171,11 +170,11 @@ export class Hub implements Deliverer {
 }
 
 function push(r: Receiver, msg: Message): number {
-  const recent = r.recent;
-  if (recent !== null) {
-    if (recent.includes(msg)) return 0;
-    if (recent.length >= RECENT) recent.shift();
-    recent.push(msg);
+  if (r.multi) {
+    // Weak: a message kept for resume must not keep closed connections alive.
+    msg.reached ??= new WeakSet();
+    if (msg.reached.has(r)) return 0;
+    msg.reached.add(r);
   }
   return r.push(msg) ? 1 : 0;
 }
