@@ -77,6 +77,17 @@ export const OPTIONS = {
     placeholder: 'ADDR',
     help: 'API bind address (not loopback: needs an API key)',
   }),
+  accessLog: bool({
+    default: false,
+    help: "Log each stream's open and close (transport, ids, client address, seconds, messages)",
+  }),
+  metricsPort: int({
+    default: -1,
+    min: -1,
+    max: 65535,
+    placeholder: 'PORT',
+    help: 'A port serving only GET /metrics, on the API address (-1: none; 0: any free port)',
+  }),
   apiKey: str({
     default: '',
     secret: true,
@@ -405,9 +416,9 @@ function checkRules(o: ServerOptions): ServerOptions {
       `option apiKey must be at least ${MIN_SECRET_BYTES} bytes long (try: openssl rand -hex 32)`,
     );
   }
-  if (!isLoopback(o.apiHost) && o.apiKey === '' && o.api) {
+  if (!isLoopback(o.apiHost) && o.apiKey === '' && (o.api || o.metricsPort >= 0)) {
     throw new ConfigError(
-      `the API is bound to ${o.apiHost}, which is not loopback: set an API key (SWITCHBOARD_API_KEY or --api-key-file)`,
+      `the ${o.api ? 'API' : 'metrics port'} is bound to ${o.apiHost}, which is not loopback: set an API key (SWITCHBOARD_API_KEY or --api-key-file)`,
     );
   }
   if (!o.allowAnonymous && o.tokenSecret === '' && o.role !== 'router') {

@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { ApiServer } from './api/api-server.js';
 import type { StatsSnapshot } from './api/metrics.js';
+import { MetricsServer } from './api/metrics-server.js';
 import type { Bus, BusStats } from './bus/bus.js';
 import { JetStreamLog } from './bus/jetstream-log.js';
 import type { MessageLog } from './bus/message-log.js';
@@ -46,6 +47,8 @@ export class Switchboard {
   readonly bus: Bus;
   readonly gateway: Gateway | undefined;
   readonly api: ApiServer;
+  /** The `--metrics-port` server, when there is one. */
+  readonly metrics: MetricsServer | undefined;
   readonly log: Logger;
   /** Where sent messages are kept for resume (in process, or JetStream over NATS). */
   readonly messageLog: MessageLog;
@@ -89,6 +92,15 @@ export class Switchboard {
       this.log.child('api'),
       this.#stallWatch,
     );
+    this.metrics =
+      o.metricsPort < 0
+        ? undefined
+        : new MetricsServer(
+            () => this.stats(),
+            { host: o.apiHost, port: o.metricsPort, apiKey: o.apiKey },
+            this.log.child('metrics'),
+            this.#stallWatch,
+          );
   }
 
   /** Opens the store and bus, starts listening, and resolves once both ports accept. */
@@ -130,6 +142,8 @@ export class Switchboard {
       if (client)
         log.info(`clients: http://${hostPort(client)}/test/<id> and /feed/<id>`, { maxConnections });
       if (api) log.info(`publish API: http://${hostPort(api)}/api/send`);
+      const metrics = await sb.metrics?.listen();
+      if (metrics) log.info(`metrics: http://${hostPort(metrics)}/metrics`);
       log.info('store, bus and history', {
         store: store.location,
         bus: bus.kind,
@@ -225,6 +239,7 @@ export class Switchboard {
     this.#closing ??= (async () => {
       await this.gateway?.close();
       if (this.options.api) await this.api.close();
+      await this.metrics?.close();
       this.presence?.close();
       await this.messageLog.close();
       await this.bus.close();

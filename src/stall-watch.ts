@@ -30,7 +30,7 @@ export class StallWatch implements LoopLag {
   #last = performance.now();
   #stalls = 0;
   #worstMs = 0;
-  #observer: ((lateMs: number) => void) | undefined;
+  readonly #observers: ((lateMs: number) => void)[] = [];
 
   /**
    * `tickMs`: 100 where the publish API sheds load on it; a process without the API (a cluster's
@@ -50,7 +50,7 @@ export class StallWatch implements LoopLag {
     const late = Math.max(0, now - this.#last - this.#tickMs);
     this.#last = now;
     this.#lags[this.#ticks++ % this.#lags.length] = late;
-    this.#observer?.(late);
+    for (const fn of this.#observers) fn(late);
     if (late <= this.#thresholdMs) return;
     this.#stalls++;
     this.#worstMs = Math.max(this.#worstMs, late);
@@ -58,7 +58,7 @@ export class StallWatch implements LoopLag {
   }
 
   observe(fn: (lateMs: number) => void): void {
-    this.#observer = fn;
+    this.#observers.push(fn);
   }
 
   get lagMs(): number {

@@ -19,6 +19,24 @@ interface Ready {
   gateways: number;
   routers: number;
   pids: Record<string, number>;
+  metrics: Record<string, string>;
+}
+
+/** A port from which `n` ports in a row are free now. */
+async function freeRun(n: number): Promise<number> {
+  const net = await import('node:net');
+  const free = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 20_000);
+    let ok = true;
+    for (let p = base; ok && p < base + n; p++) ok = await free(p);
+    if (ok) return base;
+  }
 }
 
 let dir: string;
@@ -43,6 +61,7 @@ before(async () => {
   cluster = new CliProcess(
     ['cluster', '--gateways', '2', '--routers', '1', '--bus', 'nats://127.0.0.1:4222', '--bus-prefix', prefix]
       .concat(['--port', '0', '--api-port', '0', '--host', '127.0.0.1', '--data', dir, '--json'])
+      .concat(['--metrics-port', String(await freeRun(3))])
       .concat(['--', '--heartbeat', '5s']),
     { cwd: dir },
   );
@@ -60,6 +79,31 @@ test('one client port and one API port for all processes, with distinct ports', 
   assert.equal(ready.routers, 1);
   assert.notEqual(ready.clients, ready.api);
   assert.equal(Object.keys(ready.pids).length, 3);
+});
+
+test('every worker serves /metrics on a port of its own: the gateways their own connections', async () => {
+  assert.deepEqual(Object.keys(ready.metrics).sort(), ['gateway-1', 'gateway-2', 'router-1']);
+  const port = Number(new URL(ready.clients).port);
+  const clients = Array.from({ length: 6 }, (_, i) => new RawClient(port, get(`/test/m${i}`)));
+  for (const c of clients) await c.waitFor('welcomes you');
+  const figure = async (url: string, name: string): Promise<number> => {
+    const text = await (await fetch(url)).text();
+    return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  };
+  await until(
+    async () => (await figure(ready.metrics['router-1']!, 'switchboard_cluster_connections')) === 6,
+    'the router counting 6 connections',
+    10_000,
+  );
+  const perGateway = [
+    await figure(ready.metrics['gateway-1']!, 'switchboard_connections'),
+    await figure(ready.metrics['gateway-2']!, 'switchboard_connections'),
+  ];
+  assert.equal(perGateway[0]! + perGateway[1]!, 6, `per gateway: ${perGateway}`);
+  assert.match(await (await fetch(ready.metrics['gateway-1']!)).text(), /^process_cpu_seconds_total /m);
+  assert.equal((await fetch(ready.metrics['gateway-1']!.replace('/metrics', '/api/stats'))).status, 404);
+  for (const c of clients) c.close();
+  await until(async () => (await stats()).cluster.connections === 0, 'the connections gone', 10_000);
 });
 
 test('fan-out across gateways is exact; a SIGKILLed gateway stops counting and is restarted; SIGTERM exits 0', async () => {

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { CliProcess } from '../src/bench/harness/cli-process.js';
 import { UnavailableError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
+import { api, get, RawClient, startServer, until } from './support/server.js';
 
 function capture(): { lines: string[]; write(line: string): void } {
   const lines: string[] = [];
@@ -63,5 +64,46 @@ test('serve --log-format json: every line it writes is a JSON object', async () 
   } finally {
     server.killNow();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--access-log: one line when a stream opens and one when it closes, with transport, ids and address', async () => {
+  const sink = capture();
+  const s = await startServer({ accessLog: true, logger: createLogger('info', sink, '', 'json') });
+  try {
+    const c = new RawClient(s.clientPort, get('/feed/al-1?also=al-2', { Accept: 'text/event-stream' }));
+    await c.waitFor('welcomes you');
+    await api(s.apiUrl, '/api/send', { id: 'al-2', msg: 'one' });
+    await c.waitFor('data: one');
+    c.close();
+    const access = (): Record<string, unknown>[] =>
+      sink.lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((r) => r.component === 'gateway.access');
+    await until(() => access().length === 2, 'the close line');
+    const [open, close] = access();
+    assert.deepEqual(
+      { msg: open!.msg, transport: open!.transport, ids: open!.ids, remote: open!.remote },
+      { msg: 'open', transport: 'sse', ids: ['al-1', 'al-2'], remote: '127.0.0.1' },
+    );
+    assert.equal(close!.msg, 'close');
+    assert.equal(close!.transport, 'sse');
+    assert.deepEqual(close!.ids, ['al-1', 'al-2']);
+    assert.equal(close!.messages, 1);
+    assert.equal(typeof close!.seconds, 'number');
+  } finally {
+    await s.stop();
+  }
+  // Off by default: nothing from gateway.access.
+  const quiet = capture();
+  const q = await startServer({ logger: createLogger('info', quiet, '', 'json') });
+  try {
+    const c = new RawClient(q.clientPort, get('/test/al-3'));
+    await c.waitFor('welcomes you');
+    c.close();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(!quiet.lines.some((l) => l.includes('gateway.access')));
+  } finally {
+    await q.stop();
   }
 });

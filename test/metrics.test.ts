@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { resolveOptions } from '../src/options.js';
 import { api, get, RawClient, startServer, type TestServer } from './support/server.js';
 
 interface Family {
@@ -50,8 +51,15 @@ function parse(text: string): Map<string, Family> {
       labels[l[1]!] = l[2]!;
       rest = rest.slice(l[0].length);
     }
-    const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
-    assert.ok(!Number.isNaN(value) || valueText === 'NaN', `bad value, ${where}`);
+    // Go's ParseFloat, as Prometheus reads it: NaN and Inf in any case (prom-client writes "Nan").
+    const special: Record<string, number> = {
+      nan: Number.NaN,
+      '+inf': Infinity,
+      inf: Infinity,
+      '-inf': -Infinity,
+    };
+    const value = special[valueText.toLowerCase()] ?? Number(valueText);
+    assert.ok(!Number.isNaN(value) || valueText.toLowerCase() === 'nan', `bad value, ${where}`);
     const family =
       families.get(name) ??
       families.get(name.replace(/_(bucket|sum|count)$/, '')) ??
@@ -183,4 +191,28 @@ describe('/metrics', () => {
       /cumulative/,
     );
   });
+});
+
+test('--metrics-port: only GET /metrics, under the API key when there is one', async () => {
+  const key = 'a-metrics-key-that-is-at-least-32-bytes';
+  const k = await startServer({ metricsPort: 0, apiKey: key });
+  try {
+    const base = `http://127.0.0.1:${k.sb.metrics!.address().port}`;
+    assert.equal((await fetch(`${base}/metrics`)).status, 401);
+    const ok = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(ok.status, 200);
+    const families = parse(await ok.text());
+    assert.ok(families.has('switchboard_connections'));
+    assert.ok(families.has('process_cpu_seconds_total'));
+    assert.equal((await fetch(`${base}/api/stats`, { headers: { 'X-Api-Key': key } })).status, 404);
+    const post = await fetch(`${base}/metrics`, { method: 'POST', headers: { 'X-Api-Key': key } });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET');
+  } finally {
+    await k.stop();
+  }
+  assert.throws(
+    () => resolveOptions({ metricsPort: 9100, apiHost: '0.0.0.0', api: false }),
+    /metrics port is bound to 0\.0\.0\.0/,
+  );
 });

@@ -22,7 +22,6 @@
  * nothing is sent. With an API key set, every path but `/healthz` needs
  * `Authorization: Bearer <key>` (or `X-Api-Key`).
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -35,7 +34,6 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   SwitchboardError,
-  UnauthorizedError,
   UnavailableError,
 } from '../errors.js';
 import { validateId } from '../ids.js';
@@ -43,6 +41,7 @@ import type { Logger } from '../log.js';
 import { type Outgoing, type Router, SLICE_MS } from '../router/router.js';
 import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
+import { ApiKey } from './api-key.js';
 import { asObject, parseBatchInSlices, parseJson, readBody } from './body.js';
 import { LoadShedder } from './load-shedder.js';
 import { type ApiLoad, Metrics, type StatsSnapshot } from './metrics.js';
@@ -83,19 +82,21 @@ export class ApiServer {
   readonly #opts: ApiOptions;
   readonly #log: Logger;
   /** HMAC of the API key under a per-process random key: compared in constant time, whatever the length given. */
-  readonly #keyMac: Buffer | undefined;
-  readonly #macKey = randomBytes(32);
+  readonly #key: ApiKey;
+  readonly #loop: LoopLag;
   readonly #shedder: LoadShedder;
   /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
   readonly #routes: [path: string, methods: Record<string, Handler>][];
-  readonly #prom = new Metrics();
+  /** Made when the API listens: prom-client's default metrics sample the event loop. */
+  #prom: Metrics | undefined;
 
   /** `loop`: the process's event-loop lag (its StallWatch), which the overload protection reads. */
   constructor(backend: ApiBackend, opts: ApiOptions, log: Logger, loop: LoopLag) {
     this.#backend = backend;
     this.#opts = opts;
     this.#log = log;
-    this.#keyMac = opts.apiKey ? this.#mac(opts.apiKey) : undefined;
+    this.#key = new ApiKey(opts.apiKey);
+    this.#loop = loop;
     this.#shedder = new LoadShedder({ maxInflight: opts.maxInflight, maxLagMs: opts.maxLagMs }, loop);
     this.#routes = [
       ['/api/send', { POST: (req, res) => this.#send(req, res) }],
@@ -116,13 +117,12 @@ export class ApiServer {
       ['/metrics', { GET: (_req, res) => this.#metrics(res) }],
       ['/healthz', { GET: (_req, res) => this.#health(res) }],
     ];
-    loop.observe?.((ms) => this.#prom.lag(ms));
     this.#server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
       const t0 = performance.now();
       const at: { route: string } = { route: 'none' };
       res.once('finish', () => {
         const labels = { method: req.method ?? '', route: at.route, status: String(res.statusCode) };
-        this.#prom.request(labels, (performance.now() - t0) / 1000);
+        this.#prom?.request(labels, (performance.now() - t0) / 1000);
       });
       this.#handle(req, res, at).catch((err: unknown) => this.#fail(res, err));
     });
@@ -131,6 +131,9 @@ export class ApiServer {
 
   async listen(): Promise<AddressInfo> {
     this.#shedder.start();
+    const prom = new Metrics();
+    this.#prom = prom;
+    this.#loop.observe?.((ms) => prom.lag(ms));
     this.#server.listen({ port: this.#opts.port, host: this.#opts.host });
     await once(this.#server, 'listening');
     return this.address();
@@ -166,7 +169,7 @@ export class ApiServer {
     const url = req.url ?? '/';
     const path = url.split('?', 1)[0]!;
     // Authenticate first: without the key, routes and methods cannot be enumerated by 404/405.
-    if (path !== '/healthz') this.#authorize(req);
+    if (path !== '/healthz') this.#key.check(req);
     const found = this.#match(path);
     if (found === undefined) throw new NotFoundError(`no API route for ${path}`);
     const [methods, param, route] = found;
@@ -188,20 +191,6 @@ export class ApiServer {
       }
     }
     return undefined;
-  }
-
-  #mac(text: string): Buffer {
-    return createHmac('sha256', this.#macKey).update(text).digest();
-  }
-
-  #authorize(req: IncomingMessage): void {
-    if (this.#keyMac === undefined) return;
-    const auth = req.headers.authorization;
-    const given = auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : req.headers['x-api-key'];
-    // Comparing MACs of both keys leaks neither the key's bytes nor its length through timing.
-    if (!timingSafeEqual(this.#mac(typeof given === 'string' ? given : ''), this.#keyMac)) {
-      throw new UnauthorizedError('a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
-    }
   }
 
   async #send(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -352,8 +341,10 @@ export class ApiServer {
   }
 
   async #metrics(res: ServerResponse): Promise<void> {
-    const text = await this.#prom.render(await this.#backend.stats());
-    res.writeHead(200, { 'Content-Type': this.#prom.contentType });
+    const prom = this.#prom ?? new Metrics();
+    this.#prom = prom;
+    const text = await prom.render(await this.#backend.stats());
+    res.writeHead(200, { 'Content-Type': prom.contentType });
     res.end(text);
   }
 

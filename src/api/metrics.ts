@@ -218,7 +218,7 @@ export class Metrics {
     });
     this.#lag = new Histogram({
       name: 'switchboard_event_loop_lag_seconds',
-      help: 'How late each 100 ms timer tick of the event loop ran.',
+      help: 'How late each tick of the stall watch timer ran (every 100 ms with an API, 250 ms without).',
       buckets: LAG_BUCKETS,
       registers: [this.#registry],
     });

@@ -84,6 +84,14 @@ const spec: CommandSpec = {
       default: DEFAULTS.logFormat,
       choices: LOG_FORMATS,
     },
+    'metrics-port': {
+      type: 'int',
+      description:
+        'Each worker serves GET /metrics on a port of its own from this one up: the gateways, then the routers (off when not given)',
+      min: 1,
+      max: 65535,
+      placeholder: 'PORT',
+    },
     'node-args': {
       type: 'string',
       description: 'Node flags for the gateway processes',
@@ -166,6 +174,7 @@ export const command: Command = {
       },
       routerSpec: { role: 'router', args: ['serve', '--role', 'router', ...api, ...common], execArgv: [] },
       stopTimeoutMs: num(v, 'stop-timeout') ?? 15_000,
+      ...(num(v, 'metrics-port') === undefined ? {} : { metricsPortBase: num(v, 'metrics-port') }),
       log,
     });
     const stopping = untilSignal(ctx.signal).then(() => 'signal' as const);
@@ -182,6 +191,12 @@ export const command: Command = {
       gateways: supervisor.running.gateways,
       routers: supervisor.running.routers,
       pids: supervisor.pids(),
+      metrics: Object.fromEntries(
+        Object.entries(supervisor.metricsPorts()).map(([w, port]) => [
+          w,
+          `http://${apiHost}:${port}/metrics`,
+        ]),
+      ),
     };
     if (bool(v, 'json')) ctx.stdout.write(`${JSON.stringify(ready)}\n`);
     log.info(`ready: clients ${ready.clients}/test/<id>, API ${ready.api}/api/send`, {

@@ -44,6 +44,11 @@ export interface SupervisorOptions {
   readonly routerSpec: WorkerSpec;
   /** How long a worker may take to stop after SIGTERM before it is killed. */
   readonly stopTimeoutMs: number;
+  /**
+   * When set, every worker also serves `GET /metrics` on a port of its own: gateway n on
+   * `metricsPortBase + n - 1`, router n after the gateways' (see {@link metricsPorts}).
+   */
+  readonly metricsPortBase?: number;
   readonly log: Logger;
 }
 
@@ -110,10 +115,27 @@ export class Supervisor {
 
   #addressesOf(role: string): AddressInfo[] {
     const out: AddressInfo[] = [];
+    const metrics = new Set(Object.values(this.metricsPorts()));
     for (const s of this.#slots) {
       if (s.role !== role || s.worker === undefined) continue;
       for (const [id, a] of this.#listened)
-        if (id === s.worker.id && !out.some((o) => o.port === a.port)) out.push(a);
+        if (id === s.worker.id && !metrics.has(a.port) && !out.some((o) => o.port === a.port)) out.push(a);
+    }
+    return out;
+  }
+
+  #metricsPort(s: Slot): number | undefined {
+    const base = this.#o.metricsPortBase;
+    if (base === undefined) return undefined;
+    return base + (s.role === 'gateway' ? s.n - 1 : this.#o.gateways + s.n - 1);
+  }
+
+  /** Each worker's metrics port by slot name (`gateway-1`, …); empty without `metricsPortBase`. */
+  metricsPorts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const s of this.#slots) {
+      const port = this.#metricsPort(s);
+      if (port !== undefined) out[`${s.role}-${s.n}`] = port;
     }
     return out;
   }
@@ -122,10 +144,15 @@ export class Supervisor {
   #spawn(s: Slot): Promise<void> {
     const spec = s.role === 'gateway' ? this.#o.gatewaySpec : this.#o.routerSpec;
     cluster.setupPrimary({ exec: this.#o.exec, args: [...spec.args], execArgv: [...spec.execArgv] });
-    const worker = cluster.fork({ SWITCHBOARD_WORKER: `${s.role}-${s.n}` });
+    const metricsPort = this.#metricsPort(s);
+    const worker = cluster.fork({
+      SWITCHBOARD_WORKER: `${s.role}-${s.n}`,
+      ...(metricsPort === undefined ? {} : { SWITCHBOARD_METRICS_PORT: String(metricsPort) }),
+    });
     s.worker = worker;
     s.startedAt = Date.now();
-    const needs = s.role === 'gateway' && this.#o.routers === 0 ? 2 : 1;
+    const needs =
+      (s.role === 'gateway' && this.#o.routers === 0 ? 2 : 1) + (metricsPort === undefined ? 0 : 1);
     let seen = 0;
     const ready = new Promise<void>((resolve, reject) => {
       worker.on('listening', (address: AddressInfo) => {

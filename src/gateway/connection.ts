@@ -142,6 +142,8 @@ export class Connection implements Receiver {
   index = -1;
   /** Wheel second of the last sign of life from a WebSocket client. */
   since = 0;
+  /** Wheel second the stream was opened (`--access-log` only). */
+  openedAt = 0;
   /** Wheel second of this connection's current deadline (0: none; the sweep watches it). */
   due = 0;
   /** Token expiry, seconds since the epoch; 0 for anonymous. */

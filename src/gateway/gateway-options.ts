@@ -36,4 +36,6 @@ export interface GatewayOptions {
   readonly shutdownTimeoutMs: number;
   /** Most open connections; past it new ones are closed at once. 0: no limit. */
   readonly maxConnections: number;
+  /** Log each stream's open and close (info, component `gateway.access`). */
+  readonly accessLog: boolean;
 }

@@ -58,6 +58,8 @@ export class Gateway implements GatewayContext, Deliverer {
   readonly stats = new GatewayStats();
   readonly opts: GatewayOptions;
   readonly log: Logger;
+  /** `--access-log`: stream opens and closes. */
+  readonly #access: Logger | undefined;
   readonly hub: Hub;
   readonly headers: { date: string; allowOrigin: string } & CommonHeaders;
   /** Seconds since start (the wheel's clock). */
@@ -84,6 +86,7 @@ export class Gateway implements GatewayContext, Deliverer {
     this.opts = opts;
     this.#history = history;
     this.log = log;
+    this.#access = opts.accessLog ? log.child('access') : undefined;
     this.hub = new Hub(interest);
     this.headers = { date: new Date().toUTCString(), allowOrigin: opts.allowOrigin };
     this.#headTimeout = Math.max(1, Math.ceil(opts.headTimeoutMs / 1000));
@@ -269,7 +272,16 @@ export class Gateway implements GatewayContext, Deliverer {
 
   release(conn: Connection, next: State = State.Closed): void {
     if (conn.state === State.Closed) return;
-    if (conn.ids !== null) this.hub.logout(conn);
+    if (conn.ids !== null) {
+      this.#access?.info('close', {
+        transport: conn.transport?.name,
+        ids: conn.ids,
+        seconds: this.now - conn.openedAt,
+        messages: conn.n,
+        remote: conn.socket.remoteAddress,
+      });
+      this.hub.logout(conn);
+    }
     conn.held = null;
     conn.state = next;
     if (next !== State.Closed) return;
@@ -315,6 +327,15 @@ export class Gateway implements GatewayContext, Deliverer {
   attach(conn: Connection, transport: Transport, ids: readonly string[], last: string | undefined): void {
     conn.transport = transport;
     conn.due = 0;
+    if (this.#access !== undefined) {
+      conn.openedAt = this.now;
+      this.#access.info('open', {
+        transport: transport.name,
+        ids,
+        remote: conn.socket.remoteAddress,
+        ...(last === undefined ? {} : { resume: last }),
+      });
+    }
     if (last === undefined) {
       conn.state = State.Open;
       for (const id of ids) this.hub.login(id, conn);
