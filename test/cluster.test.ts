@@ -81,6 +81,17 @@ test('one client port and one API port for all processes, with distinct ports', 
   assert.equal(Object.keys(ready.pids).length, 3);
 });
 
+test('the store and bus URLs (which may hold passwords) reach the workers through their environment, not `ps`', async () => {
+  const { readFileSync } = await import('node:fs');
+  for (const [worker, pid] of Object.entries(ready.pids)) {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
+    assert.ok(!argv.includes('--store') && !argv.includes('--bus'), `${worker}: ${argv.join(' ')}`);
+    const env = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+    assert.ok(env.includes(`SWITCHBOARD_STORE=sqlite:${path.join(dir, 'switchboard.db')}`), worker);
+    assert.ok(env.includes('SWITCHBOARD_BUS=nats://127.0.0.1:4222'), worker);
+  }
+});
+
 test('every worker serves /metrics on a port of its own: the gateways their own connections', async () => {
   assert.deepEqual(Object.keys(ready.metrics).sort(), ['gateway-1', 'gateway-2', 'router-1']);
   const port = Number(new URL(ready.clients).port);

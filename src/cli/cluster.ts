@@ -36,7 +36,11 @@ const spec: CommandSpec = {
       min: 0,
       max: 64,
     },
-    bus: { type: 'string', description: 'NATS URL (required: nats://host:port)', placeholder: 'URL' },
+    bus: {
+      type: 'string',
+      description: 'NATS URL (required: nats://host:port, or SWITCHBOARD_BUS)',
+      placeholder: 'URL',
+    },
     'bus-prefix': {
       type: 'string',
       description: 'Subject prefix on the bus',
@@ -46,7 +50,7 @@ const spec: CommandSpec = {
     store: {
       type: 'string',
       description:
-        'Subscription store shared by all processes (default sqlite:DIR/switchboard.db; postgres://… across hosts)',
+        'Subscription store shared by all processes (default sqlite:DIR/switchboard.db; postgres://… across hosts; or SWITCHBOARD_STORE, to keep a password off the command line)',
       placeholder: 'URL',
     },
     data: { type: 'string', description: 'Where state lives', default: DEFAULTS.data, placeholder: 'DIR' },
@@ -121,21 +125,25 @@ const spec: CommandSpec = {
 export const command: Command = {
   spec,
   async run({ values: v, positionals }, ctx) {
-    const bus = str(v, 'bus');
+    // URLs may carry credentials: they may come from the environment, and reach the workers
+    // through theirs, never through a command line that `ps` shows.
+    const bus = str(v, 'bus') ?? process.env.SWITCHBOARD_BUS;
     if (!bus?.startsWith('nats://')) {
-      throw new UsageError('cluster: --bus nats://host:port is required (processes talk over NATS)');
+      throw new UsageError(
+        'cluster: --bus nats://host:port (or SWITCHBOARD_BUS) is required (processes talk over NATS)',
+      );
     }
     const level = str(v, 'log-level') as LogLevel;
     const format = str(v, 'log-format') as LogFormat;
     const log = createLogger(level, process.stderr, 'cluster', format);
     const data = path.resolve(str(v, 'data') ?? DEFAULTS.data);
+    const env = {
+      SWITCHBOARD_BUS: bus,
+      SWITCHBOARD_STORE: str(v, 'store') ?? process.env.SWITCHBOARD_STORE ?? defaultStoreUrl(data),
+    };
     const common = [
-      '--bus',
-      bus,
       '--bus-prefix',
       str(v, 'bus-prefix') ?? DEFAULTS.busPrefix,
-      '--store',
-      str(v, 'store') ?? defaultStoreUrl(data),
       '--data',
       data,
       '--log-level',
@@ -174,6 +182,7 @@ export const command: Command = {
       },
       routerSpec: { role: 'router', args: ['serve', '--role', 'router', ...api, ...common], execArgv: [] },
       stopTimeoutMs: num(v, 'stop-timeout') ?? 15_000,
+      env,
       ...(num(v, 'metrics-port') === undefined ? {} : { metricsPortBase: num(v, 'metrics-port') }),
       log,
     });

@@ -49,6 +49,8 @@ export interface SupervisorOptions {
    * `metricsPortBase + n - 1`, router n after the gateways' (see {@link metricsPorts}).
    */
   readonly metricsPortBase?: number;
+  /** Environment for every worker (on top of this process's): settings that must stay off `ps`. */
+  readonly env?: Readonly<Record<string, string>>;
   readonly log: Logger;
 }
 
@@ -146,6 +148,7 @@ export class Supervisor {
     cluster.setupPrimary({ exec: this.#o.exec, args: [...spec.args], execArgv: [...spec.execArgv] });
     const metricsPort = this.#metricsPort(s);
     const worker = cluster.fork({
+      ...this.#o.env,
       SWITCHBOARD_WORKER: `${s.role}-${s.n}`,
       ...(metricsPort === undefined ? {} : { SWITCHBOARD_METRICS_PORT: String(metricsPort) }),
     });
