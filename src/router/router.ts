@@ -122,23 +122,42 @@ export class Router {
   }
 
   /**
-   * The whole send at once, when the store, the log and the bus can each answer without a turn
-   * of the event loop (embedded: SQLite, the in-process ring and bus) and the id has fewer
-   * subscribers than a page: no promise, no generator. `undefined` when one of them cannot.
+   * The send started at once, when the store can answer without a turn of the event loop
+   * (SQLite) and the id has fewer subscribers than a page: no generator, no await before the
+   * log and the bus are asked. Embedded (the in-process ring and bus) it is done then and there;
+   * over NATS the publish (or the JetStream append it waits for) is issued now, so the sends of a
+   * batch leave without a turn between them and go out in few socket writes. `undefined` when the
+   * store cannot.
    */
-  #sendNow(out: Outgoing): SendResult | undefined {
+  #sendNow(out: Outgoing): SendResult | Promise<SendResult> | undefined {
     // A send started earlier that has yet to publish goes first: this one must not overtake it.
     if (this.#starting > 0) return undefined;
     const subscribers = this.#store.subscribersNow?.(out.id, this.#pageSize);
-    const appendNow = this.#log.appendNow;
-    const publishNow = this.#bus.publishNow;
-    if (subscribers === undefined || appendNow === undefined || publishNow === undefined) return undefined;
+    if (subscribers === undefined) return undefined;
     if (!this.#bus.connected) throw this.#busDown();
-    const msg = appendNow.call(this.#log, out.id, out.body, Date.now());
-    this.#messagesIn++;
     const recipients = subscribers.length === 0 ? [out.id] : [out.id, ...subscribers];
+    const appendNow = this.#log.appendNow;
+    if (appendNow === undefined) {
+      // A log that answers later (JetStream): the append is issued now and the publish follows
+      // its answer. The log answers in the order it was asked, so sends started one after another
+      // still publish in that order, and a batch's appends leave together.
+      return this.#log.append(out.id, out.body, Date.now()).then((msg) => this.#publish(msg, recipients));
+    }
+    const msg = appendNow.call(this.#log, out.id, out.body, Date.now());
+    const publishNow = this.#bus.publishNow;
+    if (publishNow === undefined) return this.#publish(msg, recipients);
+    this.#messagesIn++;
     this.#recipients += recipients.length;
-    const r = publishNow.call(this.#bus, msg, recipients);
+    return this.#counted(publishNow.call(this.#bus, msg, recipients));
+  }
+
+  #publish(msg: Message, recipients: readonly string[]): Promise<SendResult> {
+    this.#messagesIn++;
+    this.#recipients += recipients.length;
+    return this.#bus.publish(msg, recipients).then((r) => this.#counted(r));
+  }
+
+  #counted(r: SendResult): SendResult {
     this.#delivered += r.delivered;
     if (!r.complete) this.#partialSends++;
     return r;
@@ -155,7 +174,12 @@ export class Router {
    */
   async #start(out: Outgoing, tryNow = true): Promise<{ done: Promise<SendResult> }> {
     const now = tryNow ? this.#sendNow(out) : undefined;
-    if (now !== undefined) return { done: Promise.resolve(now) };
+    if (now !== undefined) {
+      const done = Promise.resolve(now);
+      // Awaited by the caller, maybe later than its rejection: not an unhandled one meanwhile.
+      done.catch(() => undefined);
+      return { done };
+    }
     // Counted until its message is published (or the send fails), so no later send overtakes it.
     this.#starting++;
     let recorded: Promise<Message>;
@@ -233,11 +257,11 @@ export class Router {
         // While a send of the batch that went the asynchronous way (a big fan-out) has yet to
         // publish, the next ones wait behind it: the batch's order is the order of delivery.
         const now = this.#sendNow(out);
-        if (now !== undefined) {
+        if (now !== undefined && !(now instanceof Promise)) {
           delivered += now.delivered;
           complete &&= now.complete;
         } else {
-          const { done } = await this.#start(out, false);
+          const { done } = now === undefined ? await this.#start(out, false) : { done: now };
           outstanding++;
           done.then(
             (r) => {
