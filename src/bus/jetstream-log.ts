@@ -18,8 +18,8 @@
  * the future; `expired` when the range reaches past the oldest message kept, or a subject hit
  * its per-subject limit (older messages of it may be gone).
  */
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
+import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { errorMessage, UnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Message } from '../message.js';
@@ -42,6 +42,90 @@ export interface JetStreamLogOptions {
   readonly timeoutMs?: number;
 }
 
+/**
+ * Appends waiting for their ack, by reply token. An append is a plain publish with a reply
+ * subject under one inbox this log subscribes to once: nats.js's request() builds two Error
+ * objects with stack traces per call (one on every success), which was a sixth of a router's
+ * CPU under load, and a timer each.
+ */
+class Acks {
+  readonly #pending = new Map<
+    string,
+    { at: number; resolve: (seq: number) => void; reject: (e: Error) => void }
+  >();
+  readonly #timeoutMs: number;
+  readonly #prefix: string;
+  readonly #sub: Subscription;
+  #next = 0;
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(nc: NatsConnection, timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+    const inbox = createInbox();
+    this.#prefix = `${inbox}.`;
+    this.#sub = nc.subscribe(`${inbox}.*`, {
+      callback: (err, m) => (err ? this.failAll(err) : this.#ack(m)),
+    });
+  }
+
+  /** A reply subject for one append, and the promise of its stream seq. */
+  expect(): { reply: string; seq: Promise<number> } {
+    const token = (this.#next++).toString(36);
+    const seq = new Promise<number>((resolve, reject) => {
+      this.#pending.set(token, { at: performance.now(), resolve, reject });
+    });
+    this.#sweep ??= setInterval(() => this.#expire(), Math.max(50, this.#timeoutMs / 4)).unref();
+    return { reply: this.#prefix + token, seq };
+  }
+
+  #ack(m: Msg): void {
+    const token = m.subject.slice(this.#prefix.length);
+    const p = this.#pending.get(token);
+    if (p === undefined) return;
+    this.#pending.delete(token);
+    // No JetStream behind the subject: the server answers "no responders" (status 503, no data).
+    if (m.data.length === 0) {
+      p.reject(new Error(m.headers?.code === 503 ? 'no responders: is JetStream on?' : 'empty ack'));
+      return;
+    }
+    let ack: { seq?: unknown; error?: { description?: unknown } };
+    try {
+      ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;
+    } catch {
+      p.reject(new Error('an ack that is not JSON'));
+      return;
+    }
+    if (typeof ack.seq === 'number') p.resolve(ack.seq);
+    else p.reject(new Error(String(ack.error?.description ?? 'no seq in the ack')));
+  }
+
+  /** Rejects the appends older than the timeout (the map keeps them oldest first). */
+  #expire(): void {
+    const now = performance.now();
+    for (const [token, p] of this.#pending) {
+      if (now - p.at < this.#timeoutMs) break;
+      this.#pending.delete(token);
+      p.reject(new Error(`no ack within ${this.#timeoutMs} ms`));
+    }
+    if (this.#pending.size === 0 && this.#sweep !== undefined) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
+
+  failAll(err: unknown): void {
+    for (const p of this.#pending.values()) p.reject(new Error(errorMessage(err)));
+    this.#pending.clear();
+  }
+
+  close(): void {
+    this.failAll(new Error('the history log is closed'));
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
+    this.#sub.unsubscribe();
+  }
+}
+
 /** How often a process that does not publish refreshes its "from now on" cursor, ms. */
 const CURSOR_REFRESH_MS = 1000;
 
@@ -62,7 +146,10 @@ function encode(ts: number, body: string): Buffer {
 export class JetStreamLog implements MessageLog {
   readonly kind = 'jetstream';
   readonly stream: string;
-  readonly #js: JetStreamClient;
+  readonly #nc: NatsConnection;
+  readonly #timeoutMs: number;
+  /** Made on the first append: gateways never append. */
+  #acks: Acks | undefined;
   readonly #jsm: JetStreamManager;
   readonly #subjectPrefix: string;
   readonly #epoch: string;
@@ -75,13 +162,15 @@ export class JetStreamLog implements MessageLog {
   #state: { readonly sentAt: number; readonly answer: Promise<{ first: number; last: number }> } | undefined;
 
   private constructor(
-    js: JetStreamClient,
+    nc: NatsConnection,
+    timeoutMs: number,
     jsm: JetStreamManager,
     o: JetStreamLogOptions,
     epoch: string,
     last: number,
   ) {
-    this.#js = js;
+    this.#nc = nc;
+    this.#timeoutMs = timeoutMs;
     this.#jsm = jsm;
     this.stream = historyStreamName(o.prefix);
     this.#subjectPrefix = `${o.prefix}.h.`;
@@ -129,7 +218,7 @@ export class JetStreamLog implements MessageLog {
         o.log.info('history stream created', { stream: name, replicas: o.replicas });
       }
       const epoch = Date.parse(info.created).toString(36);
-      return new JetStreamLog(jetstream(nc, { timeout }), jsm, o, epoch, info.state.last_seq);
+      return new JetStreamLog(nc, timeout, jsm, o, epoch, info.state.last_seq);
     } catch (err) {
       throw new UnavailableError(
         `resume history needs JetStream on the NATS server (${errorMessage(err)}): start nats-server with -js, or set --history 0 to run without resume`,
@@ -141,7 +230,10 @@ export class JetStreamLog implements MessageLog {
   async append(subject: string, body: string, ts: number): Promise<Message> {
     let seq: number;
     try {
-      seq = (await this.#js.publish(this.#subjectPrefix + idToToken(subject), encode(ts, body))).seq;
+      this.#acks ??= new Acks(this.#nc, this.#timeoutMs);
+      const { reply, seq: acked } = this.#acks.expect();
+      this.#nc.publish(this.#subjectPrefix + idToToken(subject), encode(ts, body), { reply });
+      seq = await acked;
     } catch (err) {
       throw new UnavailableError(
         `the history stream did not take the message (${errorMessage(err)}); not sent`,
@@ -239,6 +331,7 @@ export class JetStreamLog implements MessageLog {
   }
 
   close(): Promise<void> {
+    this.#acks?.close();
     return Promise.resolve();
   }
 }

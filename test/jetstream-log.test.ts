@@ -1,0 +1,60 @@
+/**
+ * The JetStream history log on the machine's NATS (a fresh prefix, its stream deleted after):
+ * appends issued together are acked in order with rising event ids and read back by a resume;
+ * with the stream gone an append is refused (503, nothing sent), not left hanging.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { JetStreamLog } from '../src/bus/jetstream-log.js';
+import { UnavailableError } from '../src/errors.js';
+import { silentLogger } from '../src/log.js';
+import { deleteHistory, NATS_URL } from './support/nats.js';
+
+const prefix = `sbtest_jsl_${process.pid}_${randomBytes(3).toString('hex')}`;
+let nc: NatsConnection;
+let log: JetStreamLog;
+
+before(async () => {
+  nc = await connect({ servers: NATS_URL });
+  log = await JetStreamLog.open(nc, {
+    prefix,
+    ttlMs: 60_000,
+    maxPerSubject: 100,
+    maxBytes: 1 << 20,
+    replicas: 1,
+    log: silentLogger,
+    timeoutMs: 2000,
+  });
+});
+
+after(async () => {
+  await log?.close();
+  await nc?.close();
+  await deleteHistory(prefix);
+});
+
+test('appends issued together are acked in order, and a resume reads them back', async () => {
+  const start = log.current();
+  const msgs = await Promise.all(Array.from({ length: 200 }, (_, i) => log.append(`u${i % 3}`, `m${i}`, i)));
+  const seqs = msgs.map((m) => Number(m.eid.slice(m.eid.lastIndexOf('-') + 1)));
+  for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, 'consecutive stream seqs');
+  const replay = await log.since(start, new Set(['u1']));
+  assert.ok(replay.ok);
+  assert.deepEqual(
+    replay.messages.map((m) => m.body),
+    msgs.filter((m) => m.subject === 'u1').map((m) => m.body),
+  );
+});
+
+test('with the stream gone an append is refused at once, as unavailable', async () => {
+  await deleteHistory(prefix);
+  const t0 = performance.now();
+  await assert.rejects(log.append('u1', 'lost', 0), (err: unknown) => {
+    assert.ok(err instanceof UnavailableError);
+    assert.match(err.message, /did not take the message \(no responders/);
+    return true;
+  });
+  assert.ok(performance.now() - t0 < 1500, 'before the timeout');
+});
