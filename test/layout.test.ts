@@ -30,7 +30,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['router'],
   ['bus', 'store'],
   ['options', 'stall-watch', 'limits', 'args'],
-  ['message', 'ids'],
+  ['message', 'ids', 'client'],
   ['log'],
   ['errors'],
 ];

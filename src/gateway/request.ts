@@ -7,6 +7,7 @@
  * | `GET /feed/<id>` | WebSocket on `Upgrade: websocket`; SSE on `Accept: text/event-stream`;  |
  * |                  | long-poll on `?transport=poll`; plain chunked otherwise                 |
  * | `GET /healthz`   | 200 while serving, 503 while draining                                  |
+ * | `GET /switchboard.js` | the browser client module (src/client/switchboard.ts, built)      |
  * | `OPTIONS *`      | CORS preflight, keep-alive                                             |
  *
  * `/feed/<id>?also=<id2>,<id3>` logs one connection in as several ids. Identity comes from a
@@ -14,6 +15,7 @@
  * allowed; `?also=` is read only after the token is verified. Resume: `Last-Event-ID` or
  * `?last=` (see the gateway's `open`).
  */
+import { readFileSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { idProblem } from '../ids.js';
 import type { Connection, GatewayContext } from './connection.js';
@@ -25,6 +27,26 @@ import { startPoll } from './transports/poll.js';
 import { startSse } from './transports/sse.js';
 import { startTest } from './transports/test.js';
 import { startWs } from './transports/ws.js';
+
+/** Where the browser client is served. */
+export const CLIENT_PATH = '/switchboard.js';
+
+let clientCode: string | null | undefined;
+
+/** The built browser client (dist/src/client/switchboard.js), read once; undefined if absent. */
+function clientModule(): string | undefined {
+  if (clientCode === undefined) {
+    try {
+      clientCode = readFileSync(new URL('../client/switchboard.js', import.meta.url), 'utf8').replace(
+        /\n\/\/# sourceMappingURL=.*\n?$/,
+        '\n',
+      );
+    } catch {
+      clientCode = null;
+    }
+  }
+  return clientCode ?? undefined;
+}
 
 /**
  * Dispatches a parsed request. `rest` is what the client sent after the head. Returns the bytes
@@ -65,6 +87,20 @@ export function route(
   if (path === '/healthz') {
     const body = ctx.draining ? 'draining\n' : 'ok\n';
     const text = response(ctx.headers, ctx.draining ? 503 : 200, body, {
+      close: true,
+      headOnly: method === 'HEAD',
+    });
+    ctx.finish(conn, text);
+    return undefined;
+  }
+  if (path === CLIENT_PATH) {
+    const code = clientModule();
+    if (code === undefined) {
+      ctx.reject(conn, 404, 'the client module is not built (npm run build)');
+      return undefined;
+    }
+    const text = response(ctx.headers, 200, code, {
+      contentType: 'text/javascript; charset=utf-8',
       close: true,
       headOnly: method === 'HEAD',
     });
