@@ -77,6 +77,10 @@ export const OPTIONS = {
     placeholder: 'ADDR',
     help: 'API bind address (not loopback: needs an API key)',
   }),
+  demo: bool({
+    default: true,
+    help: 'Serve the demo page at GET / on the client port (--no-demo: not)',
+  }),
   accessLog: bool({
     default: false,
     help: "Log each stream's open and close (transport, ids, client address, seconds, messages)",

@@ -142,6 +142,7 @@ export class Switchboard {
       if (client)
         log.info(`clients: http://${hostPort(client)}/test/<id> and /feed/<id>`, { maxConnections });
       if (api) log.info(`publish API: http://${hostPort(api)}/api/send`);
+      if (api && gateway) gateway.publishUrl = `http://${hostPort(api)}/api/send`;
       const metrics = await sb.metrics?.listen();
       if (metrics) log.info(`metrics: http://${hostPort(metrics)}/metrics`);
       log.info('store, bus and history', {

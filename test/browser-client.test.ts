@@ -10,12 +10,15 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { backoffDelay, connect } from '../src/client/switchboard.js';
 import { signToken } from '../src/gateway/token.js';
 import { Browser, chromiumMissing, type Page } from './support/browser.js';
 import { api, startServer, type TestServer, until } from './support/server.js';
 
 const SECRET = 'a-token-secret-for-the-client-test-32b';
+/** Screenshots for people to look at (dist/ is the build's, not the repository's). */
+const SHOTS = fileURLToPath(new URL('../screenshots', import.meta.url));
 
 async function send(s: TestServer, id: string, msg: string): Promise<void> {
   const r = await api(s.apiUrl, '/api/send', { id, msg });
@@ -34,6 +37,19 @@ test('GET /switchboard.js serves the module, with CORS', async () => {
     assert.doesNotMatch(code, /sourceMappingURL/);
   } finally {
     await s.stop();
+  }
+});
+
+test('GET / is the demo page (off with --no-demo)', async () => {
+  const on = await startServer();
+  const off = await startServer({ demo: false });
+  try {
+    const page = await fetch(`http://127.0.0.1:${on.clientPort}/`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /import \{ connect \} from '\/switchboard\.js'/);
+    assert.equal((await fetch(`http://127.0.0.1:${off.clientPort}/`)).status, 404);
+  } finally {
+    await Promise.all([on.stop(), off.stop()]);
   }
 });
 
@@ -175,6 +191,31 @@ window.sb = sb; window.gw = 'http://${gw}'; window.ready = true;
     await send(s, 'bc-3', 'with the new token');
     await p.waitFor('got.length === 1', 'a message', 'got');
     await p.evaluate('sub.close()');
+  });
+
+  test('the demo page at / receives a message published through the API (the DOM shows it)', async () => {
+    const p = await browser.open(`http://127.0.0.1:${s.clientPort}/?id=demo-1`);
+    await p.waitFor(
+      `document.getElementById('status').textContent.startsWith('open over ws as demo-1')`,
+      'connected',
+      `document.getElementById('status').textContent`,
+    );
+    assert.match(
+      await p.evaluate<string>(`document.getElementById('curl').textContent`),
+      /"id":"demo-1".*\/api\/send$/,
+    );
+    await send(s, 'demo-1', 'Hello <b>World</b>');
+    await p.waitFor(
+      `document.querySelector('#log li.message')?.textContent.endsWith('Hello <b>World</b>')`,
+      'the message in the list',
+      `document.getElementById('log').innerHTML`,
+    );
+    assert.equal(
+      await p.evaluate(`document.querySelectorAll('#log b').length`),
+      0,
+      'shown as text, not markup',
+    );
+    await p.screenshot(SHOTS + '/demo.png');
   });
 
   test('a WebSocket that cannot open falls back to SSE with the same last event id', async () => {

@@ -83,6 +83,8 @@ export interface GatewayContext {
   readonly now: number;
   /** True once shutdown began. */
   readonly draining: boolean;
+  /** The API's `/api/send` URL for the demo page ('' when this process has no API). */
+  readonly publishUrl: string;
   /** Bytes from a client (the shared `data` listener). */
   data(conn: Connection, bytes: Buffer): void;
   /** A socket closed (the shared `close` listener). */

@@ -38,4 +38,6 @@ export interface GatewayOptions {
   readonly maxConnections: number;
   /** Log each stream's open and close (info, component `gateway.access`). */
   readonly accessLog: boolean;
+  /** Serve the demo page at `GET /`. */
+  readonly demo: boolean;
 }

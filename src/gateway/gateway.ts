@@ -64,6 +64,8 @@ export class Gateway implements GatewayContext, Deliverer {
   readonly headers: { date: string; allowOrigin: string } & CommonHeaders;
   /** Seconds since start (the wheel's clock). */
   now = 0;
+  /** The API's `/api/send` URL, set once the API listens; shown by the demo page. */
+  publishUrl = '';
   readonly #history: ReplaySource;
   readonly #server: net.Server;
   readonly #conns: Connection[] = [];

@@ -8,6 +8,7 @@
  * |                  | long-poll on `?transport=poll`; plain chunked otherwise                 |
  * | `GET /healthz`   | 200 while serving, 503 while draining                                  |
  * | `GET /switchboard.js` | the browser client module (src/client/switchboard.ts, built)      |
+ * | `GET /`          | the demo page (demo.ts), unless `--no-demo`                            |
  * | `OPTIONS *`      | CORS preflight, keep-alive                                             |
  *
  * `/feed/<id>?also=<id2>,<id3>` logs one connection in as several ids. Identity comes from a
@@ -19,6 +20,7 @@ import { readFileSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { idProblem } from '../ids.js';
 import type { Connection, GatewayContext } from './connection.js';
+import { demoPage } from './demo.js';
 import type { RequestHead } from './http-head.js';
 import { preflight, response, streamHead } from './responses.js';
 import { type TokenClaims, tokenAllows, verifyToken } from './token.js';
@@ -91,6 +93,18 @@ export function route(
       headOnly: method === 'HEAD',
     });
     ctx.finish(conn, text);
+    return undefined;
+  }
+  if (path === '/' && ctx.opts.demo) {
+    const page = demoPage(ctx.publishUrl, !ctx.opts.allowAnonymous);
+    ctx.finish(
+      conn,
+      response(ctx.headers, 200, page, {
+        contentType: 'text/html; charset=utf-8',
+        close: true,
+        headOnly: method === 'HEAD',
+      }),
+    );
     return undefined;
   }
   if (path === CLIENT_PATH) {

@@ -247,6 +247,14 @@ export class Page {
     return result?.value as T;
   }
 
+  /** Writes a PNG of the tab to `file`, for people to look at. */
+  async screenshot(file: string): Promise<void> {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const r = await this.#browser.send('Page.captureScreenshot', { format: 'png' }, this.#sessionId);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, Buffer.from(String(r.result?.data), 'base64'));
+  }
+
   /**
    * Polls `expression` every 20 ms until it is truthy; rejects after `ms` with `what`, the last
    * value of `show` and the page's console.
