@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { backoffDelay, connect } from '../src/client/switchboard.js';
 import { signToken } from '../src/gateway/token.js';
 import { Browser, chromiumMissing, type Page } from './support/browser.js';
-import { api, startServer, type TestServer, until } from './support/server.js';
+import { api, get, RawClient, startServer, type TestServer, until } from './support/server.js';
 
 const SECRET = 'a-token-secret-for-the-client-test-32b';
 /** Screenshots for people to look at (dist/ is the build's, not the repository's). */
@@ -50,6 +50,31 @@ test('GET / is the demo page (off with --no-demo)', async () => {
     assert.equal((await fetch(`http://127.0.0.1:${off.clientPort}/`)).status, 404);
   } finally {
     await Promise.all([on.stop(), off.stop()]);
+  }
+});
+
+test('/dashboard and /api/stats/stream: the API key, from a header or ?key=; the stream ends when the server stops', async () => {
+  const key = 'a-dashboard-key-that-is-32-bytes-long!';
+  const k = await startServer({ apiKey: key });
+  let stopped = false;
+  try {
+    assert.equal((await fetch(`${k.apiUrl}/dashboard`)).status, 401);
+    const page = await fetch(`${k.apiUrl}/dashboard?key=${encodeURIComponent(key)}`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /EventSource\('\/api\/stats\/stream'/);
+    assert.equal((await fetch(`${k.apiUrl}/api/stats/stream?key=wrong`)).status, 401);
+    const stream = await fetch(`${k.apiUrl}/api/stats/stream?key=${encodeURIComponent(key)}`);
+    assert.equal(stream.status, 200);
+    const reader = stream.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.match(first, /^data: \{.*"connections":\d+/);
+    const t0 = Date.now();
+    await k.stop();
+    stopped = true;
+    assert.ok(Date.now() - t0 < 3000, 'the open stream did not hold the shutdown');
+    for (;;) if ((await reader.read()).done) break;
+  } finally {
+    if (!stopped) await k.stop();
   }
 });
 
@@ -216,6 +241,39 @@ window.sb = sb; window.gw = 'http://${gw}'; window.ready = true;
       'shown as text, not markup',
     );
     await p.screenshot(SHOTS + '/demo.png');
+  });
+
+  test('the dashboard shows the connection count change, live', async () => {
+    const p = await browser.open(`${s.apiUrl}/dashboard`);
+    await p.waitFor(
+      `document.getElementById('state').textContent.startsWith('live:')`,
+      'live',
+      `document.getElementById('state').textContent`,
+    );
+    const count = (): Promise<number> =>
+      p.evaluate<number>(`Number(document.getElementById('t-connections').textContent)`);
+    await p.waitFor(`document.getElementById('t-connections').textContent !== '–'`, 'a first figure');
+    const before = await count();
+    const clients = Array.from({ length: 3 }, (_, i) => new RawClient(s.clientPort, get(`/test/dash-${i}`)));
+    for (const c of clients) await c.waitFor('welcomes you');
+    await p.waitFor(
+      `Number(document.getElementById('t-connections').textContent) === ${before + 3}`,
+      'three more connections',
+      `document.getElementById('t-connections').textContent`,
+      5000,
+    );
+    assert.match(
+      await p.evaluate<string>(`document.getElementById('t-byTransport').textContent`),
+      /test [1-9]/,
+    );
+    await p.screenshot(SHOTS + '/dashboard.png');
+    for (const c of clients) c.close();
+    await p.waitFor(
+      `Number(document.getElementById('t-connections').textContent) === ${before}`,
+      'back down',
+      `document.getElementById('t-connections').textContent`,
+      5000,
+    );
   });
 
   test('a WebSocket that cannot open falls back to SSE with the same last event id', async () => {

@@ -16,11 +16,16 @@ export class ApiKey {
     this.#keyMac = key ? this.#mac(key) : undefined;
   }
 
-  /** Throws UnauthorizedError unless `req` carries the key (or there is none). */
-  check(req: IncomingMessage): void {
+  /**
+   * Throws UnauthorizedError unless `req` carries the key (or there is none). `fromQuery`: a key
+   * given in the URL, for the routes a browser loads as pages (the dashboard).
+   */
+  check(req: IncomingMessage, fromQuery?: string): void {
     if (this.#keyMac === undefined) return;
     const auth = req.headers.authorization;
-    const given = auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : req.headers['x-api-key'];
+    const given =
+      (auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : req.headers['x-api-key']) ??
+      fromQuery;
     if (!timingSafeEqual(this.#mac(typeof given === 'string' ? given : ''), this.#keyMac)) {
       throw new UnauthorizedError('a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
     }

@@ -43,6 +43,7 @@ import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
 import { ApiKey } from './api-key.js';
 import { asObject, parseBatchInSlices, parseJson, readBody } from './body.js';
+import { dashboardPage } from './dashboard.js';
 import { LoadShedder } from './load-shedder.js';
 import { type ApiLoad, Metrics, type StatsSnapshot } from './metrics.js';
 
@@ -87,6 +88,8 @@ export class ApiServer {
   readonly #shedder: LoadShedder;
   /** Routes: exact paths, then prefixes ending in `/` whose rest is passed as `param`. */
   readonly #routes: [path: string, methods: Record<string, Handler>][];
+  /** Open `/api/stats/stream` responses and how to stop each (the API's close ends them). */
+  readonly #streams = new Map<ServerResponse, () => void>();
   /** Made when the API listens: prom-client's default metrics sample the event loop. */
   #prom: Metrics | undefined;
 
@@ -116,6 +119,8 @@ export class ApiServer {
       ['/api/stats', { GET: async (_req, res) => json(res, 200, await this.#backend.stats()) }],
       ['/metrics', { GET: (_req, res) => this.#metrics(res) }],
       ['/healthz', { GET: (_req, res) => this.#health(res) }],
+      ['/dashboard', { GET: async (_req, res) => this.#page(res, dashboardPage()) }],
+      ['/api/stats/stream', { GET: (req, res) => this.#statsStream(req, res) }],
     ];
     this.#server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
       const t0 = performance.now();
@@ -158,6 +163,10 @@ export class ApiServer {
   /** Stops accepting, finishes requests in flight, closes idle keep-alive sockets. */
   close(): Promise<void> {
     this.#shedder.close();
+    for (const [res, stop] of this.#streams) {
+      stop();
+      res.end();
+    }
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeIdleConnections();
@@ -169,7 +178,9 @@ export class ApiServer {
     const url = req.url ?? '/';
     const path = url.split('?', 1)[0]!;
     // Authenticate first: without the key, routes and methods cannot be enumerated by 404/405.
-    if (path !== '/healthz') this.#key.check(req);
+    // A page load cannot carry a header: the dashboard and its stream also take ?key=.
+    const viaQuery = path === '/dashboard' || path === '/api/stats/stream';
+    if (path !== '/healthz') this.#key.check(req, viaQuery ? queryKey(url) : undefined);
     const found = this.#match(path);
     if (found === undefined) throw new NotFoundError(`no API route for ${path}`);
     const [methods, param, route] = found;
@@ -348,6 +359,35 @@ export class ApiServer {
     res.end(text);
   }
 
+  #page(res: ServerResponse, html: string): void {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(html);
+  }
+
+  /** The stats snapshot once a second as SSE, until the client goes or the API closes. */
+  async #statsStream(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'X-Accel-Buffering': 'no',
+    });
+    const push = async (): Promise<void> => {
+      try {
+        res.write(`data: ${JSON.stringify(await this.#backend.stats())}\n\n`);
+      } catch (err) {
+        this.#log.warn('stats stream write failed', { err });
+      }
+    };
+    const timer = setInterval(() => void push(), 1000);
+    const end = (): void => {
+      clearInterval(timer);
+      this.#streams.delete(res);
+    };
+    this.#streams.set(res, end);
+    req.once('close', end);
+    await push();
+  }
+
   async #health(res: ServerResponse): Promise<void> {
     const h = this.#backend.health();
     json(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'unavailable', checks: h.checks });
@@ -379,4 +419,11 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** The `key` query parameter of a request target, if any. */
+function queryKey(url: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q === -1) return undefined;
+  return new URLSearchParams(url.slice(q + 1)).get('key') ?? undefined;
 }
