@@ -6,6 +6,7 @@ export type { StatsSnapshot } from './api/metrics.js';
 export type { Bus, BusStats, BusStatusListener, Deliverer } from './bus/bus.js';
 export { LocalBus } from './bus/local-bus.js';
 export { type OpenBusOptions, openBus } from './bus/open-bus.js';
+export { type Presence, PublishError, Publisher, type PublisherOptions } from './client/publisher.js';
 export {
   ClosedError,
   ConfigError,

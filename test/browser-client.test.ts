@@ -218,6 +218,26 @@ window.sb = sb; window.gw = 'http://${gw}'; window.ready = true;
     await p.evaluate('sub.close()');
   });
 
+  test('pauseWhenHidden: the stream is dropped while the page is hidden and resumes from the last id', async () => {
+    const p = await page();
+    await p.evaluate(
+      `window.vis = 'visible'; Object.defineProperty(document, 'visibilityState', { get: () => vis }); true`,
+    );
+    await p.evaluate(`start({ ids: ['bc-5'], transport: 'sse', pauseWhenHidden: true })`);
+    await p.waitFor(`sub.status === 'open'`, 'open', 'statuses');
+    await until(() => s.sb.gateway?.hub.count('bc-5') === 1, 'logged in');
+    await send(s, 'bc-5', 'seen');
+    await p.waitFor('got.length === 1', 'the first message', 'got');
+    await p.evaluate(`vis = 'hidden'; document.dispatchEvent(new Event('visibilitychange')); true`);
+    await p.waitFor(`sub.status === 'paused'`, 'paused', 'statuses');
+    await until(() => s.sb.gateway?.hub.count('bc-5') === 0, 'the stream gone');
+    await send(s, 'bc-5', 'while hidden');
+    await p.evaluate(`vis = 'visible'; document.dispatchEvent(new Event('visibilitychange')); true`);
+    await p.waitFor('got.length === 2', 'the message sent while hidden, replayed', 'got');
+    assert.deepEqual(await p.evaluate('got'), ['seen', 'while hidden']);
+    await p.evaluate('sub.close()');
+  });
+
   test('the demo page at / receives a message published through the API (the DOM shows it)', async () => {
     const p = await browser.open(`http://127.0.0.1:${s.clientPort}/?id=demo-1`);
     await p.waitFor(

@@ -24,7 +24,7 @@ export interface ClientMessage {
 }
 
 export type TransportName = 'ws' | 'sse' | 'poll';
-export type Status = 'connecting' | 'open' | 'reconnecting' | 'closed';
+export type Status = 'connecting' | 'open' | 'reconnecting' | 'paused' | 'closed';
 
 /** Why the server ended a stream (the numbered reasons). */
 export interface DisconnectInfo {
@@ -54,6 +54,8 @@ export interface ConnectOptions {
   readonly maxDelayMs?: number;
   /** Random in [0, 1): replaceable for tests. */
   readonly random?: () => number;
+  /** Drop the connection while the page is hidden, and resume (from the last id) when it shows. */
+  readonly pauseWhenHidden?: boolean;
 }
 
 interface Events {
@@ -89,7 +91,13 @@ interface EsLike {
   addEventListener(type: string, fn: (e: { data: string }) => void): void;
   close(): void;
 }
+interface DocumentLike {
+  readonly visibilityState: string;
+  addEventListener(type: string, fn: () => void): void;
+  removeEventListener(type: string, fn: () => void): void;
+}
 interface Browser {
+  document?: DocumentLike;
   WebSocket?: new (url: string) => WsLike;
   EventSource?: new (url: string) => EsLike;
   fetch(url: string, init?: { signal?: unknown }): Promise<{ status: number; json(): Promise<unknown> }>;
@@ -311,8 +319,24 @@ export function connect(base: string, options: ConnectOptions): Subscription {
     stop = current === 'ws' ? openWs() : current === 'sse' ? openSse() : openPoll();
   }
 
+  const doc = options.pauseWhenHidden === true ? g.document : undefined;
+  const onVisibility = (): void => {
+    if (closed) return;
+    if (doc?.visibilityState === 'hidden') {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      stop?.();
+      stop = undefined;
+      setStatus('paused');
+    } else if (status === 'paused') {
+      attempt = 0;
+      setStatus('connecting');
+      open();
+    }
+  };
+  doc?.addEventListener('visibilitychange', onVisibility);
   // In a microtask, so listeners added right after connect() hear the first status too.
-  queueMicrotask(open);
+  queueMicrotask(() => (doc?.visibilityState === 'hidden' ? setStatus('paused') : open()));
   return {
     on(event, fn) {
       listeners[event] ??= [];
@@ -326,6 +350,7 @@ export function connect(base: string, options: ConnectOptions): Subscription {
     close() {
       if (closed) return;
       closed = true;
+      doc?.removeEventListener('visibilitychange', onVisibility);
       if (timer !== undefined) clearTimeout(timer);
       stop?.();
       stop = undefined;
