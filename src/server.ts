@@ -217,7 +217,11 @@ export class Switchboard {
       partialSends: r.partialSends,
       // Everything the bus counts (the NATS bus adds tally rounds, time-outs, interests, …).
       bus: { kind: this.bus.kind, connected: this.bus.connected, ...withoutCluster(b) },
-      cluster: { gateways: b.gateways, ...b.cluster },
+      cluster: {
+        gateways: b.gateways,
+        ...b.cluster,
+        ...(b.perGateway === undefined ? {} : { perGateway: b.perGateway }),
+      },
       api: this.api.load(),
       stalls: { count: this.#stallWatch.stalls, worstMs: this.#stallWatch.worstMs },
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal },
@@ -296,6 +300,6 @@ function startPresenceEvents(bus: Bus, o: ServerOptions, log: Logger): PresenceE
 
 /** A bus's own figures without the cluster load (reported in its own section). */
 function withoutCluster(b: BusStats): Omit<BusStats, 'cluster'> & Record<string, unknown> {
-  const { cluster: _cluster, ...rest } = b;
+  const { cluster: _cluster, perGateway: _perGateway, ...rest } = b;
   return rest;
 }

@@ -111,6 +111,18 @@ test('every worker serves /metrics on a port of its own: the gateways their own 
     await figure(ready.metrics['gateway-2']!, 'switchboard_connections'),
   ];
   assert.equal(perGateway[0]! + perGateway[1]!, 6, `per gateway: ${perGateway}`);
+  // The router's stats (and so the dashboard) list each gateway's load as it announced it.
+  await until(
+    async () => {
+      const st = (await (await fetch(`${ready.api}/api/stats`)).json()) as {
+        cluster: { perGateway?: Record<string, { connections: number }> };
+      };
+      const loads = Object.values(st.cluster.perGateway ?? {}).map((l) => l.connections);
+      return loads.length === 2 && loads.reduce((a, b) => a + b, 0) === 6;
+    },
+    'two gateways listed with 6 connections between them',
+    10_000,
+  );
   assert.match(await (await fetch(ready.metrics['gateway-1']!)).text(), /^process_cpu_seconds_total /m);
   assert.equal((await fetch(ready.metrics['gateway-1']!.replace('/metrics', '/api/stats'))).status, 404);
   for (const c of clients) c.close();

@@ -18,11 +18,14 @@ h1 { font-size: 1.3rem; margin: 0 0 .2rem; } #state { color: #666; margin-bottom
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(22rem, 1fr)); gap: .8rem; margin-top: 1rem; }
 .chart { border: 1px solid #ddd; border-radius: 6px; padding: .5rem; } .chart h2 { font-size: 13px; margin: 0 0 .3rem; }
 svg { width: 100%; height: 120px; } svg text { font-size: 10px; fill: #666; }
+#gateways td { padding: .1rem .8rem .1rem 0; }
 </style></head><body>
 <h1>Switchboard</h1>
 <div id="state">connecting…</div>
 <div class="tiles" id="tiles"></div>
 <div class="charts" id="charts"></div>
+<h2 style="font-size:14px;margin-top:1rem">Gateways</h2>
+<table id="gateways"><tr><td>this process only</td></tr></table>
 <script>
 const WINDOW = 120; // seconds of history in the charts
 const key = new URLSearchParams(location.search).get('key');
@@ -74,6 +77,11 @@ es.onmessage = (e) => {
   prev = { s, t };
   document.getElementById('state').textContent = 'live: ' + s.role + ', up ' + s.uptimeSeconds + ' s, bus ' + s.bus.kind + (s.bus.connected ? '' : ' (disconnected)');
   for (const [id, , f] of tiles) document.getElementById('t-' + id).textContent = String(f(s, rate));
+  const per = s.cluster.perGateway;
+  if (per) {
+    const rows = Object.entries(per).sort().map(([gw, l]) => '<tr><td>' + gw.replace(/[<&]/g, '') + '</td><td>' + l.connections + ' connections</td><td>' + l.ids + ' ids</td></tr>');
+    document.getElementById('gateways').innerHTML = rows.join('') || '<tr><td>no live gateway</td></tr>';
+  }
   for (const [id, , unit, f] of charts) {
     series[id].push([t, f(s, rate)]);
     while (series[id].length && series[id][0][0] < t - WINDOW) series[id].shift();

@@ -62,7 +62,13 @@ export interface StatsSnapshot {
     readonly tallyTimeouts?: number;
   };
   /** Every live gateway together, as their heartbeats last said (this process alone on the local bus). */
-  readonly cluster: { readonly gateways: number; readonly connections: number; readonly ids: number };
+  readonly cluster: {
+    readonly gateways: number;
+    readonly connections: number;
+    readonly ids: number;
+    /** Over NATS: each live gateway's connections and ids, by gateway id. */
+    readonly perGateway?: Readonly<Record<string, { readonly connections: number; readonly ids: number }>>;
+  };
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
   /** Times this process's event loop was blocked for over 500 ms, and the longest (stall-watch.ts). */
   readonly stalls: { readonly count: number; readonly worstMs: number };

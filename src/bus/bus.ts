@@ -65,6 +65,8 @@ export interface BusStats {
   readonly received: number;
   /** Sum of the load of every live gateway (this one included). */
   readonly cluster: GatewayLoad;
+  /** Each live gateway's load by gateway id, as last announced (buses that know them). */
+  readonly perGateway?: Readonly<Record<string, GatewayLoad>>;
   /** Publishes answered with a partial count because a gateway did not report in time. */
   readonly partialPublishes: number;
 }

@@ -92,6 +92,11 @@ export class Membership {
     return { connections, ids };
   }
 
+  /** Each live gateway's load, as it last announced it. */
+  loads(): Record<string, GatewayLoad> {
+    return Object.fromEntries(this.#load);
+  }
+
   has(id: string): boolean {
     return this.#lastSeen.has(id);
   }

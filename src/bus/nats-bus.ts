@@ -366,6 +366,7 @@ export class NatsBus implements Bus {
       published: this.#publisher?.published ?? 0,
       received: this.#receiver?.received ?? 0,
       cluster: this.#gateways.load(),
+      perGateway: this.#gateways.loads(),
       interests: this.#interests.size,
       tallyRounds: this.#publisher?.tallyRounds ?? 0,
       tallyTimeouts: this.#publisher?.tallyTimeouts ?? 0,
