@@ -187,6 +187,17 @@ window.sb = sb; window.gw = 'http://${gw}'; window.ready = true;
     await p.evaluate('sub.close()');
   });
 
+  test('a resume the server cannot serve surfaces as a gap event, and the stream goes on', async () => {
+    const p = await page();
+    await p.evaluate(`start({ ids: ['bc-6'], transport: 'ws', lastEventId: 'someotherepoch-12' })`);
+    await p.waitFor(`events.length === 1`, 'the gap', 'events');
+    assert.deepEqual(await p.evaluate('events'), ['gap:unknown']);
+    await until(() => s.sb.gateway?.hub.count('bc-6') === 1, 'logged in');
+    await send(s, 'bc-6', 'after the gap');
+    await p.waitFor('got.length === 1', 'a live message', 'got');
+    await p.evaluate('sub.close()');
+  });
+
   test('a 35xx reason stops reconnecting', async () => {
     const p = await page();
     await p.evaluate(`start({ ids: ['bc-2'], transport: 'sse' })`);
