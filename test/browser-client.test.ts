@@ -6,14 +6,11 @@
  * the backoff's spread.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { backoffDelay, connect } from '../src/client/switchboard.js';
 import { signToken } from '../src/gateway/token.js';
-import { Browser, chromiumMissing, type Page } from './support/browser.js';
+import { Browser, chromiumMissing, type Page, servePage } from './support/browser.js';
 import { api, get, RawClient, startServer, type TestServer, until } from './support/server.js';
 
 const SECRET = 'a-token-secret-for-the-client-test-32b';
@@ -124,30 +121,24 @@ const missing = chromiumMissing();
 describe('the client in a real browser', { skip: missing }, () => {
   let s: TestServer;
   let browser: Browser;
-  let pages: http.Server;
+  let pages: Awaited<ReturnType<typeof servePage>> | undefined;
   let pageOrigin = '';
 
   before(async () => {
     s = await startServer({ tokenSecret: SECRET, allowAnonymous: true, heartbeatMs: 1000 });
     const gw = `127.0.0.1:${s.clientPort}`;
-    pages = http.createServer((_req, res) => {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(
-        `<!doctype html><meta charset="utf-8"><script type="module">
+    pages = await servePage(
+      `<!doctype html><meta charset="utf-8"><script type="module">
 import * as sb from 'http://${gw}/switchboard.js';
 window.sb = sb; window.gw = 'http://${gw}'; window.ready = true;
 </script>`,
-      );
-    });
-    pages.listen(0, '127.0.0.1');
-    await once(pages, 'listening');
-    pageOrigin = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`;
+    );
+    pageOrigin = pages.origin;
     browser = await Browser.launch();
   });
 
   after(async () => {
     await browser?.close();
-    pages?.closeAllConnections();
     pages?.close();
     await s?.stop();
   });

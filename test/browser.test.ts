@@ -11,13 +11,10 @@
  * Without Chromium the suite is skipped with a message saying how to install it.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Disconnect } from '../src/errors.js';
 import { Connection, State } from '../src/gateway/connection.js';
-import { Browser, chromiumMissing, type Page } from './support/browser.js';
+import { Browser, chromiumMissing, type Page, servePage } from './support/browser.js';
 import { api, startServer, type TestServer, until } from './support/server.js';
 
 /** The browser's reconnect delay (SSE `retry:`): long enough to publish while it is away. */
@@ -58,7 +55,7 @@ const PAGE = `<!doctype html>
 
 const missing = chromiumMissing();
 let s: TestServer;
-let pages: http.Server;
+let pages: Awaited<ReturnType<typeof servePage>> | undefined;
 let pageOrigin = '';
 let browser: Browser;
 /** Every connection the gateway logged in, by id, and the request head each sent (see {@link spy}). */
@@ -141,19 +138,13 @@ describe('a real browser (headless Chromium) against the gateway', () => {
     if (missing !== undefined) return;
     s = await startServer({ sseRetryMs: RETRY_MS });
     spy(s);
-    pages = http.createServer((_req, res) => {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(PAGE);
-    });
-    pages.listen(0, '127.0.0.1');
-    await once(pages, 'listening');
-    pageOrigin = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`;
+    pages = await servePage(PAGE);
+    pageOrigin = pages.origin;
     browser = await Browser.launch();
   });
 
   after(async () => {
     await browser?.close();
-    pages?.closeAllConnections();
     pages?.close();
     await s?.stop();
   });
