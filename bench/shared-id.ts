@@ -24,7 +24,6 @@ const o = parseBenchArgs(spec);
 
 class Fake implements Receiver {
   ids: string | string[] | null = null;
-  multi = false;
   got = 0;
   push(): boolean {
     this.got++;

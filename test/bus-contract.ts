@@ -18,7 +18,6 @@ import { Message } from '../src/message.js';
 export class FakeConn implements Receiver {
   readonly name: string;
   ids: string | string[] | null = null;
-  multi = false;
   readonly got: Message[] = [];
   ended: DisconnectReason | undefined = undefined;
   hub: Hub | undefined = undefined;

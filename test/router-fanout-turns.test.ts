@@ -57,7 +57,6 @@ test('a paged fan-out lets an immediate queued before it run before its last pag
   for (let i = 0; i < SUBSCRIBERS; i++) {
     const r: Receiver = {
       ids: null,
-      multi: false,
       push(_msg: Message): boolean {
         seen.push(turned);
         return true;

@@ -24,7 +24,6 @@ function receiver(): Receiver & { got: Message[] } {
   const got: Message[] = [];
   return {
     ids: null,
-    multi: false,
     got,
     disconnect: () => undefined,
     push(m) {

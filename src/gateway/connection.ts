@@ -125,7 +125,6 @@ export interface WsFragments {
 
 export class Connection implements Receiver {
   ids: string | string[] | null = null;
-  multi = false;
   readonly socket: ConnSocket;
   readonly host: GatewayContext;
   state: State = State.Head;

@@ -19,17 +19,16 @@ import type { Deliverer, GatewayLoad } from '../bus/bus.js';
 import type { DisconnectReason } from '../errors.js';
 import type { Message } from '../message.js';
 
-/** A connection as the hub sees it. The hub owns `ids` and `multi`. */
+/** A connection as the hub sees it. The hub owns `ids`. */
 export interface Receiver {
-  /** Ids this receiver is logged in as: one string, an array for several, null for none. */
-  ids: string | string[] | null;
   /**
-   * Logged in as several ids: one send can name two of them (A and a subscriber of A), and the
-   * connection must get the message once. Such receivers are marked on the Message they were
-   * given (`Message.reached`), so a second copy is recognised however many other messages came
-   * in between (over NATS each recipient id is a message of its own, and other sends interleave).
+   * Ids this receiver is logged in as: one string, an array for several, null for none. With
+   * several, one send can name two of them (A and a subscriber of A), and the connection must get
+   * the message once: such receivers are marked on the Message they were given
+   * (`Message.reached`), so a second copy is recognised however many other messages came in
+   * between (over NATS each recipient id is a message of its own, and other sends interleave).
    */
-  multi: boolean;
+  ids: string | string[] | null;
   /** Writes `msg` to the client; false when the receiver is closed or was just cut off. */
   push(msg: Message): boolean;
   /** Ends the connection telling the client why (the numbered reasons). */
@@ -82,7 +81,6 @@ export class Hub implements Deliverer {
       this.#receivers++;
     } else {
       r.ids = typeof ids === 'string' ? [ids, id] : [...ids, id];
-      r.multi = true;
     }
     this.#logins++;
     const entry = this.#byId.get(id);
@@ -101,7 +99,6 @@ export class Hub implements Deliverer {
     const ids = r.ids;
     if (ids === null) return;
     r.ids = null;
-    r.multi = false;
     this.#receivers--;
     if (typeof ids === 'string') this.#remove(ids, r);
     else for (const id of ids) this.#remove(id, r);
@@ -170,7 +167,7 @@ export class Hub implements Deliverer {
 }
 
 function push(r: Receiver, msg: Message): number {
-  if (r.multi) {
+  if (Array.isArray(r.ids)) {
     // Weak: a message kept for resume must not keep closed connections alive.
     msg.reached ??= new WeakSet();
     if (msg.reached.has(r)) return 0;
