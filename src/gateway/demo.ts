@@ -4,11 +4,7 @@
  * resume gaps and disconnect reasons, and copy the `curl` line that publishes to it. `/?id=42`
  * opens it connected as 42; `&token=` passes a client token where tokens are required.
  */
-
-/** Characters that must not reach the page's HTML unescaped. */
-function html(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+import { escapeHtml } from './transports/test.js';
 
 /**
  * The page. `publishUrl`: the API's `/api/send` (empty when this process has no API: a cluster's
@@ -16,7 +12,7 @@ function html(text: string): string {
  */
 export function demoPage(publishUrl: string, tokens: boolean): string {
   const publish = publishUrl
-    ? `curl -d '{"id":"<span class="id">42</span>","msg":"Hello World"}' ${html(publishUrl)}`
+    ? `curl -d '{"id":"<span class="id">42</span>","msg":"Hello World"}' ${escapeHtml(publishUrl)}`
     : 'publish through the API of a router of this cluster: POST /api/send {"id","msg"}';
   const tokenNote = tokens
     ? '<p class="note">This server requires a token: open <code>/?id=42&amp;token=…</code> with one from <code>switchboard token 42</code>.</p>'

@@ -86,26 +86,17 @@ export function route(
     return undefined;
   }
   const path = head.path;
-  if (path === '/healthz') {
-    const body = ctx.draining ? 'draining\n' : 'ok\n';
-    const text = response(ctx.headers, ctx.draining ? 503 : 200, body, {
-      close: true,
-      headOnly: method === 'HEAD',
-    });
-    ctx.finish(conn, text);
-    return undefined;
-  }
-  if (path === '/' && ctx.opts.demo) {
-    const page = demoPage(ctx.publishUrl, !ctx.opts.allowAnonymous);
+  // The small documents of the client port: answered whole, then the connection ends.
+  const answer = (status: number, body: string, contentType?: string): undefined => {
     ctx.finish(
       conn,
-      response(ctx.headers, 200, page, {
-        contentType: 'text/html; charset=utf-8',
-        close: true,
-        headOnly: method === 'HEAD',
-      }),
+      response(ctx.headers, status, body, { contentType, close: true, headOnly: method === 'HEAD' }),
     );
     return undefined;
+  };
+  if (path === '/healthz') return answer(ctx.draining ? 503 : 200, ctx.draining ? 'draining\n' : 'ok\n');
+  if (path === '/' && ctx.opts.demo) {
+    return answer(200, demoPage(ctx.publishUrl, !ctx.opts.allowAnonymous), 'text/html; charset=utf-8');
   }
   if (path === CLIENT_PATH) {
     const code = clientModule();
@@ -113,13 +104,7 @@ export function route(
       ctx.reject(conn, 404, 'the client module is not built (npm run build)');
       return undefined;
     }
-    const text = response(ctx.headers, 200, code, {
-      contentType: 'text/javascript; charset=utf-8',
-      close: true,
-      headOnly: method === 'HEAD',
-    });
-    ctx.finish(conn, text);
-    return undefined;
+    return answer(200, code, 'text/javascript; charset=utf-8');
   }
   const isTest = path.startsWith('/test/');
   if (!isTest && !path.startsWith('/feed/')) {
