@@ -283,28 +283,39 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
     this.#cachedIds -= list.length + 1;
   }
 
-  /** Starts the cache over if another process committed since this turn's check (see #subscribers). */
-  #fresh(): void {
-    if (this.#checkedThisTurn) return;
-    this.#checkedThisTurn = true;
-    setImmediate(() => {
-      this.#checkedThisTurn = false;
-    });
-    const version = this.#guard('reading the data version', () => this.#st.dataVersion.get());
-    if (version === this.#dataVersion) return;
-    this.#dataVersion = version;
+  #clearCache(): void {
     this.#subscribers.clear();
     this.#cachedIds = 0;
   }
 
+  /**
+   * The cached list of `user`, fresh as of this turn (see #subscribers), or undefined when it is
+   * not cached or the cache is off.
+   */
+  #cached(user: string): string[] | undefined {
+    if (this.#maxCachedIds === 0) return undefined;
+    if (!this.#checkedThisTurn) {
+      this.#checkedThisTurn = true;
+      setImmediate(() => {
+        this.#checkedThisTurn = false;
+      });
+      const version = this.#guard('reading the data version', () => this.#st.dataVersion.get());
+      if (version !== this.#dataVersion) {
+        this.#dataVersion = version;
+        this.#clearCache();
+      }
+    }
+    return this.#subscribers.get(user);
+  }
+
   #cache(user: string, list: string[]): void {
+    if (this.#maxCachedIds === 0) return;
     this.#subscribers.set(user, list.length === 0 ? NO_SUBSCRIBERS : list);
     this.#cachedIds += list.length + 1;
     // The oldest entries go first (a Map keeps insertion order).
-    for (const [old, l] of this.#subscribers) {
+    for (const old of this.#subscribers.keys()) {
       if (this.#cachedIds <= this.#maxCachedIds) break;
-      this.#subscribers.delete(old);
-      this.#cachedIds -= l.length + 1;
+      this.#uncache(old);
     }
   }
 
@@ -372,15 +383,12 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
     this.#check();
     const valid = validateUser(user);
     const size = validatePageSize(pageSize);
-    if (this.#maxCachedIds > 0) {
-      this.#fresh();
-      const hit = this.#subscribers.get(valid);
-      if (hit !== undefined) return hit.length < size ? hit : undefined;
-    }
+    const hit = this.#cached(valid);
+    if (hit !== undefined) return hit.length < size ? hit : undefined;
     const page = this.#page('subscribers', encodeId(valid)!, undefined, size);
     if (page.length >= size) return undefined;
     const ids = page.map(decodeId);
-    if (this.#maxCachedIds > 0) this.#cache(valid, ids);
+    this.#cache(valid, ids);
     return ids;
   }
 
@@ -388,15 +396,11 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
     this.#check();
     const valid = validateUser(user);
     const size = validatePageSize(pageSize);
-    const caching = this.#maxCachedIds > 0;
-    if (caching) {
-      this.#fresh();
-      const hit = this.#subscribers.get(valid);
-      if (hit !== undefined && hit.length < size) {
-        // A copy: the cached list is shared, and a page is the caller's to keep or change.
-        if (hit.length > 0) yield hit.slice();
-        return;
-      }
+    const hit = this.#cached(valid);
+    if (hit !== undefined && hit.length < size) {
+      // A copy: the cached list is shared, and a page is the caller's to keep or change.
+      if (hit.length > 0) yield hit.slice();
+      return;
     }
     const id = encodeId(valid)!;
     let last: unknown;
@@ -405,7 +409,7 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
       const page = this.#page('subscribers', id, last, size);
       const ids = page.map(decodeId);
       // The whole list in one page, read this turn: cache it (no await between read and cache).
-      if (first && caching && page.length < size) this.#cache(valid, ids);
+      if (first && page.length < size) this.#cache(valid, ids);
       if (ids.length > 0) yield ids;
       if (page.length < size) return;
       last = page[page.length - 1];
@@ -423,14 +427,11 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
    */
   async bulkLoad(batches: AsyncIterable<readonly Subscription[]>): Promise<{ added: number; seen: number }> {
     this.#check();
-    this.#subscribers.clear();
-    this.#cachedIds = 0;
     try {
       return await this.#bulk(batches);
     } finally {
-      // Lists read while the load ran are from before it.
-      this.#subscribers.clear();
-      this.#cachedIds = 0;
+      // Lists cached before or while the load ran are from before it.
+      this.#clearCache();
     }
   }
 
