@@ -5,22 +5,17 @@
  * apt-get command in the reason.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type PeerServer, peerMissing, startMochiweb, startNchan } from '../src/bench/harness/peers.js';
+import { readStartTime } from '../src/tools/proc.js';
 
 const WAIT_MS = 5_000;
 
 /** A zombie has finished: its parent (not this process, for nginx's workers) has yet to reap it. */
 function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
+  return readStartTime(pid) !== undefined;
 }
 
 interface Stream {

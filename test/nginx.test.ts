@@ -11,7 +11,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { freePorts, type Nginx, nginxMissing, startNginx } from '../src/bench/harness/peers.js';
+import { type Nginx, nginxMissing, startNginx } from '../src/bench/harness/peers.js';
+import { freePort } from './support/processes.js';
 import { api, chunksOf, get, RawClient, startServer, type TestServer, until } from './support/server.js';
 
 const CONF = fileURLToPath(new URL('../../deploy/nginx/switchboard.conf', import.meta.url));
@@ -55,7 +56,7 @@ describe('behind nginx, with deploy/nginx/switchboard.conf', { skip: missing }, 
   let port: number;
   before(async () => {
     s = await startServer({ heartbeatMs: 1000, pollTimeoutMs: 5000 });
-    [port] = (await freePorts(1)) as [number];
+    port = await freePort();
     nginx = await startNginx((dir) => config(dir, s.clientPort, port), [port], 1);
   });
   after(async () => {

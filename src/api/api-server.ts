@@ -82,7 +82,6 @@ export class ApiServer {
   readonly #backend: ApiBackend;
   readonly #opts: ApiOptions;
   readonly #log: Logger;
-  /** HMAC of the API key under a per-process random key: compared in constant time, whatever the length given. */
   readonly #key: ApiKey;
   readonly #loop: LoopLag;
   readonly #shedder: LoadShedder;
@@ -352,8 +351,8 @@ export class ApiServer {
   }
 
   async #metrics(res: ServerResponse): Promise<void> {
-    const prom = this.#prom ?? new Metrics();
-    this.#prom = prom;
+    // Requests are served only once listen() has made the registry.
+    const prom = this.#prom!;
     const text = await prom.render(await this.#backend.stats());
     res.writeHead(200, { 'Content-Type': prom.contentType });
     res.end(text);

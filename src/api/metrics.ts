@@ -284,7 +284,7 @@ export class Metrics {
         });
       }
     }
-    const streams = new Gauge({
+    new Gauge({
       name: 'switchboard_streams',
       help: 'Open client connections by transport.',
       labelNames: ['transport'],
@@ -294,6 +294,5 @@ export class Metrics {
           this.set({ transport }, n);
       },
     });
-    void streams;
   }
 }

@@ -60,6 +60,17 @@ export function readCpuTimes(pid: number): CpuTimes | undefined {
   return { user: utime / hz, sys: stime / hz };
 }
 
+/**
+ * Field 22 of `/proc/<pid>/stat` (start time in ticks since boot): the pid's identity over reuse.
+ * `undefined` once the process is gone or a zombie.
+ */
+export function readStartTime(pid: number): string | undefined {
+  const stat = readProcFile(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return rest[0] === 'Z' || rest[0] === 'X' ? undefined : rest[19];
+}
+
 /** User + system CPU seconds `pid` has used, or `undefined` when it is gone. */
 export function readCpuSeconds(pid: number): number | undefined {
   const t = readCpuTimes(pid);

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { childPids } from '../../tools/memlog/sockets.js';
+import { readStartTime } from '../../tools/proc.js';
 
 /** A running peer server. */
 export interface PeerServer {
@@ -145,7 +146,7 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** `n` distinct ports that were free a moment ago (all held open at once, so they differ). */
-export async function freePorts(n: number): Promise<number[]> {
+async function freePorts(n: number): Promise<number[]> {
   const servers: Server[] = [];
   for (let i = 0; i < n; i++) {
     const s = createServer();
@@ -157,22 +158,11 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-/** Field 22 of /proc/<pid>/stat (start time in ticks since boot), the pid's identity over reuse; undefined once it is gone or a zombie. */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /** Polls until none of the recorded processes runs as itself, for at most `ms`; those that still do. */
 async function untilGone(pids: ReadonlyMap<number, string | undefined>, ms: number): Promise<number[]> {
   const deadline = performance.now() + ms;
   for (;;) {
-    const left = [...pids].filter(([pid, start]) => start !== undefined && startTime(pid) === start);
+    const left = [...pids].filter(([pid, start]) => start !== undefined && readStartTime(pid) === start);
     if (left.length === 0 || performance.now() >= deadline) return left.map(([pid]) => pid);
     await sleep(POLL_MS);
   }
@@ -225,7 +215,7 @@ async function peer(
     const tree = await processTree(mainPid);
     return tree.length >= wantProcesses ? tree : undefined;
   });
-  const starts = new Map(pids.map((p) => [p, startTime(p)]));
+  const starts = new Map(pids.map((p) => [p, readStartTime(p)]));
   let stopping: Promise<void> | undefined;
   return {
     pids,
@@ -242,7 +232,7 @@ async function startOrClean<T>(l: Launched, body: () => Promise<T>): Promise<T> 
     return await body();
   } catch (e) {
     const pid = l.child.pid;
-    await terminate(l, new Map(pid === undefined ? [] : [[pid, startTime(pid)]]));
+    await terminate(l, new Map(pid === undefined ? [] : [[pid, readStartTime(pid)]]));
     throw e;
   }
 }
