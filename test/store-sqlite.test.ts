@@ -136,6 +136,21 @@ describe('SQLite store specifics', () => {
     await s.close();
   });
 
+  test('opening while another connection holds a write lock on a new file waits for it, not fails at once', async () => {
+    // Switching a rollback-journal file to WAL needs an exclusive lock; while another connection
+    // holds RESERVED, SQLite returns SQLITE_BUSY at once (a deadlock its busy handler would not
+    // break). Two processes opening one new file together (a cluster's first start) meet this.
+    const file = path.join(dir, 'wal-race.db');
+    const other = new Database(file);
+    other.exec('CREATE TABLE t (x)');
+    other.exec('BEGIN');
+    other.exec('INSERT INTO t VALUES (1)');
+    setTimeout(() => other.exec('COMMIT'), 150);
+    const store = await SqliteStore.open(file, { busyTimeoutMs: 2000 });
+    other.close();
+    await store.close();
+  });
+
   test('a file locked by another writer for too long is UnavailableError, and the call applies nothing', async () => {
     const file = path.join(dir, 'locked.db');
     const store = await SqliteStore.open(file, { busyTimeoutMs: 50 });

@@ -25,7 +25,7 @@
  * therefore cut into short keyset pages (`subscriber > last ORDER BY subscriber LIMIT n`), each its
  * own statement, with a `setImmediate` turn between pages; no cursor stays open across an await.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ClosedError, ConfigError, errorMessage, InternalError, UnavailableError } from '../errors.js';
 import { validateId } from '../ids.js';
@@ -223,7 +223,7 @@ export class SqliteStore implements SubscriptionStore, BulkLoader {
       throw new UnavailableError(`cannot open SQLite store ${file}: ${errorMessage(err)}`, { cause: err });
     }
     try {
-      db.pragma('journal_mode = WAL');
+      await enableWal(db, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
       db.pragma('synchronous = NORMAL');
       db.pragma(`cache_size = -${options.cacheKiB ?? DEFAULT_CACHE_KIB}`);
       // Bulk-load staging and big sorts spill to a temp file, not RAM: memory stays bounded.
@@ -489,6 +489,24 @@ function translate(err: unknown, location: string, what: string): unknown {
  * two processes opening a new file at once do not both create it (the second waits, then sees the
  * version the first wrote).
  */
+/**
+ * Switches the file to WAL. On a new file that another connection is writing (two processes
+ * opening it together), SQLite answers SQLITE_BUSY at once instead of calling the busy handler,
+ * since waiting there could deadlock: retry, with a short pause, until the busy timeout.
+ */
+async function enableWal(db: Database.Database, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw err;
+      await sleep(25);
+    }
+  }
+}
+
 function migrate(db: Database.Database, log: Logger): void {
   db.transaction(() => {
     const version = Number(db.pragma('user_version', { simple: true }));
