@@ -65,9 +65,14 @@ function pair(publisher: NatsBus, gateways: NatsBus[]): BusPair {
     publisher,
     gateways,
     settle: () => settle(publisher, gateways),
+    // Every router has learned the cluster, and each has heard the others say so: exactly one
+    // leads (until then two can each think they do, and both report a change).
     ready: () =>
-      until('every router to have learned the cluster', () =>
-        distinct.every((b) => b.role === 'gateway' || b.reportingPresence),
+      until(
+        'every router to have learned the cluster, and one to lead presence',
+        () =>
+          distinct.every((b) => b.role === 'gateway' || b.reportingPresence) &&
+          distinct.filter((b) => b.leadsPresence).length === 1,
       ),
     close: async () => {
       await Promise.all(distinct.map((b) => b.close()));

@@ -407,6 +407,11 @@ export class NatsBus implements Bus {
     return this.#publisher !== undefined && !this.#directory.quiet;
   }
 
+  /** True when this router is the one that reports presence changes (see #leads). */
+  get leadsPresence(): boolean {
+    return this.reportingPresence && this.#leads();
+  }
+
   /** The gateways this router's directory says hold `id`. */
   holders(id: string): string[] {
     return this.#directory.holders(id);
