@@ -175,6 +175,16 @@ test('fan-out across gateways is exact; a SIGKILLed gateway stops counting and i
   // New streams land on both gateways again and are counted.
   const fresh = Array.from({ length: 4 }, (_, i) => new RawClient(port, get(`/test/n${i}`)));
   for (const c of fresh) await c.waitFor('welcomes you');
+  // A login reaches the router's directory a network round trip after its welcome (README: a
+  // send that close behind it may not count it): wait until the router knows each one.
+  for (let i = 0; i < 4; i++) {
+    await until(
+      async () =>
+        ((await (await fetch(`${ready.api}/api/presence/n${i}`)).json()) as { online: boolean }).online,
+      `the router to know n${i}`,
+      5000,
+    );
+  }
   for (let i = 0; i < 4; i++) assert.deepEqual((await send(`n${i}`, 'hi')).body, { delivered: 1 });
 
   const exit = await cluster.stop('SIGTERM');
