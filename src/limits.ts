@@ -25,3 +25,16 @@ export function connectionCeiling(): number {
   const limit = openFilesLimit();
   return limit === undefined ? 0 : Math.max(1, limit.soft - RESERVED_FDS);
 }
+
+/**
+ * True where `listen({ reusePort: true })` works: Linux, and Node ≥ 22.12 or ≥ 23.1 (older Node
+ * ignores the flag, so a second process on the port would fail with EADDRINUSE).
+ */
+export function reusePortSupported(
+  version: string = process.versions.node,
+  platform: NodeJS.Platform = process.platform,
+): boolean {
+  if (platform !== 'linux') return false;
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}

@@ -67,6 +67,10 @@ const DAY = 86_400_000;
 export const OPTIONS = {
   port: int({ default: 8000, ...PORT, short: 'p', help: 'Client port (0: any free port)' }),
   host: str({ default: '0.0.0.0', placeholder: 'ADDR', help: 'Client bind address' }),
+  reusePort: bool({
+    default: false,
+    help: 'Listen on the client port with SO_REUSEPORT, beside other processes doing the same; the kernel spreads connections over them (Linux, Node ≥ 22.12)',
+  }),
   api: bool({
     default: true,
     help: 'Serve the publish API (--no-api: a cluster gateway leaving it to routers)',

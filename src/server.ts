@@ -21,6 +21,7 @@ import { JetStreamLog } from './bus/jetstream-log.js';
 import type { MessageLog } from './bus/message-log.js';
 import { NatsBus } from './bus/nats-bus.js';
 import { openBus } from './bus/open-bus.js';
+import { announceListening } from './cluster/supervisor.js';
 import { ConfigError } from './errors.js';
 import { Gateway } from './gateway/gateway.js';
 import { connectionCeiling } from './limits.js';
@@ -138,6 +139,7 @@ export class Switchboard {
       if (gateway !== undefined) bus.attach(gateway);
       sb = new Switchboard({ options, router, store, bus, gateway, log, messageLog: log_, presence });
       const client = await gateway?.listen();
+      if (client && options.reusePort) announceListening(client);
       const api = options.api ? await sb.api.listen() : undefined;
       if (client)
         log.info(`clients: http://${hostPort(client)}/test/<id> and /feed/<id>`, { maxConnections });

@@ -11,11 +11,15 @@ import { fileURLToPath } from 'node:url';
 import { bool, type CommandSpec, num, str } from '../args.js';
 import { Supervisor } from '../cluster/supervisor.js';
 import { UsageError } from '../errors.js';
+import { reusePortSupported } from '../limits.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log.js';
 import { DEFAULTS, LEAN_NODE_ARGS } from '../options.js';
 import { untilSignal } from '../server.js';
 import { defaultStoreUrl } from '../store/open-store.js';
 import type { Command } from './command.js';
+
+/** `--accept`: who hands connections to gateways. */
+const ACCEPT_MODES = ['kernel', 'primary'] as const;
 
 const spec: CommandSpec = {
   name: 'cluster',
@@ -63,6 +67,13 @@ const spec: CommandSpec = {
       short: 'p',
     },
     host: { type: 'string', description: 'Client bind address', default: DEFAULTS.host, placeholder: 'ADDR' },
+    accept: {
+      type: 'string',
+      description:
+        'Who hands client connections to gateways: kernel (SO_REUSEPORT: each gateway its own accept queue; Linux, Node ≥ 22.12) or primary (node:cluster round-robin through this process). Default: kernel where supported',
+      choices: ACCEPT_MODES,
+      placeholder: 'MODE',
+    },
     'api-port': {
       type: 'int',
       description: 'API port, shared by the routers',
@@ -161,7 +172,14 @@ export const command: Command = {
     let apiPort = (num(v, 'api-port') ?? DEFAULTS.apiPort) || (await freePort(apiHost));
     while (apiPort === clientPort) apiPort = await freePort(apiHost);
     const api = ['--api-port', String(apiPort), '--api-host', apiHost];
-    const client = ['--port', String(clientPort), '--host', host];
+    const client: string[] = ['--port', String(clientPort), '--host', host];
+    const accept = str(v, 'accept') ?? (reusePortSupported() ? 'kernel' : 'primary');
+    if (accept === 'kernel' && !reusePortSupported()) {
+      throw new UsageError(
+        `cluster: --accept kernel needs SO_REUSEPORT from Node ≥ 22.12 on Linux (this is Node ${process.versions.node}); use --accept primary`,
+      );
+    }
+    if (accept === 'kernel') client.push('--reuse-port');
     const nodeArgs = (str(v, 'node-args') ?? '').split(/\s+/).filter((a) => a.length > 0);
     const supervisor = new Supervisor({
       exec: fileURLToPath(new URL('./main.js', import.meta.url)),
@@ -212,6 +230,7 @@ export const command: Command = {
       gateways: ready.gateways,
       routers: ready.routers,
       pids: ready.pids,
+      accept,
     });
     await stopping;
     log.info('stopping');

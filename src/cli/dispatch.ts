@@ -27,6 +27,10 @@ const COMMANDS: Readonly<Record<string, Entry>> = {
   'friends generate': { module: 'friends-generate', summary: 'Generate a Barabási–Albert friends graph' },
   'friends load': { module: 'friends-load', summary: 'Bulk-load a friends edge list as subscriptions' },
   'bench c10k': { module: 'bench-c10k', summary: "Run the article's part 2 C10K scenario and report" },
+  'bench c1m': {
+    module: 'bench-c1m',
+    summary: "Run the article's part 3 on this box: a million users with friends, memory by role",
+  },
   doctor: { module: 'doctor', summary: 'Check the limits that break at scale' },
 };
 

@@ -9,8 +9,13 @@
  *        └──── NATS bus (interest per id, tally) ────┘   + shared subscription store
  * ```
  *
- * Built on `node:cluster`: the primary owns the listening sockets and hands each accepted
- * connection to a worker, so clients see one address, as behind a load balancer. Gateways hold
+ * Built on `node:cluster`. Clients see one address, as behind a load balancer. With `--accept
+ * kernel` (the default where Node has it) each gateway binds the client port itself with
+ * SO_REUSEPORT and the kernel picks a gateway's accept queue per connection; with `--accept
+ * primary` this process owns the listening socket and hands each accepted connection to a
+ * gateway over IPC (node:cluster round-robin), which at a few hundred thousand connections is
+ * the bottleneck: one process accepting for all, its pending handles against its own 20,000
+ * open-files limit. Gateways hold
  * connections (each up to the 20,000 open-files limit of one process, the reason there are many);
  * routers take the publish API. With no routers the gateways take the API too.
  *
@@ -158,13 +163,20 @@ export class Supervisor {
       (s.role === 'gateway' && this.#o.routers === 0 ? 2 : 1) + (metricsPort === undefined ? 0 : 1);
     let seen = 0;
     const ready = new Promise<void>((resolve, reject) => {
-      worker.on('listening', (address: AddressInfo) => {
+      const listened = (address: AddressInfo): void => {
         this.#listened.push([worker.id, address]);
         seen++;
         if (seen === needs) {
           this.#o.log.info(`${s.role} ${s.n} ready`, { pid: worker.process.pid, port: address.port });
           resolve();
         }
+      };
+      worker.on('listening', listened);
+      // A socket bound with SO_REUSEPORT is the worker's own: node:cluster does not see it, so
+      // the worker says so itself (see announceListening).
+      worker.on('message', (m: unknown) => {
+        const address = listeningAnnouncement(m);
+        if (address !== undefined) listened(address);
       });
       worker.once('exit', (code, signal) => {
         if (seen < needs)
@@ -233,4 +245,19 @@ export class Supervisor {
 
 function slot(role: 'gateway' | 'router', n: number): Slot {
   return { role, n, worker: undefined, startedAt: 0, backoffMs: MIN_BACKOFF_MS, restarts: 0 };
+}
+
+/** The IPC message a worker sends for a socket it bound itself (SO_REUSEPORT). */
+const LISTENING = 'switchboard:listening';
+
+/** In a cluster worker, tells the supervisor about `address`, which node:cluster did not see. */
+export function announceListening(address: AddressInfo): void {
+  if (cluster.isWorker) process.send?.({ type: LISTENING, address });
+}
+
+function listeningAnnouncement(m: unknown): AddressInfo | undefined {
+  if (typeof m !== 'object' || m === null || (m as { type?: unknown }).type !== LISTENING) return undefined;
+  const a = (m as { address?: unknown }).address;
+  if (typeof a !== 'object' || a === null || typeof (a as AddressInfo).port !== 'number') return undefined;
+  return a as AddressInfo;
 }

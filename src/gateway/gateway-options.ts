@@ -34,6 +34,11 @@ export interface GatewayOptions {
   readonly tickerMs: number;
   /** How long shutdown waits for clients to go before cutting them. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * Listen with SO_REUSEPORT (and not through a node:cluster primary): each process sharing the
+   * port has its own accept queue and the kernel picks one per connection.
+   */
+  readonly reusePort: boolean;
   /** Most open connections; past it new ones are closed at once. 0: no limit. */
   readonly maxConnections: number;
   /** Log each stream's open and close (info, component `gateway.access`). */

@@ -18,7 +18,8 @@
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import type { Deliverer, GatewayLoad } from '../bus/bus.js';
-import { Disconnect, type DisconnectReason } from '../errors.js';
+import { ConfigError, Disconnect, type DisconnectReason } from '../errors.js';
+import { reusePortSupported } from '../limits.js';
 import type { Logger } from '../log.js';
 import type { Message } from '../message.js';
 import type { Replay } from '../router/history.js';
@@ -104,7 +105,18 @@ export class Gateway implements GatewayContext, Deliverer {
 
   /** Starts listening; resolves to the bound address. */
   async listen(): Promise<AddressInfo> {
-    this.#server.listen({ port: this.opts.port, host: this.opts.host, backlog: 4096 });
+    if (this.opts.reusePort && !reusePortSupported()) {
+      throw new ConfigError(
+        `--reuse-port needs Node ≥ 22.12 on Linux (this is Node ${process.versions.node} on ${process.platform})`,
+      );
+    }
+    this.#server.listen({
+      port: this.opts.port,
+      host: this.opts.host,
+      backlog: 4096,
+      // exclusive: in a node:cluster worker, bind here instead of asking the primary for its handle.
+      ...(this.opts.reusePort ? { reusePort: true, exclusive: true } : {}),
+    });
     await once(this.#server, 'listening');
     this.#wheel = setInterval(() => this.#tick(), 1000);
     this.#wheel.unref();

@@ -1,0 +1,82 @@
+/**
+ * Memory by role for `bench c1m`: every process the run started, grouped (gateways, routers, the
+ * cluster's primary, NATS, flood workers), each group summed three ways from
+ * `/proc/<pid>/smaps_rollup`:
+ *
+ * - PSS: shared pages split between the processes sharing them; summed over processes, what they
+ *   take together. The honest figure.
+ * - private: pages only that process maps; what ending it would free.
+ * - RSS: the article's column (`ps -o rss`); summed over 60 Node processes it counts the node
+ *   binary's shared pages 60 times, so it overcounts.
+ */
+import { readProcessMemory } from '../../tools/proc.js';
+import type { KernelMemory } from './kernel.js';
+
+export const ROLES = ['gateways', 'routers', 'primary', 'nats', 'flood'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** The server side: what a deployment needs (the flood is the users' browsers). */
+export const SERVER_ROLES: readonly Role[] = ['gateways', 'routers', 'primary', 'nats'];
+
+/** One role's memory, bytes. */
+export interface RoleMemory {
+  readonly processes: number;
+  readonly pssBytes: number;
+  readonly privateBytes: number;
+  readonly rssBytes: number;
+}
+
+/** One sample of the whole run. */
+export interface C1mSample {
+  /** Milliseconds since the run started. */
+  readonly elapsedMs: number;
+  readonly phase: string;
+  readonly roles: Readonly<Record<Role, RoleMemory>>;
+  readonly kernel: KernelMemory;
+  /** Streams open at the flood (its `open`). */
+  readonly clientConnections: number;
+  /** Connections the cluster's gateways report, when the router answered in time. */
+  readonly serverConnections: number | null;
+  /** Messages received by the flood so far. */
+  readonly received: number;
+  readonly sent: number;
+}
+
+/** Sums the memory of `pids`; processes that are gone count as none. */
+export function sumMemory(pids: readonly number[]): RoleMemory {
+  let processes = 0;
+  let pssBytes = 0;
+  let privateBytes = 0;
+  let rssBytes = 0;
+  for (const pid of pids) {
+    const m = readProcessMemory(pid);
+    if (m === undefined) continue;
+    processes++;
+    pssBytes += m.pssBytes;
+    privateBytes += m.privateBytes;
+    rssBytes += m.rssBytes;
+  }
+  return { processes, pssBytes, privateBytes, rssBytes };
+}
+
+/** Every role's memory now. */
+export function sampleRoles(pids: Readonly<Record<Role, readonly number[]>>): Record<Role, RoleMemory> {
+  const out = {} as Record<Role, RoleMemory>;
+  for (const role of ROLES) out[role] = sumMemory(pids[role]);
+  return out;
+}
+
+/** The roles' figures added up. */
+export function addRoles(roles: Readonly<Record<Role, RoleMemory>>, which: readonly Role[]): RoleMemory {
+  let processes = 0;
+  let pssBytes = 0;
+  let privateBytes = 0;
+  let rssBytes = 0;
+  for (const r of which) {
+    processes += roles[r].processes;
+    pssBytes += roles[r].pssBytes;
+    privateBytes += roles[r].privateBytes;
+    rssBytes += roles[r].rssBytes;
+  }
+  return { processes, pssBytes, privateBytes, rssBytes };
+}

@@ -1,0 +1,116 @@
+/**
+ * `bench c1m` options: defaults, and the figures derived from them (gateways for the open-files
+ * limit, flood workers), checked once before anything starts.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from '../../errors.js';
+import { connectionCeiling } from '../../limits.js';
+
+/** Connections one gateway is given on average: under the 20,000 open-files limit, with room for the kernel's uneven spread. */
+export const CONNECTIONS_PER_GATEWAY = 18_000;
+/** Connections per flood worker (each under the same limit). */
+export const CONNECTIONS_PER_FLOOD_WORKER = 19_000;
+
+export const C1M_DEFAULTS = {
+  users: 1_000_000,
+  m: 15,
+  seed: 1,
+  connections: 1_000_000,
+  routers: 1,
+  rampRate: 3000,
+  holdMs: 30_000,
+  msgRate: 1000,
+  durationMs: 60_000,
+  drainMs: 30_000,
+  sampleEveryMs: 5000,
+  timeLimitMs: 60 * 60_000,
+  minAvailableBytes: 1.5 * 1024 ** 3,
+  bus: 'nats://127.0.0.1:4222',
+} as const;
+
+export interface C1mOptions {
+  readonly users?: number;
+  readonly m?: number;
+  readonly seed?: number;
+  readonly connections?: number;
+  /** Default: enough for {@link CONNECTIONS_PER_GATEWAY} each. */
+  readonly gateways?: number;
+  readonly routers?: number;
+  readonly rampRate?: number;
+  readonly holdMs?: number;
+  readonly msgRate?: number;
+  readonly durationMs?: number;
+  readonly drainMs?: number;
+  readonly sampleEveryMs?: number;
+  readonly timeLimitMs?: number;
+  readonly minAvailableBytes?: number;
+  /** NATS URL; ignored with `natsServer`. */
+  readonly bus?: string;
+  /** Start a NATS server of the run's own (this binary) instead of using `bus`. */
+  readonly natsServer?: string;
+  /** Set the kernel settings the run needs, and restore them at the end. */
+  readonly tune?: boolean;
+  /** A friends SQLite file to reuse (built there when missing, and kept). */
+  readonly friendsDb?: string;
+  /** Further `serve` flags for every cluster worker. */
+  readonly serverArgs?: readonly string[];
+  /** Node flags for the gateways (default: the cluster's lean ones). */
+  readonly nodeArgs?: readonly string[];
+  readonly outDir?: string;
+  /** How the run was started, for the report. */
+  readonly commandLine?: string;
+}
+
+export type ResolvedC1mOptions = Required<Omit<C1mOptions, 'natsServer' | 'friendsDb' | 'nodeArgs'>> & {
+  readonly natsServer: string | undefined;
+  readonly friendsDb: string | undefined;
+  readonly nodeArgs: readonly string[] | undefined;
+  readonly floodWorkers: number;
+};
+
+/** Fills in defaults and derived counts; throws ConfigError for combinations that cannot run. */
+export function resolveC1mOptions(o: C1mOptions): ResolvedC1mOptions {
+  const d = C1M_DEFAULTS;
+  const users = o.users ?? d.users;
+  const connections = o.connections ?? Math.min(users, d.connections);
+  if (connections > users) {
+    throw new ConfigError(
+      `--connections ${connections} is more than --users ${users}: every stream is a user of the graph`,
+    );
+  }
+  const m = o.m ?? d.m;
+  if (users <= m) throw new ConfigError(`--users must be more than --m (${m})`);
+  const perProcess = Math.max(1, connectionCeiling() || 19_744);
+  const gateways = o.gateways ?? Math.max(1, Math.ceil(connections / CONNECTIONS_PER_GATEWAY));
+  if (connections / gateways > perProcess) {
+    throw new ConfigError(
+      `${gateways} gateways cannot hold ${connections} connections: one process holds at most ${perProcess} here (its open-files limit); use --gateways ${Math.ceil(connections / CONNECTIONS_PER_GATEWAY)}`,
+    );
+  }
+  return {
+    users,
+    m,
+    seed: o.seed ?? d.seed,
+    connections,
+    gateways,
+    routers: o.routers ?? d.routers,
+    rampRate: o.rampRate ?? d.rampRate,
+    holdMs: o.holdMs ?? d.holdMs,
+    msgRate: o.msgRate ?? d.msgRate,
+    durationMs: o.durationMs ?? d.durationMs,
+    drainMs: o.drainMs ?? d.drainMs,
+    sampleEveryMs: o.sampleEveryMs ?? d.sampleEveryMs,
+    timeLimitMs: o.timeLimitMs ?? d.timeLimitMs,
+    minAvailableBytes: o.minAvailableBytes ?? d.minAvailableBytes,
+    bus: o.bus ?? d.bus,
+    natsServer: o.natsServer,
+    tune: o.tune ?? false,
+    friendsDb: o.friendsDb === undefined ? undefined : path.resolve(o.friendsDb),
+    serverArgs: o.serverArgs ?? [],
+    nodeArgs: o.nodeArgs,
+    outDir: path.resolve(o.outDir ?? path.join(os.tmpdir(), `sb-c1m-${process.pid}`)),
+    commandLine: o.commandLine ?? '',
+    floodWorkers: Math.max(1, Math.ceil(connections / CONNECTIONS_PER_FLOOD_WORKER)),
+  };
+}
