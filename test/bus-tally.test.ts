@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep, setImmediate as turn } from 'node:timers/promises';
-import { type PublishResult, ROUND_GAP_MS, TallyRounds } from '../src/bus/tally.js';
+import {
+  GATEWAYS_PER_GAP,
+  type PublishResult,
+  ROUND_GAP_MS,
+  roundGapMs,
+  TallyRounds,
+} from '../src/bus/tally.js';
 
 /**
  * A router's tally rounds against two fake gateways, both holding every recipient unless a test
@@ -107,6 +113,36 @@ describe('tally rounds (router side)', () => {
     answer(0, 1, ['g1']);
     answer(0, 1, ['g2']);
     assert.deepEqual(await slow, { delivered: 2, complete: true, missing: [] });
+  });
+
+  test('rounds that ask many gateways are spaced out in proportion, even for a publisher that waits', async () => {
+    assert.equal(roundGapMs(2), ROUND_GAP_MS);
+    assert.equal(roundGapMs(GATEWAYS_PER_GAP), ROUND_GAP_MS);
+    assert.equal(roundGapMs(56), ROUND_GAP_MS * 7);
+    const many = Array.from({ length: 40 }, (_, i) => `g${i}`);
+    const at: number[] = [];
+    const tally = new TallyRounds({ has: () => true }, 10_000, {
+      send: (round, gateway, seqs) => {
+        if (gateway === 'g0') at.push(performance.now());
+        // Every gateway answers at once: no round is ever out when the next publish comes.
+        queueMicrotask(() =>
+          tally.onReply({ round, gatewayId: gateway, pairs: seqs.flatMap((_, i) => [i, 1]) }),
+        );
+      },
+      timedOut: () => undefined,
+    });
+    tally.release();
+    for (let seq = 1; seq <= 4; seq++) {
+      tally.willAdd();
+      assert.equal((await tally.add(seq, many)).delivered, 40);
+    }
+    assert.equal(at.length, 4);
+    for (let i = 1; i < at.length; i++) {
+      assert.ok(
+        at[i]! - at[i - 1]! >= roundGapMs(40) - 1,
+        `rounds ${i} and ${i + 1}: ${at[i]! - at[i - 1]!} ms apart`,
+      );
+    }
   });
 
   test('a round no gateway finishes ends at the time-out with a partial count', async () => {

@@ -497,6 +497,52 @@ describe('flood source addresses', () => {
   });
 });
 
+describe('flood against a slow server', () => {
+  test('a ramp held back by --max-connecting waits for heads instead of polling every millisecond', async () => {
+    // Heads are answered one every 25 ms, so with 2 connecting at most the ramp of 24 takes
+    // about 0.6 s, nearly all of it blocked on the cap.
+    const sockets = new Set<net.Socket>();
+    const queue: net.Socket[] = [];
+    const server = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+      sock.once('data', () => queue.push(sock));
+    });
+    const answer = setInterval(() => {
+      queue.shift()?.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${chunk('welcome')}`);
+    }, 25);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const real = globalThis.setTimeout;
+    let shortTimers = 0;
+    const call = real as (fn: unknown, ms?: number, ...args: unknown[]) => NodeJS.Timeout;
+    globalThis.setTimeout = ((fn: unknown, ms?: number, ...args: unknown[]) => {
+      if ((ms ?? 0) <= 1) shortTimers++;
+      return call(fn, ms, ...args);
+    }) as typeof setTimeout;
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const f = background({
+        url: `http://127.0.0.1:${port}/test/{id}`,
+        count: 24,
+        rate: 0,
+        maxConnecting: 2,
+      });
+      await until(() => f.last()?.open === 24, '24 open', 10_000);
+      globalThis.setTimeout = real;
+      f.stop();
+      const sum = await f.done;
+      assert.deepEqual([sum.opened, sum.failed], [24, 0]);
+      // One resume per head (24), and a few of the runner's own; polling made about 600.
+      assert.ok(shortTimers < 100, `${shortTimers} timers of at most 1 ms during the ramp`);
+    } finally {
+      globalThis.setTimeout = real;
+      clearInterval(answer);
+      for (const sock of sockets) sock.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
 /** Runs the CLI with captured output. */
 async function cli(
   argv: string[],

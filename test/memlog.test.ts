@@ -153,6 +153,14 @@ describe('parseMemlog', () => {
         connections: 263,
         processes: 3,
       },
+      {
+        date: 'Mon Oct  5 09:02:02 UTC 2008',
+        time: 1224518365,
+        rssKb: 183000,
+        connections: 263,
+        processes: 3,
+        pssKb: 98000,
+      },
     ];
     const text = samples.map((s) => `${formatSample(s)}\n`).join('');
     assert.equal(text.split('\n')[0], 'Mon Oct 20 16:57:24 BST 2008\t1224518244\t40388\t1\t1');
@@ -380,6 +388,13 @@ describe('memlog against a real server', () => {
     assert.equal(result.sample.processes, expected.length);
     assert.equal(result.sample.connections, 4);
     assert.ok(Math.abs(result.sample.rssKb - sum) < sum * 0.1, `${result.sample.rssKb} KB vs ${sum} KB`);
+    // PSS splits the node binary's shared pages between the three: less than the summed RSS.
+    const pss = result.sample.pssKb;
+    assert.ok(
+      pss !== undefined && pss > 0 && pss < result.sample.rssKb,
+      `PSS ${pss} KB, RSS ${result.sample.rssKb} KB`,
+    );
+    assert.match(formatSample(result.sample), new RegExp(`\\t3\\t${pss}$`));
   });
 
   test('--samples writes that many parseable lines to the file and stdout', async () => {

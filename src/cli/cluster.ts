@@ -217,6 +217,7 @@ export const command: Command = {
       api: a ? `http://${a.address}:${a.port}` : null,
       gateways: supervisor.running.gateways,
       routers: supervisor.running.routers,
+      accept,
       pids: supervisor.pids(),
       metrics: Object.fromEntries(
         Object.entries(supervisor.metricsPorts()).map(([w, port]) => [

@@ -31,10 +31,19 @@ import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { childPids, findSocketOwners, scanPort } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
+import { machineCpu } from '../../tools/proc.js';
 import { CliProcess } from '../harness/cli-process.js';
 import { deleteHistoryStream } from '../harness/nats.js';
 import { renderC1mChart } from './chart.js';
-import { checkKernel, KernelTuning, kernelRequirements, readKernelMemory, tuneCommands } from './kernel.js';
+import {
+  checkKernel,
+  KernelTuning,
+  kernelRequirements,
+  readKernelMemory,
+  readSlabCaches,
+  slabGrowth,
+  tuneCommands,
+} from './kernel.js';
 import { type C1mSample, ROLES, type Role, sampleRoles } from './memory.js';
 import { type C1mOptions, type ResolvedC1mOptions, resolveC1mOptions } from './options.js';
 import { buildC1mReport, type C1mMark, type C1mMarkName, type C1mReport } from './report.js';
@@ -98,6 +107,7 @@ class C1mRun {
   #floodRun: Promise<FloodSummary | undefined> | undefined;
   #msggen: MsggenSummary | undefined;
   #msggenLatest: MsggenReport | undefined;
+  readonly #slab = new Map<C1mMarkName, Map<string, number>>();
   #memStart = readKernelMemory().memAvailableBytes;
   #memMin = this.#memStart;
   #watch: Promise<void> | undefined;
@@ -434,6 +444,12 @@ class C1mRun {
         { signal: this.#stop.signal, onReport: (r) => (this.#msggenLatest = r) },
       );
       this.#msggenLatest = this.#msggen;
+      const g = this.#msggen;
+      if (g.sent + g.failed < planned) {
+        this.#problems.push(
+          `the API took ${g.sent} of ${planned} messages in the time (${g.stoppedBy}; ${g.behind} went out late, API p99 ${Math.round(g.apiLatency.p99)} ms): the cluster fell behind ${o.msgRate}/s`,
+        );
+      }
     } finally {
       await this.#mark('messages');
       await this.#drain();
@@ -472,6 +488,7 @@ class C1mRun {
       serverConnections: await this.#serverConnections(),
       received: this.#floodLatest?.chunks ?? 0,
       sent: this.#msggenLatest?.sent ?? 0,
+      machineBusySeconds: Math.round(machineCpu().busy * 100) / 100,
     };
     this.#samples.push(s);
     return s;
@@ -480,6 +497,7 @@ class C1mRun {
   async #mark(mark: C1mMarkName): Promise<void> {
     const sample = await this.#sample();
     this.#marks.push({ mark, sample });
+    if (mark === 'empty' || mark === 'full' || mark === 'messages') this.#slab.set(mark, readSlabCaches());
   }
 
   /** The gateways' connections as the router sums them, or null (no answer in 3 s). */
@@ -603,6 +621,7 @@ class C1mRun {
             },
       friends: this.#friends,
       kernelSettings: this.#kernelSettings,
+      slabCaches: this.#slabCaches(),
       memAvailableStartBytes: this.#memStart,
       memAvailableMinBytes: this.#memMin,
       loadAverage: os.loadavg(),
@@ -610,6 +629,12 @@ class C1mRun {
     });
     await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
     return report;
+  }
+
+  #slabCaches(): { cache: string; bytes: number }[] | null {
+    const empty = this.#slab.get('empty');
+    const head = this.#slab.get('messages') ?? this.#slab.get('full');
+    return empty === undefined || head === undefined || head.size === 0 ? null : slabGrowth(empty, head);
   }
 
   #title(): string {

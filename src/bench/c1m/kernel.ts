@@ -164,3 +164,38 @@ export function parseKernelMemory(meminfo: string, sockstat: string): KernelMemo
 export function readKernelMemory(): KernelMemory {
   return parseKernelMemory(readFileSync('/proc/meminfo', 'utf8'), readFileSync('/proc/net/sockstat', 'utf8'));
 }
+
+/** Bytes held by each slab cache (`num_objs × objsize` of /proc/slabinfo); empty when unreadable. */
+export function readSlabCaches(text?: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let body = text;
+  if (body === undefined) {
+    try {
+      body = readFileSync('/proc/slabinfo', 'utf8');
+    } catch {
+      return out;
+    }
+  }
+  for (const line of body.split('\n')) {
+    if (line.startsWith('slabinfo') || line.startsWith('#') || line.trim() === '') continue;
+    const f = line.trim().split(/\s+/);
+    const objs = Number(f[2]);
+    const size = Number(f[3]);
+    if (f[0] !== undefined && Number.isFinite(objs) && Number.isFinite(size)) out.set(f[0], objs * size);
+  }
+  return out;
+}
+
+/** The caches that grew most from `before` to `after`, bytes, largest first. */
+export function slabGrowth(
+  before: ReadonlyMap<string, number>,
+  after: ReadonlyMap<string, number>,
+  top = 10,
+): { cache: string; bytes: number }[] {
+  const grown: { cache: string; bytes: number }[] = [];
+  for (const [cache, bytes] of after) {
+    const d = bytes - (before.get(cache) ?? 0);
+    if (d > 0) grown.push({ cache, bytes: d });
+  }
+  return grown.sort((a, b) => b.bytes - a.bytes).slice(0, top);
+}

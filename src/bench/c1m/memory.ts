@@ -9,7 +9,7 @@
  * - RSS: the article's column (`ps -o rss`); summed over 60 Node processes it counts the node
  *   binary's shared pages 60 times, so it overcounts.
  */
-import { readProcessMemory } from '../../tools/proc.js';
+import { readCpuSeconds, readProcessMemory } from '../../tools/proc.js';
 import type { KernelMemory } from './kernel.js';
 
 export const ROLES = ['gateways', 'routers', 'primary', 'nats', 'flood'] as const;
@@ -18,12 +18,14 @@ export type Role = (typeof ROLES)[number];
 /** The server side: what a deployment needs (the flood is the users' browsers). */
 export const SERVER_ROLES: readonly Role[] = ['gateways', 'routers', 'primary', 'nats'];
 
-/** One role's memory, bytes. */
+/** One role's memory, bytes, and the CPU time its processes have used so far. */
 export interface RoleMemory {
   readonly processes: number;
   readonly pssBytes: number;
   readonly privateBytes: number;
   readonly rssBytes: number;
+  /** User + system seconds of the processes alive now, since each started. */
+  readonly cpuSeconds: number;
 }
 
 /** One sample of the whole run. */
@@ -40,6 +42,11 @@ export interface C1mSample {
   /** Messages received by the flood so far. */
   readonly received: number;
   readonly sent: number;
+  /**
+   * Busy CPU seconds of the whole machine so far (all cores, /proc/stat): with the roles' own, it
+   * shows what else took the CPU (this bench process, the machine's own agents).
+   */
+  readonly machineBusySeconds: number;
 }
 
 /** Sums the memory of `pids`; processes that are gone count as none. */
@@ -48,6 +55,7 @@ export function sumMemory(pids: readonly number[]): RoleMemory {
   let pssBytes = 0;
   let privateBytes = 0;
   let rssBytes = 0;
+  let cpuSeconds = 0;
   for (const pid of pids) {
     const m = readProcessMemory(pid);
     if (m === undefined) continue;
@@ -55,8 +63,9 @@ export function sumMemory(pids: readonly number[]): RoleMemory {
     pssBytes += m.pssBytes;
     privateBytes += m.privateBytes;
     rssBytes += m.rssBytes;
+    cpuSeconds += readCpuSeconds(pid) ?? 0;
   }
-  return { processes, pssBytes, privateBytes, rssBytes };
+  return { processes, pssBytes, privateBytes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
 }
 
 /** Every role's memory now. */
@@ -72,11 +81,13 @@ export function addRoles(roles: Readonly<Record<Role, RoleMemory>>, which: reado
   let pssBytes = 0;
   let privateBytes = 0;
   let rssBytes = 0;
+  let cpuSeconds = 0;
   for (const r of which) {
     processes += roles[r].processes;
     pssBytes += roles[r].pssBytes;
     privateBytes += roles[r].privateBytes;
     rssBytes += roles[r].rssBytes;
+    cpuSeconds += roles[r].cpuSeconds;
   }
-  return { processes, pssBytes, privateBytes, rssBytes };
+  return { processes, pssBytes, privateBytes, rssBytes, cpuSeconds };
 }

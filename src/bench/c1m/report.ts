@@ -54,6 +54,8 @@ export interface C1mInput {
   } | null;
   readonly friends: Readonly<Record<string, unknown>> | null;
   readonly kernelSettings: readonly string[];
+  /** Slab caches that grew most from the empty cluster to the headline mark. */
+  readonly slabCaches: readonly { readonly cache: string; readonly bytes: number }[] | null;
   readonly memAvailableStartBytes: number;
   readonly memAvailableMinBytes: number;
   readonly loadAverage: readonly number[];
@@ -71,6 +73,8 @@ export interface C1mReport {
   /** Streams open at the headline mark (the flood's count). */
   readonly connections: number;
   readonly serverConnections: number | null;
+  /** Streams open at the last sample (the most a run stopped early reached, about). */
+  readonly lastConnections: number;
   /** Which mark the memory figures are from: the end of the messages, else the full hold. */
   readonly at: C1mMarkName | null;
   readonly roles: Readonly<Record<Role, RoleMemory>> | null;
@@ -81,8 +85,17 @@ export interface C1mReport {
     readonly slabGrowthBytes: number;
     readonly tcpMemGrowthBytes: number;
     readonly tcpSockets: number;
+    readonly growthByCache: C1mInput['slabCaches'];
   } | null;
   readonly memAvailableDropBytes: number;
+  /**
+   * Cores each role kept busy (CPU seconds per second): during the ramp (empty → connected) and
+   * the messages (full → messages). Two cores is all this machine has.
+   */
+  readonly cpuCores: {
+    readonly ramp: Readonly<Record<Role | 'machine', number>> | null;
+    readonly messages: Readonly<Record<Role | 'machine', number>> | null;
+  };
   readonly sent: number;
   readonly delivered: number;
   readonly received: number;
@@ -142,6 +155,7 @@ export function buildC1mReport(input: C1mInput): C1mReport {
     );
   }
   const connections = head?.clientConnections ?? 0;
+  const lastSample = input.samples.at(-1);
   let perConnection: C1mReport['perConnection'] = null;
   let serverSide: C1mReport['serverSide'] = null;
   let kernel: C1mReport['kernel'] = null;
@@ -154,6 +168,7 @@ export function buildC1mReport(input: C1mInput): C1mReport {
       slabGrowthBytes: slabGrowth,
       tcpMemGrowthBytes: tcpGrowth,
       tcpSockets: head.kernel.tcpSockets,
+      growthByCache: input.slabCaches,
     };
     const serverNow = addRoles(head.roles, SERVER_ROLES).pssBytes;
     const serverEmpty = addRoles(empty.roles, SERVER_ROLES).pssBytes;
@@ -180,6 +195,20 @@ export function buildC1mReport(input: C1mInput): C1mReport {
   }
   const lat = input.latency;
   const api = input.apiLatency;
+  const cores = (
+    from: C1mSample | undefined,
+    to: C1mSample | undefined,
+  ): Record<Role | 'machine', number> | null => {
+    if (from === undefined || to === undefined || to.elapsedMs <= from.elapsedMs) return null;
+    const seconds = (to.elapsedMs - from.elapsedMs) / 1000;
+    const rate = (a: number, b: number): number => Math.round(((b - a) / seconds) * 100) / 100;
+    const out = { machine: rate(from.machineBusySeconds, to.machineBusySeconds) } as Record<
+      Role | 'machine',
+      number
+    >;
+    for (const role of ROLES) out[role] = rate(from.roles[role].cpuSeconds, to.roles[role].cpuSeconds);
+    return out;
+  };
   return {
     ok: problems.length === 0 && input.abortedBy === null,
     problems,
@@ -190,11 +219,13 @@ export function buildC1mReport(input: C1mInput): C1mReport {
     settings: input.settings,
     connections,
     serverConnections: head?.serverConnections ?? null,
+    lastConnections: lastSample?.clientConnections ?? 0,
     at: headName,
     roles: head?.roles ?? null,
     emptyRoles: empty?.roles ?? null,
     kernel,
     memAvailableDropBytes: Math.max(0, input.memAvailableStartBytes - input.memAvailableMinBytes),
+    cpuCores: { ramp: cores(empty, mark('connected')), messages: cores(mark('full'), mark('messages')) },
     sent: c?.sent ?? 0,
     delivered: c?.delivered ?? 0,
     received: c?.received ?? 0,
@@ -229,7 +260,7 @@ export function formatC1mSummary(r: C1mReport): string {
   const lines: string[] = [];
   const s = r.settings;
   lines.push(
-    `bench c1m: ${r.connections.toLocaleString('en-US')} connections of ${Number(s.connections).toLocaleString('en-US')} asked, ${s.gateways} gateways, ${s.routers} routers; ${Number(s.users).toLocaleString('en-US')} users (m = ${s.m})`,
+    `bench c1m: ${(r.at === null ? r.lastConnections : r.connections).toLocaleString('en-US')} connections${r.at === null ? ' (last sample)' : ''} of ${Number(s.connections).toLocaleString('en-US')} asked, ${s.gateways} gateways, ${s.routers} routers; ${Number(s.users).toLocaleString('en-US')} users (m = ${s.m})`,
   );
   if (r.ramp !== null) {
     lines.push(
@@ -250,6 +281,13 @@ export function formatC1mSummary(r: C1mReport): string {
       `  kernel       slab ${gb(r.kernel.slabBytes)} (+${gb(r.kernel.slabGrowthBytes)}), TCP buffers ${mb(r.kernel.tcpMemBytes)}, ${r.kernel.tcpSockets} TCP sockets; MemAvailable fell ${gb(r.memAvailableDropBytes)}`,
     );
   }
+  const cpu = (label: string, c: Readonly<Record<Role | 'machine', number>> | null): void => {
+    if (c === null) return;
+    const roles = ROLES.map((role) => `${role} ${c[role]}`).join(', ');
+    lines.push(`  cores ${label.padEnd(8)} ${roles}; whole machine ${c.machine}`);
+  };
+  cpu('ramp', r.cpuCores.ramp);
+  cpu('messages', r.cpuCores.messages);
   if (r.perConnection !== null) {
     const p = r.perConnection;
     lines.push(
@@ -261,9 +299,13 @@ export function formatC1mSummary(r: C1mReport): string {
       `  SERVER RAM   ${gb(r.serverSide.measuredBytes)} measured; ${gb(r.serverSide.perMillionUsersBytes)} per million users${r.serverSide.extrapolated ? ' (extrapolated from this run)' : ''} — the article: ${ARTICLE_GB_PER_MILLION.mochiweb} GB mochiweb, ${ARTICLE_GB_PER_MILLION.libeventC} GB libevent C`,
     );
   }
-  lines.push(
-    `  messages     sent ${r.sent}, delivered ${r.delivered}, received ${r.received}, failed ${r.failed}: ${r.countsMatch ? 'counts exact' : 'COUNTS DIFFER'}`,
-  );
+  if (r.sent + r.failed === 0 && r.abortedBy !== null)
+    lines.push('  messages     none: the run stopped first');
+  else {
+    lines.push(
+      `  messages     sent ${r.sent}, delivered ${r.delivered}, received ${r.received}, failed ${r.failed}: ${r.countsMatch ? 'counts exact' : 'COUNTS DIFFER'}`,
+    );
+  }
   if (r.latencyMs !== null) {
     lines.push(
       `  latency      p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms (send → flood)`,

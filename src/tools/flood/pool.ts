@@ -118,6 +118,8 @@ export class FloodPool implements ConnOwner {
   #lastRss = 0;
   #settled = false;
   #timer: NodeJS.Timeout | undefined;
+  /** The ramp waits for a connection to leave `connecting` (see #ramp). */
+  #blocked = false;
   #stopping = false;
   #started = false;
   #onIdle: (() => void) | undefined;
@@ -226,6 +228,13 @@ export class FloodPool implements ConnOwner {
       this.#checkIdle();
       return;
     }
+    if (c.started < due && c.connecting >= maxConnecting) {
+      // Held back by the cap on connections waiting for their head: the next head (or failure)
+      // resumes the ramp. Polling instead (every millisecond, in each of 50 workers) is what
+      // starved a slow server of the CPU it needed to answer them.
+      this.#blocked = true;
+      return;
+    }
     let delay = 1;
     if (c.started >= due && rate > 0) {
       const next = this.#t0 + (c.started * 1000) / rate;
@@ -280,6 +289,7 @@ export class FloodPool implements ConnOwner {
     c.connecting--;
     c.open++;
     c.opened++;
+    this.#unblock();
     this.#settle();
   }
 
@@ -314,6 +324,7 @@ export class FloodPool implements ConnOwner {
       c.connecting--;
       c.failed++;
       tally(c.errors, code);
+      this.#unblock();
     }
     conn.destroy();
     this.#settle();
@@ -337,6 +348,7 @@ export class FloodPool implements ConnOwner {
         }
       } else {
         c.connecting--;
+        this.#unblock();
         // Sockets flood itself aborted while connecting are neither failures nor closes.
         if (!this.#stopping || conn.err !== '') {
           c.failed++;
@@ -346,6 +358,13 @@ export class FloodPool implements ConnOwner {
     }
     this.#settle();
     this.#checkIdle();
+  }
+
+  /** A connection left `connecting`: resume a ramp that waited for that, once, after this turn. */
+  #unblock(): void {
+    if (!this.#blocked) return;
+    this.#blocked = false;
+    this.#timer = setTimeout(this.#tick, 0);
   }
 
   #checkIdle(): void {

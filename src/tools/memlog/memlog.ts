@@ -14,6 +14,9 @@
  *    listener covers (server side only: the client ends of loopback connections are not counted,
  *    nor a load generator's sockets that happen to use the port number as their source port)
  * 5. extra, after the article's columns: how many processes the RSS was summed over
+ * 6. extra: PSS in KB summed over the same processes (`/proc/<pid>/smaps_rollup`): shared pages
+ *    split between the processes sharing them, so unlike column 3 it does not count the node
+ *    binary once per cluster worker; blank when smaps_rollup could not be read
  *
  * Which processes: with explicit pids, those. Otherwise every process holding any socket whose
  * local port is the port, listening or established, plus the Node cluster workers of those
@@ -32,7 +35,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidInputError, UnavailableError } from '../../errors.js';
-import { readRssKb } from '../proc.js';
+import { readProcessMemory, readRssKb } from '../proc.js';
 import { findServerProcesses, scanPort } from './sockets.js';
 
 /** The article's interval: one line a minute. */
@@ -50,6 +53,8 @@ export interface Sample {
   readonly connections: number;
   /** Processes summed into `rssKb`; `undefined` for logs written by the article's one-liner. */
   readonly processes: number | undefined;
+  /** PSS of the same processes, KB; `undefined` for older logs or when it could not be read. */
+  readonly pssKb?: number | undefined;
 }
 
 /** Formats `d` like `date(1)` in the C locale: `Mon Oct  5 16:57:24 BST 2008`. */
@@ -73,7 +78,10 @@ export function formatDate(d: Date): string {
 /** One memlog line for `s`, without the newline. */
 export function formatSample(s: Sample): string {
   const cols = [s.date.replace(/\t/g, ' '), String(s.time), String(s.rssKb), String(s.connections)];
-  if (s.processes !== undefined) cols.push(String(s.processes));
+  if (s.processes !== undefined) {
+    cols.push(String(s.processes));
+    if (s.pssKb !== undefined) cols.push(String(s.pssKb));
+  }
   return cols.join('\t');
 }
 
@@ -84,7 +92,7 @@ const UNIX_TIME = /^\d+(?:\.\d+)?$/;
  * Reads memlog text into samples, in file order. Accepts our lines, the article's one-liner
  * output (`ps` pads RSS with spaces), and copies whose tabs were turned into spaces (the unix
  * time is then the first number of nine or more digits after the date). Blank lines and lines
- * starting with `#` are skipped; columns after the fifth are ignored.
+ * starting with `#` are skipped; columns after the sixth are ignored.
  *
  * @param source Named in error messages (a file name).
  * @throws InvalidInputError naming the line number and quoting the line.
@@ -121,16 +129,18 @@ function parseLine(raw: string): Sample | undefined {
     date = tokens.slice(0, at).join(' ');
     nums = tokens.slice(at);
   }
-  const [time, rss, conns, procs] = nums;
+  const [time, rss, conns, procs, pss] = nums;
   if (time === undefined || rss === undefined || conns === undefined) return undefined;
   if (!UNIX_TIME.test(time) || !UINT.test(rss) || !UINT.test(conns)) return undefined;
   if (procs !== undefined && procs !== '' && !UINT.test(procs)) return undefined;
+  if (pss !== undefined && pss !== '' && !UINT.test(pss)) return undefined;
   return {
     date,
     time: Number(time),
     rssKb: Number(rss),
     connections: Number(conns),
     processes: procs === undefined || procs === '' ? undefined : Number(procs),
+    ...(pss === undefined || pss === '' ? {} : { pssKb: Number(pss) }),
   };
 }
 
@@ -166,12 +176,15 @@ export async function takeSample(target: SampleTarget, at?: Date): Promise<Sampl
   // Timestamp the sample when RSS is read: the port scan before may take seconds on a busy box.
   const now = at ?? new Date();
   let rssKb = 0;
+  let pssKb: number | undefined = 0;
   let processes = 0;
   for (const pid of pids) {
     const rss = readRssKb(pid);
     if (rss === undefined) continue;
     rssKb += rss;
     processes++;
+    const mem = readProcessMemory(pid);
+    pssKb = mem === undefined || pssKb === undefined ? undefined : pssKb + Math.round(mem.pssBytes / 1024);
   }
   if (processes === 0) {
     let problem: string;
@@ -191,6 +204,7 @@ export async function takeSample(target: SampleTarget, at?: Date): Promise<Sampl
     rssKb,
     connections: scan.established,
     processes,
+    ...(pssKb === undefined ? {} : { pssKb }),
   };
   return { sample };
 }
