@@ -183,6 +183,15 @@ describe('bench c1m: report', () => {
     assert.match(formatC1mSummary(r), /SERVER RAM .* per million users \(extrapolated/);
   });
 
+  test("the slab's /proc inodes are reported but left out of the sockets' kernel memory", () => {
+    const r = buildC1mReport({ ...base, slabCaches: [{ cache: 'proc_inode_cache', bytes: 200 * MB }] });
+    assert.equal(r.kernel?.slabGrowthBytes, 1000 * MB);
+    assert.equal(r.kernel?.procInodeGrowthBytes, 200 * MB);
+    assert.equal(r.kernel?.socketSlabGrowthBytes, 800 * MB);
+    assert.equal(r.perConnection?.kernelBothEndsBytes, Math.round((800 * MB) / 100_000));
+    assert.equal(r.serverSide?.measuredBytes, (300 + 50 + 30 + 120 + 400) * MB);
+  });
+
   test('counts that disagree are a MISMATCH problem and the run is not ok', () => {
     const r = buildC1mReport({ ...base, counts: { sent: 100, delivered: 3100, received: 3099, failed: 0 } });
     assert.equal(r.ok, false);

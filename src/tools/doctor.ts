@@ -134,7 +134,8 @@ export function runChecks(o: DoctorOptions): Check[] {
     // Loopback packets queue per CPU up to this many; past it the kernel drops them (the 'dropped'
     // column of /proc/net/softnet_stat). Measured here with the default 1,000: over 500,000 drops
     // across runs of 100,000–200,000 connections; see BENCHMARKS.md for what followed at 200,000.
-    const ok = netdevBacklog >= 10_000 || n < 50_000;
+    // The same thresholds as `bench c1m` (src/bench/c1m/kernel.ts), which measured a million with them.
+    const ok = netdevBacklog >= 100_000 || n <= 50_000;
     checks.push({
       name: 'net.core.netdev_max_backlog (loopback packet queue)',
       value: fmt(netdevBacklog),
@@ -149,9 +150,9 @@ export function runChecks(o: DoctorOptions): Check[] {
     checks.push({
       name: 'net.ipv4.tcp_max_syn_backlog',
       value: fmt(synBacklog),
-      status: synBacklog >= 2048 ? 'ok' : 'warn',
+      status: synBacklog >= 4096 || n <= 20_000 ? 'ok' : 'warn',
       advice:
-        synBacklog >= 2048
+        synBacklog >= 4096 || n <= 20_000
           ? 'enough for fast ramp-ups'
           : 'fast ramp-ups may drop SYNs: sysctl -w net.ipv4.tcp_max_syn_backlog=4096',
     });

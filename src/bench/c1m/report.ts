@@ -5,11 +5,17 @@
  * The headline is the RAM the server side needs per million users: the PSS of gateways, routers,
  * the cluster's primary and NATS, plus the kernel's server-side half of the socket memory (slab
  * and TCP buffer pages grown since the empty cluster, halved: both ends of every connection are
- * on this box, and the two ends are the same kind of socket). The flood is the users' browsers
+ * on this box, and the two ends are the same kind of socket). The slab's `proc_inode_cache` growth
+ * is left out of that and reported on its own: it is /proc entries made by whoever lists
+ * processes' descriptors (on this machine its own agent does, at a million sockets), not memory a
+ * connection needs. The flood is the users' browsers
  * and is left out of it, but reported.
  */
 import type { LatencySummary } from '../../tools/msggen/latency.js';
 import { addRoles, type C1mSample, ROLES, type Role, type RoleMemory, SERVER_ROLES } from './memory.js';
+
+/** The slab cache of /proc inodes, left out of the sockets' kernel memory (see buildC1mReport). */
+const PROC_INODES = 'proc_inode_cache';
 
 /** The article's figures for a million connections (part 3): mochiweb and libevent C. */
 export const ARTICLE_GB_PER_MILLION = { mochiweb: 40, libeventC: 10 } as const;
@@ -82,7 +88,12 @@ export interface C1mReport {
   readonly kernel: {
     readonly slabBytes: number;
     readonly tcpMemBytes: number;
+    /** All of the slab's growth since the empty cluster. */
     readonly slabGrowthBytes: number;
+    /** Of it, `proc_inode_cache`: /proc entries someone looked up, not sockets. */
+    readonly procInodeGrowthBytes: number;
+    /** The growth the connections account for: the rest (the kernel figures below use this). */
+    readonly socketSlabGrowthBytes: number;
     readonly tcpMemGrowthBytes: number;
     readonly tcpSockets: number;
     readonly growthByCache: C1mInput['slabCaches'];
@@ -160,12 +171,18 @@ export function buildC1mReport(input: C1mInput): C1mReport {
   let serverSide: C1mReport['serverSide'] = null;
   let kernel: C1mReport['kernel'] = null;
   if (head !== undefined && empty !== undefined) {
-    const slabGrowth = head.kernel.slabBytes - empty.kernel.slabBytes;
+    const totalSlabGrowth = head.kernel.slabBytes - empty.kernel.slabBytes;
+    // /proc inodes are made by whatever lists /proc/<pid>/fd (on this machine, its own agent,
+    // which reads every process's descriptors): reclaimable, and not part of holding a socket.
+    const procInodes = input.slabCaches?.find((c) => c.cache === PROC_INODES)?.bytes ?? 0;
+    const slabGrowth = Math.max(0, totalSlabGrowth - procInodes);
     const tcpGrowth = head.kernel.tcpMemBytes - empty.kernel.tcpMemBytes;
     kernel = {
       slabBytes: head.kernel.slabBytes,
       tcpMemBytes: head.kernel.tcpMemBytes,
-      slabGrowthBytes: slabGrowth,
+      slabGrowthBytes: totalSlabGrowth,
+      procInodeGrowthBytes: procInodes,
+      socketSlabGrowthBytes: slabGrowth,
       tcpMemGrowthBytes: tcpGrowth,
       tcpSockets: head.kernel.tcpSockets,
       growthByCache: input.slabCaches,
@@ -251,8 +268,8 @@ export function buildC1mReport(input: C1mInput): C1mReport {
 
 const GB = 1024 ** 3;
 const MB = 1024 ** 2;
-const gb = (b: number): string => `${(b / GB).toFixed(2)} GB`;
-const mb = (b: number): string => `${(b / MB).toFixed(0)} MB`;
+const gb = (b: number): string => `${(b / GB).toFixed(2)} GiB`;
+const mb = (b: number): string => `${(b / MB).toFixed(0)} MiB`;
 const kb = (b: number): string => `${(b / 1024).toFixed(2)} KB`;
 
 /** The one-screen summary. */
@@ -278,7 +295,7 @@ export function formatC1mSummary(r: C1mReport): string {
   }
   if (r.kernel !== null) {
     lines.push(
-      `  kernel       slab ${gb(r.kernel.slabBytes)} (+${gb(r.kernel.slabGrowthBytes)}), TCP buffers ${mb(r.kernel.tcpMemBytes)}, ${r.kernel.tcpSockets} TCP sockets; MemAvailable fell ${gb(r.memAvailableDropBytes)}`,
+      `  kernel       slab ${gb(r.kernel.slabBytes)} (+${gb(r.kernel.slabGrowthBytes)}, of which /proc inodes ${gb(r.kernel.procInodeGrowthBytes)}), TCP buffers ${mb(r.kernel.tcpMemBytes)}, ${r.kernel.tcpSockets} TCP sockets; MemAvailable fell ${gb(r.memAvailableDropBytes)}`,
     );
   }
   const cpu = (label: string, c: Readonly<Record<Role | 'machine', number>> | null): void => {
@@ -296,7 +313,7 @@ export function formatC1mSummary(r: C1mReport): string {
   }
   if (r.serverSide !== null) {
     lines.push(
-      `  SERVER RAM   ${gb(r.serverSide.measuredBytes)} measured; ${gb(r.serverSide.perMillionUsersBytes)} per million users${r.serverSide.extrapolated ? ' (extrapolated from this run)' : ''} — the article: ${ARTICLE_GB_PER_MILLION.mochiweb} GB mochiweb, ${ARTICLE_GB_PER_MILLION.libeventC} GB libevent C`,
+      `  SERVER RAM   ${gb(r.serverSide.measuredBytes)} (${(r.serverSide.measuredBytes / 1e9).toFixed(2)} GB) measured; ${gb(r.serverSide.perMillionUsersBytes)} per million users${r.serverSide.extrapolated ? ' (extrapolated from this run)' : ''} — the article: ${ARTICLE_GB_PER_MILLION.mochiweb} GB mochiweb, ${ARTICLE_GB_PER_MILLION.libeventC} GB libevent C`,
     );
   }
   if (r.sent + r.failed === 0 && r.abortedBy !== null)
