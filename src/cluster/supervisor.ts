@@ -29,6 +29,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { ConfigError, UnavailableError } from '../errors.js';
+import { listeningAnnouncement } from '../limits.js';
 import type { Logger } from '../log.js';
 
 /** One kind of worker and how to start it. */
@@ -245,19 +246,4 @@ export class Supervisor {
 
 function slot(role: 'gateway' | 'router', n: number): Slot {
   return { role, n, worker: undefined, startedAt: 0, backoffMs: MIN_BACKOFF_MS, restarts: 0 };
-}
-
-/** The IPC message a worker sends for a socket it bound itself (SO_REUSEPORT). */
-const LISTENING = 'switchboard:listening';
-
-/** In a cluster worker, tells the supervisor about `address`, which node:cluster did not see. */
-export function announceListening(address: AddressInfo): void {
-  if (cluster.isWorker) process.send?.({ type: LISTENING, address });
-}
-
-function listeningAnnouncement(m: unknown): AddressInfo | undefined {
-  if (typeof m !== 'object' || m === null || (m as { type?: unknown }).type !== LISTENING) return undefined;
-  const a = (m as { address?: unknown }).address;
-  if (typeof a !== 'object' || a === null || typeof (a as AddressInfo).port !== 'number') return undefined;
-  return a as AddressInfo;
 }
