@@ -20,7 +20,7 @@ import {
 } from '../src/bench/c1m/kernel.js';
 import type { C1mSample, Role, RoleMemory } from '../src/bench/c1m/memory.js';
 import { buildC1mReport, type C1mInput, type C1mReport, formatC1mSummary } from '../src/bench/c1m/report.js';
-import { CliProcess } from './support/processes.js';
+import { CliProcess, NATS_SERVER } from './support/processes.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -275,6 +275,32 @@ describe('bench c1m: scaled down, for real', () => {
     const pids = [...log.matchAll(/"(?:gateway|router)-\d+":(\d+)/g)].map((m) => Number(m[1]));
     assert.equal(pids.length, 3);
     for (const pid of pids) assert.ok(!alive(pid), `worker ${pid} was stopped`);
+  });
+
+  test('--nats-server: the run starts a NATS of its own (JetStream in a temp folder) and stops it', async () => {
+    const out = tempDir();
+    const run = await c1m(
+      [
+        '--users',
+        '1500',
+        '--gateways',
+        '1',
+        '--msg-rate',
+        '50',
+        '--duration',
+        '1s',
+        '--hold',
+        '200ms',
+      ].concat(['--sample-every', '500ms', '--nats-server', NATS_SERVER, '--out-dir', out]),
+    );
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr.slice(-3000)}`);
+    const r = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as C1mReport;
+    const bus = String(r.settings.busUrl);
+    assert.match(bus, /^nats:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(bus, 'nats://127.0.0.1:4222');
+    assert.equal(r.roles?.nats.processes, 1);
+    assert.ok(r.countsMatch);
+    assert.match(run.stderr, /nats: starting .*nats-server on 127\.0\.0\.1:\d+/);
   });
 
   test('a MemAvailable floor above the machine stops the run at its first sample, with a report', async () => {

@@ -33,6 +33,7 @@ import { childPids, findPortOwners } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
 import { sumCpuSeconds } from '../../tools/proc.js';
 import type { ProcessExit } from '../harness/cli-process.js';
+import { untilCountSettles } from '../harness/drain.js';
 import { ServerProcess } from '../harness/server-process.js';
 import { type PhaseSpan, renderC10kChart } from './chart.js';
 import { type C10kOptions, type ResolvedC10kOptions, resolveC10kOptions } from './options.js';
@@ -392,20 +393,10 @@ class C10kRun {
   async #drain(): Promise<void> {
     const target = this.#msggen?.delivered ?? 0;
     this.#enter('drain', `waiting up to ${this.#o.drainMs} ms for ${target} chunks`);
-    const start = performance.now();
-    let last = -1;
-    let lastChange = start;
-    for (;;) {
-      const chunks = this.#floodLatest?.chunks ?? 0;
-      const now = performance.now();
-      if (chunks !== last) {
-        last = chunks;
-        lastChange = now;
-      }
-      if (chunks >= target || now - lastChange >= DRAIN_STABLE_MS || now - start >= this.#o.drainMs) break;
-      // Not the run's signal: a drain after SIGINT is what keeps the counts comparable.
-      await sleep(100);
-    }
+    await untilCountSettles(() => this.#floodLatest?.chunks ?? 0, target, {
+      stableMs: DRAIN_STABLE_MS,
+      maxMs: this.#o.drainMs,
+    });
     await this.#mark('drained');
     const cpu = sumCpuSeconds(
       await childPids([process.pid]).then((p) => p.filter((x) => !this.#pids.includes(x))),

@@ -22,7 +22,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,7 +32,9 @@ import { childPids, findSocketOwners, scanPort } from '../../tools/memlog/socket
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
 import { machineCpu } from '../../tools/proc.js';
 import { CliProcess } from '../harness/cli-process.js';
+import { untilCountSettles } from '../harness/drain.js';
 import { deleteHistoryStream } from '../harness/nats.js';
+import { freePorts } from '../harness/peers.js';
 import { renderC1mChart } from './chart.js';
 import {
   checkKernel,
@@ -310,7 +311,7 @@ class C1mRun {
       }
       return;
     }
-    const port = await freePort();
+    const [port] = await freePorts(1);
     const dir = path.join(this.#tmp ?? o.outDir, 'jetstream');
     this.#enter('nats', `starting ${o.natsServer} on 127.0.0.1:${port} (JetStream in ${dir})`);
     const child = spawn(o.natsServer, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], {
@@ -459,19 +460,10 @@ class C1mRun {
   async #drain(): Promise<void> {
     const target = this.#msggen?.delivered ?? this.#msggenLatest?.delivered ?? 0;
     this.#enter('drain', `up to ${this.#o.drainMs} ms for ${target} deliveries`);
-    const start = performance.now();
-    let last = -1;
-    let lastChange = start;
-    for (;;) {
-      const got = this.#floodLatest?.chunks ?? 0;
-      const now = performance.now();
-      if (got !== last) {
-        last = got;
-        lastChange = now;
-      }
-      if (got >= target || now - lastChange >= DRAIN_STABLE_MS || now - start >= this.#o.drainMs) break;
-      await sleep(100);
-    }
+    await untilCountSettles(() => this.#floodLatest?.chunks ?? 0, target, {
+      stableMs: DRAIN_STABLE_MS,
+      maxMs: this.#o.drainMs,
+    });
     await this.#mark('drained');
   }
 
@@ -656,15 +648,6 @@ class C1mRun {
 }
 
 const mb = (b: number): string => `${Math.round(b / 1024 ** 2)} MB`;
-
-/** A port nobody listens on now at 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The pids of the nats-server processes holding the port of `busUrl`, found once before the load. */
 async function natsPids(busUrl: string): Promise<number[]> {

@@ -146,7 +146,7 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** `n` distinct ports that were free a moment ago (all held open at once, so they differ). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers: Server[] = [];
   for (let i = 0; i < n; i++) {
     const s = createServer();
