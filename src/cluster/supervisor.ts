@@ -13,9 +13,9 @@
  * kernel` (the default where Node has it) each gateway binds the client port itself with
  * SO_REUSEPORT and the kernel picks a gateway's accept queue per connection; with `--accept
  * primary` this process owns the listening socket and hands each accepted connection to a
- * gateway over IPC (node:cluster round-robin), which at a few hundred thousand connections is
- * the bottleneck: one process accepting for all, its pending handles against its own 20,000
- * open-files limit. Gateways hold
+ * gateway over IPC (node:cluster round-robin): one process accepting for all, holding the
+ * pending handles against its own 20,000 open-files limit (a 400,000-connection ramp through it
+ * had 178,237 resets; which of those two limits caused them was not measured). Gateways hold
  * connections (each up to the 20,000 open-files limit of one process, the reason there are many);
  * routers take the publish API. With no routers the gateways take the API too.
  *
