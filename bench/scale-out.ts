@@ -17,13 +17,13 @@
  * how the warm-up went.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MAX_C10K_CONNECTIONS } from '../src/bench/c10k/options.js';
 import { type BenchSpec, parseBenchArgs } from '../src/bench/harness/args.js';
 import { CLI_MAIN } from '../src/bench/harness/cli-process.js';
-import { findSocketOwners, scanPort } from '../src/tools/memlog/sockets.js';
+import { natsServerPids } from '../src/bench/harness/nats.js';
 import { readRssKb } from '../src/tools/proc.js';
 import { sleep } from './support.js';
 
@@ -88,18 +88,6 @@ const values = parseBenchArgs(spec);
 
 /** A duration flag passed on as it is usually written (`60s`, `0.25s`). */
 const seconds = (ms: number): string => `${ms / 1000}s`;
-
-/**
- * Pids of the NATS server behind `busUrl` (the processes holding its port whose command is
- * nats-server), found once before the run: the search reads every process's open files, which
- * costs a core's worth of time once the gateways and the flood hold 200,000 sockets.
- */
-async function natsPids(busUrl: string): Promise<number[]> {
-  const port = Number(new URL(busUrl).port || 4222);
-  const scan = await scanPort(port, true);
-  const owners = await findSocketOwners(scan.inodes);
-  return owners.pids.filter((pid) => /nats-server/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1')));
-}
 
 /** RSS (KB) of those pids, or null when there are none (NATS not local, or not readable). */
 function natsRssKb(pids: readonly number[]): number | null {
@@ -219,7 +207,7 @@ async function main(): Promise<void> {
     },
   );
   const warmup = await warmUp(ready.clients, ready.api);
-  const nats = await natsPids(values.bus);
+  const nats = await natsServerPids(values.bus);
   const natsBefore = natsRssKb(nats);
   let natsPeak = natsBefore ?? 0;
   const natsTimer = setInterval(() => {

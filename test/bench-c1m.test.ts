@@ -227,6 +227,14 @@ const alive = (pid: number): boolean => {
   }
 };
 
+/** The cluster's `workers` worker pids, from its ready line in the run's cluster.log, are all gone. */
+function assertWorkersStopped(out: string, workers: number): void {
+  const log = readFileSync(path.join(out, 'cluster.log'), 'utf8');
+  const pids = [...log.matchAll(/"(?:gateway|router)-\d+":(\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(pids.length, workers);
+  for (const pid of pids) assert.ok(!alive(pid), `worker ${pid} was stopped`);
+}
+
 describe('bench c1m: scaled down, for real', () => {
   test('3,000 users with friends, 2 gateways: every delivery counted exactly, memory by role, a chart', async () => {
     const out = tempDir();
@@ -271,10 +279,7 @@ describe('bench c1m: scaled down, for real', () => {
     assert.ok(existsSync(path.join(out, 'c1m.png')) && existsSync(path.join(out, 'c1m.svg')));
     assert.match(run.stdout, /counts exact/);
     assert.match(run.stdout, /SERVER RAM/);
-    const log = readFileSync(path.join(out, 'cluster.log'), 'utf8');
-    const pids = [...log.matchAll(/"(?:gateway|router)-\d+":(\d+)/g)].map((m) => Number(m[1]));
-    assert.equal(pids.length, 3);
-    for (const pid of pids) assert.ok(!alive(pid), `worker ${pid} was stopped`);
+    assertWorkersStopped(out, 3);
   });
 
   test('--nats-server: the run starts a NATS of its own (JetStream in a temp folder) and stops it', async () => {
@@ -339,10 +344,7 @@ describe('bench c1m: scaled down, for real', () => {
     assert.equal(r.lastConnections, 2000);
     assert.deepEqual([r.sent, r.countsMatch], [0, false]);
     assert.match(run.stdout, /messages {5}none: the run stopped first/);
-    const log = readFileSync(path.join(out, 'cluster.log'), 'utf8');
-    const pids = [...log.matchAll(/"(?:gateway|router)-\d+":(\d+)/g)].map((m) => Number(m[1]));
-    assert.equal(pids.length, 3);
-    for (const pid of pids) assert.ok(!alive(pid), `worker ${pid} was stopped`);
+    assertWorkersStopped(out, 3);
   });
 
   test('kernel settings too small for the run are refused (exit 2) with the commands that fix them', async (t) => {

@@ -166,9 +166,8 @@ export class TallyRounds {
    * publish (queued after it), so message and tally request leave in one socket write.
    */
   willAdd(): void {
-    if (this.#scheduled || this.#held || this.#rounds.size > 0) return;
-    // Many gateways: rounds stay spaced (see roundGapMs); add() schedules this one.
-    if (this.#gapMs > ROUND_GAP_MS && performance.now() - this.#lastSentAt < this.#gapMs) return;
+    // A round out, or rounds spaced for many gateways: add() schedules this one.
+    if (this.#scheduled || this.#held || this.#rounds.size > 0 || this.#waitMs() > 0) return;
     this.#scheduled = true;
     queueMicrotask(() => {
       this.#scheduled = false;
@@ -239,8 +238,7 @@ export class TallyRounds {
   #schedule(): void {
     if (this.#scheduled || this.#held || this.#batch.length === 0) return;
     this.#scheduled = true;
-    const spaced = this.#rounds.size > 0 || this.#gapMs > ROUND_GAP_MS;
-    const wait = spaced ? this.#lastSentAt + this.#gapMs - performance.now() : 0;
+    const wait = this.#waitMs();
     if (wait <= 0) {
       setImmediate(() => {
         this.#scheduled = false;
@@ -253,6 +251,15 @@ export class TallyRounds {
         this.#flush();
       }, Math.ceil(wait));
     }
+  }
+
+  /**
+   * How long the next round must wait: none when no round is out, unless the last one asked so
+   * many gateways that rounds are spaced (see roundGapMs); else until the gap since it has passed.
+   */
+  #waitMs(): number {
+    if (this.#rounds.size === 0 && this.#gapMs <= ROUND_GAP_MS) return 0;
+    return this.#lastSentAt + this.#gapMs - performance.now();
   }
 
   /** A round ended: if none is out any more, a batch waiting for that goes in the next turn. */

@@ -3,11 +3,11 @@
  * connection target. Each check reads the live value (from /proc), says whether it holds for
  * the target, and what to change when it does not.
  */
-import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { openFilesLimit, RESERVED_FDS } from '../limits.js';
 import { LEAN_NODE_ARGS } from '../options.js';
 import { AUTO_PER_SOURCE, autoSourceCount, sourceRange } from './flood/plan.js';
+import { readSysctl } from './proc.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -30,18 +30,6 @@ export interface DoctorOptions {
   readonly clientKBPerConn: number;
   /** Kernel memory per socket, KB (socket + TCP state, idle, small buffers). */
   readonly kernelKBPerSocket: number;
-}
-
-function read(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-function sysctl(name: string): string | undefined {
-  return read(`/proc/sys/${name.replaceAll('.', '/')}`);
 }
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
@@ -89,7 +77,7 @@ export function runChecks(o: DoctorOptions): Check[] {
   }
 
   const sockets = o.localClients ? 2 * n : n;
-  const fileMax = Number(sysctl('fs.file-max') ?? Number.NaN);
+  const fileMax = Number(readSysctl('fs.file-max') ?? Number.NaN);
   if (Number.isFinite(fileMax)) {
     checks.push({
       name: 'fs.file-max (system-wide files)',
@@ -102,7 +90,7 @@ export function runChecks(o: DoctorOptions): Check[] {
     });
   }
 
-  const range = sysctl('net.ipv4.ip_local_port_range')?.split(/\s+/).map(Number);
+  const range = readSysctl('net.ipv4.ip_local_port_range')?.split(/\s+/).map(Number);
   if (range && range.length === 2) {
     const ports = range[1]! - range[0]! + 1;
     const sources = autoSourceCount(n, 1, ports);
@@ -117,7 +105,7 @@ export function runChecks(o: DoctorOptions): Check[] {
     });
   }
 
-  const somaxconn = Number(sysctl('net.core.somaxconn') ?? Number.NaN);
+  const somaxconn = Number(readSysctl('net.core.somaxconn') ?? Number.NaN);
   if (Number.isFinite(somaxconn)) {
     checks.push({
       name: 'net.core.somaxconn (listen backlog)',
@@ -129,7 +117,7 @@ export function runChecks(o: DoctorOptions): Check[] {
           : 'connection bursts may be refused: sysctl -w net.core.somaxconn=4096',
     });
   }
-  const netdevBacklog = Number(sysctl('net.core.netdev_max_backlog') ?? Number.NaN);
+  const netdevBacklog = Number(readSysctl('net.core.netdev_max_backlog') ?? Number.NaN);
   if (Number.isFinite(netdevBacklog) && o.localClients) {
     // Loopback packets queue per CPU up to this many; past it the kernel drops them (the 'dropped'
     // column of /proc/net/softnet_stat). Measured here with the default 1,000: over 500,000 drops
@@ -145,7 +133,7 @@ export function runChecks(o: DoctorOptions): Check[] {
         : `a load generator on this box sends through loopback, whose packets past ${fmt(netdevBacklog)} per CPU are dropped: sysctl -w net.core.netdev_max_backlog=100000`,
     });
   }
-  const synBacklog = Number(sysctl('net.ipv4.tcp_max_syn_backlog') ?? Number.NaN);
+  const synBacklog = Number(readSysctl('net.ipv4.tcp_max_syn_backlog') ?? Number.NaN);
   if (Number.isFinite(synBacklog)) {
     checks.push({
       name: 'net.ipv4.tcp_max_syn_backlog',
@@ -158,7 +146,7 @@ export function runChecks(o: DoctorOptions): Check[] {
     });
   }
 
-  const tcpMem = sysctl('net.ipv4.tcp_mem')?.split(/\s+/).map(Number);
+  const tcpMem = readSysctl('net.ipv4.tcp_mem')?.split(/\s+/).map(Number);
   if (tcpMem && tcpMem.length === 3) {
     const pageKB = 4;
     const maxKB = tcpMem[2]! * pageKB;
@@ -175,11 +163,11 @@ export function runChecks(o: DoctorOptions): Check[] {
     });
   }
 
-  const conntrack = sysctl('net.netfilter.nf_conntrack_max');
+  const conntrack = readSysctl('net.netfilter.nf_conntrack_max');
   if (conntrack !== undefined) {
     const max = Number(conntrack);
     // A count of 0 while this very process has sockets open means nothing is being tracked.
-    const tracking = Number(sysctl('net.netfilter.nf_conntrack_count') ?? '1') > 0;
+    const tracking = Number(readSysctl('net.netfilter.nf_conntrack_count') ?? '1') > 0;
     checks.push({
       name: 'net.netfilter.nf_conntrack_max',
       value: `${fmt(max)}${tracking ? '' : ' (no connections tracked now)'}`,

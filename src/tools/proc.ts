@@ -143,6 +143,11 @@ export function countFds(pid: number): number | undefined {
   }
 }
 
+/** The value of kernel setting `key` (`net.core.somaxconn`), trimmed; `undefined` where it does not exist. */
+export function readSysctl(key: string): string | undefined {
+  return readProcFile(`/proc/sys/${key.replaceAll('.', '/')}`)?.trim();
+}
+
 /** `MemAvailable` of the machine, bytes (`/proc/meminfo`). */
 export function memAvailableBytes(): number {
   return Number(/^MemAvailable:\s+(\d+) kB/m.exec(readProcFile('/proc/meminfo') ?? '')?.[1] ?? 0) * 1024;

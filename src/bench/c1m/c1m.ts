@@ -28,12 +28,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, errorMessage } from '../../errors.js';
 import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
-import { childPids, findSocketOwners, scanPort } from '../../tools/memlog/sockets.js';
+import { childPids } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
 import { machineCpu } from '../../tools/proc.js';
 import { CliProcess } from '../harness/cli-process.js';
 import { untilCountSettles } from '../harness/drain.js';
-import { deleteHistoryStream } from '../harness/nats.js';
+import { deleteHistoryStream, natsServerPids } from '../harness/nats.js';
 import { freePorts } from '../harness/peers.js';
 import { renderC1mChart } from './chart.js';
 import {
@@ -45,7 +45,7 @@ import {
   slabGrowth,
   tuneCommands,
 } from './kernel.js';
-import { type C1mSample, ROLES, type Role, sampleRoles } from './memory.js';
+import { type C1mSample, ROLES, type Role, SERVER_ROLES, sampleRoles } from './memory.js';
 import { type C1mOptions, type ResolvedC1mOptions, resolveC1mOptions } from './options.js';
 import { buildC1mReport, type C1mMark, type C1mMarkName, type C1mReport } from './report.js';
 
@@ -305,7 +305,7 @@ class C1mRun {
     const o = this.#o;
     if (o.natsServer === undefined) {
       this.#enter('nats', `using the NATS server at ${o.bus}`);
-      this.#pids.nats = await natsPids(o.bus);
+      this.#pids.nats = await natsServerPids(o.bus);
       if (this.#pids.nats.length === 0) {
         this.#say('nats: its process is not on this machine (or not readable); its memory is not counted');
       }
@@ -530,7 +530,7 @@ class C1mRun {
 
   #deadPids(): string[] {
     const dead: string[] = [];
-    for (const role of ['gateways', 'routers', 'primary', 'nats'] as const) {
+    for (const role of SERVER_ROLES) {
       for (const pid of this.#pids[role]) {
         try {
           process.kill(pid, 0);
@@ -648,19 +648,6 @@ class C1mRun {
 }
 
 const mb = (b: number): string => `${Math.round(b / 1024 ** 2)} MB`;
-
-/** The pids of the nats-server processes holding the port of `busUrl`, found once before the load. */
-async function natsPids(busUrl: string): Promise<number[]> {
-  const port = Number(new URL(busUrl).port || 4222);
-  const scan = await scanPort(port, true);
-  const owners = await findSocketOwners(scan.inodes);
-  const out: number[] = [];
-  for (const pid of owners.pids) {
-    const cmd = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
-    if (cmd.includes('nats-server')) out.push(pid);
-  }
-  return out;
-}
 
 /** SIGTERM, then SIGKILL after 30 s; resolves when it has exited. */
 async function stopChild(child: ChildProcess): Promise<void> {

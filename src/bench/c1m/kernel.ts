@@ -13,6 +13,7 @@
  * - `net.netfilter.nf_conntrack_max`: only when connection tracking is in use (its count is not 0).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { readSysctl } from '../../tools/proc.js';
 
 /** One kernel setting: its /proc/sys name, the value it needs and why. */
 export interface KernelRequirement {
@@ -30,20 +31,9 @@ export interface KernelCheck extends KernelRequirement {
   readonly ok: boolean;
 }
 
-const procPath = (key: string): string => `/proc/sys/${key.replace(/\./g, '/')}`;
-
-/** The value of `key`, trimmed, or null when the setting does not exist here. */
-export function readSysctl(key: string): string | null {
-  try {
-    return readFileSync(procPath(key), 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
-
 /** Writes `value` to `key`; throws the OS error (EACCES when not root). */
 export function writeSysctl(key: string, value: string): void {
-  writeFileSync(procPath(key), `${value}\n`);
+  writeFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, `${value}\n`);
 }
 
 /** What a run of `connections` loopback connections needs from the kernel. */
@@ -82,7 +72,7 @@ export function kernelRequirements(connections: number): KernelRequirement[] {
 /** Reads every requirement's value now. */
 export function checkKernel(requirements: readonly KernelRequirement[]): KernelCheck[] {
   return requirements.map((r) => {
-    const value = readSysctl(r.key);
+    const value = readSysctl(r.key) ?? null;
     const first = value === null ? Number.NaN : Number(value.split(/\s+/)[0]);
     return { ...r, value, ok: value !== null && first >= r.atLeast };
   });

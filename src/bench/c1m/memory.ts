@@ -49,23 +49,28 @@ export interface C1mSample {
   readonly machineBusySeconds: number;
 }
 
+const NONE: RoleMemory = { processes: 0, pssBytes: 0, privateBytes: 0, rssBytes: 0, cpuSeconds: 0 };
+
+/** `a` and `b` added up. */
+function plus(a: RoleMemory, b: RoleMemory): RoleMemory {
+  return {
+    processes: a.processes + b.processes,
+    pssBytes: a.pssBytes + b.pssBytes,
+    privateBytes: a.privateBytes + b.privateBytes,
+    rssBytes: a.rssBytes + b.rssBytes,
+    cpuSeconds: a.cpuSeconds + b.cpuSeconds,
+  };
+}
+
 /** Sums the memory of `pids`; processes that are gone count as none. */
 export function sumMemory(pids: readonly number[]): RoleMemory {
-  let processes = 0;
-  let pssBytes = 0;
-  let privateBytes = 0;
-  let rssBytes = 0;
-  let cpuSeconds = 0;
+  let sum = NONE;
   for (const pid of pids) {
     const m = readProcessMemory(pid);
     if (m === undefined) continue;
-    processes++;
-    pssBytes += m.pssBytes;
-    privateBytes += m.privateBytes;
-    rssBytes += m.rssBytes;
-    cpuSeconds += readCpuSeconds(pid) ?? 0;
+    sum = plus(sum, { processes: 1, ...m, cpuSeconds: readCpuSeconds(pid) ?? 0 });
   }
-  return { processes, pssBytes, privateBytes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
+  return { ...sum, cpuSeconds: Math.round(sum.cpuSeconds * 100) / 100 };
 }
 
 /** Every role's memory now. */
@@ -77,17 +82,5 @@ export function sampleRoles(pids: Readonly<Record<Role, readonly number[]>>): Re
 
 /** The roles' figures added up. */
 export function addRoles(roles: Readonly<Record<Role, RoleMemory>>, which: readonly Role[]): RoleMemory {
-  let processes = 0;
-  let pssBytes = 0;
-  let privateBytes = 0;
-  let rssBytes = 0;
-  let cpuSeconds = 0;
-  for (const r of which) {
-    processes += roles[r].processes;
-    pssBytes += roles[r].pssBytes;
-    privateBytes += roles[r].privateBytes;
-    rssBytes += roles[r].rssBytes;
-    cpuSeconds += roles[r].cpuSeconds;
-  }
-  return { processes, pssBytes, privateBytes, rssBytes, cpuSeconds };
+  return which.reduce((sum, r) => plus(sum, roles[r]), NONE);
 }
