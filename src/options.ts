@@ -116,6 +116,10 @@ export const OPTIONS = {
     pattern: [/^[A-Za-z0-9_-]{1,64}$/, '1-64 letters, digits, _ or -'],
     help: 'Subject prefix on a shared bus',
   }),
+  busPublish: bool({
+    default: true,
+    help: 'NATS: take publishes as requests on <prefix>.publish, as /api/send and /api/send/batch (role all or router)',
+  }),
   role: str<Role>({ default: 'all', choices: ROLES, help: 'What this process does' }),
   logLevel: str<(typeof LOG_LEVELS)[number]>({ default: 'info', choices: LOG_LEVELS, help: 'Log level' }),
   logFormat: str<(typeof LOG_FORMATS)[number]>({

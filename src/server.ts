@@ -137,6 +137,10 @@ export class Switchboard {
           : new Gateway({ ...options, maxConnections }, router, log.child('gateway'), bus);
       if (gateway !== undefined) bus.attach(gateway);
       sb = new Switchboard({ options, router, store, bus, gateway, log, messageLog: log_, presence });
+      if (bus instanceof NatsBus && options.busPublish && options.role !== 'gateway') {
+        const api = sb.api;
+        bus.answerPublishes((payload) => api.publish(payload));
+      }
       const client = await gateway?.listen();
       if (client && options.reusePort) announceListening(client);
       const api = options.api ? await sb.api.listen() : undefined;

@@ -75,6 +75,18 @@ export interface ApiOptions {
   readonly maxLagMs: number;
 }
 
+/** The answer to one send. */
+export interface SendAnswer {
+  readonly delivered: number;
+  /** A gateway did not report in time: `delivered` may be short. */
+  readonly partial?: true;
+}
+
+/** The answer to a batch. */
+export interface BatchAnswer extends SendAnswer {
+  readonly messages: number;
+}
+
 type Handler = (req: IncomingMessage, res: ServerResponse, param: string) => Promise<void>;
 
 export class ApiServer {
@@ -204,22 +216,59 @@ export class ApiServer {
   }
 
   async #send(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // The message limit counts the message, not its JSON escaping: a control character is six
-    // bytes as \u0000, so the body may be up to six times the message.
-    const body = await readBody(
-      req,
-      Math.min(this.#opts.maxBodyBytes, 6 * this.#opts.maxMessageBytes + 1024),
-    );
-    const obj = asObject(parseJson(body.toString()), 'request body');
-    const out = this.#backend.router.prepare(obj.id, obj.msg);
-    const r = await this.#admitted(1, () => this.#backend.router.sendPrepared(out));
-    json(res, 200, r.complete ? { delivered: r.delivered } : { delivered: r.delivered, partial: true });
+    const body = await readBody(req, this.#sendLimit());
+    json(res, 200, await this.#sendOne(parseJson(body.toString())));
   }
 
   async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readBody(req, this.#opts.maxBodyBytes);
+    json(res, 200, await this.#sendBatch((await readBody(req, this.#opts.maxBodyBytes)).toString()));
+  }
+
+  /**
+   * The largest body of a single send. The message limit counts the message, not its JSON
+   * escaping: a control character is six bytes as \u0000, so the body may be up to six times the message.
+   */
+  #sendLimit(): number {
+    return Math.min(this.#opts.maxBodyBytes, 6 * this.#opts.maxMessageBytes + 1024);
+  }
+
+  /**
+   * A publish given whole, as the bus's `<prefix>.publish` subject takes it (bus-publish.ts): a
+   * JSON object is one send, answered `{"delivered"…}` as `/api/send` is; a JSON array or NDJSON
+   * lines are a batch, answered as `/api/send/batch` is. Same limits, validation, admission and
+   * errors as over HTTP.
+   */
+  async publish(body: Uint8Array): Promise<SendAnswer | BatchAnswer> {
+    const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString();
+    // One JSON object (pretty-printed or not) is a send; anything else is read as a batch.
+    let one: unknown;
+    if (text.trimStart().startsWith('{')) {
+      try {
+        one = JSON.parse(text);
+      } catch {
+        // Not one object: NDJSON lines, or bad JSON that the batch parser names by line.
+      }
+    }
+    const limit = one === undefined ? this.#opts.maxBodyBytes : this.#sendLimit();
+    if (body.byteLength > limit) {
+      throw new PayloadTooLargeError(
+        `request body is ${body.byteLength} bytes, the limit is ${limit}`,
+        limit,
+      );
+    }
+    return one === undefined ? this.#sendBatch(text) : this.#sendOne(one);
+  }
+
+  async #sendOne(value: unknown): Promise<SendAnswer> {
+    const obj = asObject(value, 'request body');
+    const out = this.#backend.router.prepare(obj.id, obj.msg);
+    const r = await this.#admitted(1, () => this.#backend.router.sendPrepared(out));
+    return r.complete ? { delivered: r.delivered } : { delivered: r.delivered, partial: true };
+  }
+
+  async #sendBatch(text: string): Promise<BatchAnswer> {
     const router = this.#backend.router;
-    const items = await parseBatchInSlices(body.toString(), SLICE_MS);
+    const items = await parseBatchInSlices(text, SLICE_MS);
     const max = this.#opts.maxInflight;
     if (max > 0 && items.length > max) {
       throw new PayloadTooLargeError(
@@ -240,11 +289,7 @@ export class ApiServer {
       }
     }
     const r = await this.#admitted(outs.length, () => router.sendAll(outs));
-    json(res, 200, {
-      messages: outs.length,
-      delivered: r.delivered,
-      ...(r.complete ? {} : { partial: true }),
-    });
+    return { messages: outs.length, delivered: r.delivered, ...(r.complete ? {} : { partial: true }) };
   }
 
   /**

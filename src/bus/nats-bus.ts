@@ -35,6 +35,7 @@ import {
   ConfigError,
   type DisconnectReason,
   errorMessage,
+  isSwitchboardError,
   UnavailableError,
 } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
@@ -88,6 +89,16 @@ export interface NatsBusStats extends BusStats {
 }
 
 /** A subscription callback that ignores errors (permission violations, which we do not use). */
+/** The API's error JSON for `err`, with its HTTP status; an unexpected error is logged, not shown. */
+function errorAnswer(
+  err: unknown,
+  log: Logger,
+): { error: { code: string; message: string; status: number } } {
+  if (isSwitchboardError(err)) return { error: { ...err.toJSON().error, status: err.status } };
+  log.error('publish from the bus failed', { err });
+  return { error: { code: 'ERR_INTERNAL', message: 'internal error (logged on the server)', status: 500 } };
+}
+
 function ok(fn: (m: Msg) => void): (err: Error | null, m: Msg) => void {
   return (err, m) => {
     if (err === null) fn(m);
@@ -425,6 +436,35 @@ export class NatsBus implements Bus {
   /** True when sends go out as one PUB-frame buffer each (see bus-publisher.ts). */
   get framedPublish(): boolean {
     return this.#publisher?.framed ?? false;
+  }
+
+  /**
+   * Takes publishes as NATS requests on `<prefix>.publish`, in one queue group so each request is
+   * answered by one process: `handle` gets the payload and its answer is the JSON reply; a
+   * thrown error is answered `{"error":{"code","message","status"}}` (status as over HTTP). A
+   * request without a reply subject is refused in the log, not sent: nobody would hear the count.
+   */
+  answerPublishes(handle: (payload: Uint8Array) => Promise<unknown>): void {
+    if (this.#publisher === undefined)
+      throw new ConfigError("this bus was opened with role 'gateway' and cannot take publishes");
+    const subject = `${this.#o.prefix}.publish`;
+    this.#nc.subscribe(subject, {
+      queue: subject,
+      callback: ok((m) => {
+        if (m.reply === undefined || m.reply === '') {
+          this.#log.warn('a publish on the bus had no reply subject; not sent (use a request)', { subject });
+          return;
+        }
+        const reply = (answer: unknown): void => {
+          try {
+            m.respond(JSON.stringify(answer));
+          } catch (err) {
+            this.#log.debug('publish answer not sent', { err });
+          }
+        };
+        handle(m.data).then(reply, (err: unknown) => reply(errorAnswer(err, this.#log)));
+      }),
+    });
   }
 
   /** The NATS connection, for a history on the same server (jetstream-log.ts). @internal */
