@@ -164,6 +164,12 @@ export const Disconnect = {
   TokenExpired: { code: 3005, reason: 'token expired', reconnect: true },
   /** An operator or the API ended the connection; the client may come back. */
   ForceReconnect: { code: 3006, reason: 'force reconnect', reconnect: true },
+  /**
+   * The bus may have lost messages for this connection (the gateway's NATS connection dropped,
+   * or a router it had lost touch with is back): reconnect with the last event id and the
+   * history fills the hole (Centrifugo's "insufficient state").
+   */
+  InsufficientState: { code: 3007, reason: 'insufficient state', reconnect: true },
   /** The token is missing, malformed or its signature does not match. */
   InvalidToken: { code: 3500, reason: 'invalid token', reconnect: false },
   /** The client sent something the protocol does not allow. */

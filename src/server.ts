@@ -218,6 +218,7 @@ export class Switchboard {
       stale: gs?.stale ?? 0,
       resumed: gs?.resumed ?? 0,
       gaps: gs?.gaps ?? 0,
+      insufficientState: gs?.insufficientState ?? 0,
       subscriptions,
       partialSends: r.partialSends,
       // Everything the bus counts (the NATS bus adds tally rounds, time-outs, interests, …).

@@ -410,6 +410,7 @@ describe('nats codec and counts', () => {
       connections: 0,
       ids: 0,
       seq: 0,
+      beat: -1,
     });
     const hb = codec.encodeAnnouncement('hb', 'g2', { connections: 15_000, ids: 12_345 }, 7);
     assert.equal(hb, 'hb g2 15000 12345 7');
@@ -419,20 +420,26 @@ describe('nats codec and counts', () => {
       connections: 15_000,
       ids: 12_345,
       seq: 7,
+      beat: -1,
     });
+    // A router numbers its heartbeats.
+    const rhb = codec.encodeAnnouncement('hb', 'r1', { connections: 0, ids: 0 }, 1, 42);
+    assert.equal(rhb, 'hb r1 0 0 1 42');
+    assert.equal(codec.decodeAnnouncement(Buffer.from(rhb)).beat, 42);
     assert.deepEqual(codec.decodeAnnouncement(Buffer.from('hb g3')), {
       kind: 'hb',
       gatewayId: 'g3',
       connections: 0,
       ids: 0,
       seq: 0,
+      beat: -1,
     });
     const delta = codec.decodeDelta(codec.encodeDelta('g4', 3, ['a', 'b.c'], ['d']));
     assert.deepEqual(delta, { gatewayId: 'g4', seq: 3, adds: ['a', 'b.c'], removes: ['d'] });
     const snap = codec.decodeSnapshot(codec.encodeSnapshot('g5', 9, 2, true, ['x', 'y']));
     assert.deepEqual(snap, { gatewayId: 'g5', seq: 9, part: 2, last: true, ids: ['x', 'y'] });
     assert.throws(() => codec.decodeDelta(Buffer.from([4, 200])), codec.WireFormatError);
-    for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3 4', 'hb g1 -1 2', 'hb g1 1 2 x', 'hi g1']) {
+    for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3 4 5', 'hb g1 1 2 3 -2', 'hb g1 -1 2', 'hb g1 1 2 x', 'hi g1']) {
       assert.throws(() => codec.decodeAnnouncement(Buffer.from(bad)), /not a gateway announcement/);
     }
   });

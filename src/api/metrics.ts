@@ -59,6 +59,8 @@ export interface StatsSnapshot {
   readonly stale: number;
   readonly resumed: number;
   readonly gaps: number;
+  /** Connections told to resume because the bus may have lost messages (3007). */
+  readonly insufficientState: number;
   readonly subscriptions: number | null;
   /** Sends whose delivered count is a lower bound (a gateway did not report in time). */
   readonly partialSends: number;
@@ -111,6 +113,12 @@ const FIGURES: readonly Figure[] = [
     'counter',
     'Connections cut off for a full outbound queue.',
     (s) => s.slowConsumers,
+  ],
+  [
+    'switchboard_insufficient_state_total',
+    'counter',
+    'Connections told to resume because the bus may have lost messages for them.',
+    (s) => s.insufficientState,
   ],
   [
     'switchboard_head_timeouts_total',

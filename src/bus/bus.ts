@@ -33,6 +33,12 @@ export interface Deliverer {
   disconnect(id: string, reason: DisconnectReason): number;
   /** Every id with a local connection (for a router that must learn them all). */
   heldIds(): Iterable<string>;
+  /**
+   * The bus may have dropped messages for this gateway's ids: end every connection that can
+   * resume (with {@link Disconnect.InsufficientState}), so it comes back with its last event id
+   * and the history gives it what it missed. Returns how many were ended.
+   */
+  missedMessages?(): number;
 }
 
 /** A publish's delivered count and whether every gateway concerned answered in time. */

@@ -155,6 +155,16 @@ export class GatewayReceiver {
     return Buffer.from(JSON.stringify(answer));
   }
 
+  /** Messages may have been lost: the deliverer ends its resumable connections; how many. */
+  missed(): number {
+    try {
+      return this.#deliverer.missedMessages?.() ?? 0;
+    } catch (err) {
+      this.#log.error('deliverer failed to end connections after lost messages', { err });
+      return 0;
+    }
+  }
+
   /** Periodic: advances the counts' clock and drops counts of vanished publishers. */
   sweep(now: number): void {
     this.#counts.sweep(now);

@@ -17,12 +17,20 @@ export class Membership {
   /** The load each live gateway last announced. */
   readonly #load = new Map<string, GatewayLoad>();
   readonly #log: Logger;
-  readonly #gone: (id: string) => void;
+  readonly #gone: (id: string, expired: boolean) => void;
 
   readonly #what: string;
 
-  /** `gone` is called for every member that says bye or expires; `what` names members in logs. */
-  constructor(timeoutMs: number, log: Logger, gone: (id: string) => void, what = 'gateway') {
+  /**
+   * `gone` is called for every member that says bye (`expired` false) or expires (true); `what`
+   * names members in logs.
+   */
+  constructor(
+    timeoutMs: number,
+    log: Logger,
+    gone: (id: string, expired: boolean) => void,
+    what = 'gateway',
+  ) {
     this.timeoutMs = timeoutMs;
     this.#log = log;
     this.#gone = gone;
@@ -37,7 +45,7 @@ export class Membership {
       this.#load.set(a.gatewayId, { connections: a.connections, ids: a.ids });
     } else if (this.#forget(a.gatewayId)) {
       this.#log.debug(`${this.#what} left`, { id: a.gatewayId });
-      this.#gone(a.gatewayId);
+      this.#gone(a.gatewayId, false);
     }
     return a;
   }
@@ -65,7 +73,7 @@ export class Membership {
         if (now - at <= this.timeoutMs) continue;
         this.#forget(id);
         this.#log.info(`${this.#what} expired (no heartbeat)`, { id, silentMs: now - at });
-        this.#gone(id);
+        this.#gone(id, true);
       }
     });
   }

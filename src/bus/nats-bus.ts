@@ -185,6 +185,12 @@ export class NatsBus implements Bus {
   readonly #askedAt = new Map<string, number>();
   /** Until then (ms), presence changes are not reported: the directory is being learned. */
   #learningUntil = 0;
+  /** Router side: heartbeats sent (numbered, so a gateway can tell it lost some). */
+  #beats = 0;
+  /** Gateway side: the last heartbeat number heard from each live router. */
+  readonly #routerBeats = new Map<string, number>();
+  /** Gateway side: when connections were last told to resume (at most once a heartbeat period). */
+  #missedAt = 0;
 
   /** Connects to NATS; rejects with {@link UnavailableError} when no server answers in time. */
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
@@ -238,7 +244,13 @@ export class NatsBus implements Bus {
     this.#routers = new Membership(
       3 * o.gatewayHeartbeatMs,
       this.#log,
-      (id) => this.#readyRouters.delete(id),
+      (id, expired) => {
+        this.#readyRouters.delete(id);
+        this.#routerBeats.delete(id);
+        // Its sends may have stopped reaching us without its stopping (a partition), or it died
+        // between recording a send in the history and publishing it.
+        if (expired) this.#missed('a router went silent', { router: id });
+      },
       'router',
     );
     this.#interests = createInterests(
@@ -311,6 +323,10 @@ export class NatsBus implements Bus {
       callback: ok((m) => this.#onControl(m)),
     });
     this.#nc.subscribe(this.#subjects.who, { callback: ok((m) => this.#onWho(m)) });
+    // A router half hears routers already; a bare gateway listens too, to notice lost messages.
+    if (this.#publisher === undefined) {
+      this.#nc.subscribe(this.#subjects.routerHb, { callback: ok((m) => this.#onRouterAnnouncement(m)) });
+    }
     this.#announce('hb');
   }
 
@@ -547,7 +563,7 @@ export class NatsBus implements Bus {
     const ready = this.#directory.quiet ? 0 : 1;
     this.#send(
       this.#subjects.routerHb,
-      codec.encodeAnnouncement(kind, this.id, { connections: 0, ids: 0 }, ready),
+      codec.encodeAnnouncement(kind, this.id, { connections: 0, ids: 0 }, ready, ++this.#beats),
     );
   }
 
@@ -611,6 +627,18 @@ export class NatsBus implements Bus {
       const a = this.#routers.hear(m.data, Date.now());
       if (a.kind === 'hb' && a.seq === 1) this.#readyRouters.add(a.gatewayId);
       else this.#readyRouters.delete(a.gatewayId);
+      if (this.#receiver !== undefined && a.kind === 'hb' && a.beat > 0 && a.gatewayId !== this.id) {
+        const before = this.#routerBeats.get(a.gatewayId);
+        this.#routerBeats.set(a.gatewayId, a.beat);
+        // One publisher's messages arrive in order: a heartbeat missing between two heard ones
+        // means NATS dropped what it sent meanwhile (a route down, or this client too slow).
+        if (before !== undefined && a.beat > before + 1) {
+          this.#missed('heartbeats of a router were lost', {
+            router: a.gatewayId,
+            lost: a.beat - before - 1,
+          });
+        }
+      }
     } catch (err) {
       this.#bad(m.subject, err);
     }
@@ -709,6 +737,21 @@ export class NatsBus implements Bus {
     }
   }
 
+  /**
+   * Gateway side: messages for this gateway's ids may have been lost, so every connection that can
+   * resume is ended with 3007 and comes back with its last event id (its history fills the hole).
+   * At most once a heartbeat period unless `always`: the clients told are still reconnecting.
+   */
+  #missed(why: string, fields: Record<string, unknown>, always = false): void {
+    const receiver = this.#receiver;
+    if (receiver === undefined || this.#closed) return;
+    const now = Date.now();
+    if (!always && now - this.#missedAt < this.#o.gatewayHeartbeatMs) return;
+    this.#missedAt = now;
+    const told = receiver.missed();
+    this.#log.warn(`${why}: messages may have been missed; connections told to resume`, { ...fields, told });
+  }
+
   #bad(subject: string, err: unknown): void {
     this.#badPayloads++;
     this.#log.debug('undecodable payload', { subject, err });
@@ -724,9 +767,12 @@ export class NatsBus implements Bus {
         ),
       );
     if (this.#closed) return;
+    // Nothing reaches this gateway until it is back, and NATS keeps nothing for it meanwhile.
+    if (!up) this.#missed('the NATS connection dropped', { server: this.#nc.getServer() }, true);
     if (up) {
       this.#gateways.clear();
       this.#routers.clear();
+      this.#routerBeats.clear();
       this.#readyRouters.clear();
       if (this.#receiver !== undefined) this.#announce('hb');
       if (this.#publisher !== undefined) {

@@ -379,27 +379,32 @@ export type Announcement = {
   readonly ids: number;
   /** Seq of the gateway's last interest delta (0 when it sent none or does not say). */
   readonly seq: number;
+  /** A router's heartbeat number, counting from 1 (-1: not numbered). A gap means lost messages. */
+  readonly beat: number;
 };
 
-/** `hb <id> [<connections> <ids> <seq>]` or `bye <id>`. */
+/** `hb <id> [<connections> <ids> <seq> [<beat>]]` or `bye <id>`. */
 export function encodeAnnouncement(
   kind: 'hb' | 'bye',
   gatewayId: string,
   load?: GatewayLoad,
   seq = 0,
+  beat = -1,
 ): string {
-  return load === undefined || kind === 'bye'
-    ? `${kind} ${gatewayId}`
-    : `${kind} ${gatewayId} ${load.connections} ${load.ids} ${seq}`;
+  if (load === undefined || kind === 'bye') return `${kind} ${gatewayId}`;
+  const head = `${kind} ${gatewayId} ${load.connections} ${load.ids} ${seq}`;
+  return beat < 0 ? head : `${head} ${beat}`;
 }
 
 /** Reads an announcement; throws {@link WireFormatError} on anything else. */
 export function decodeAnnouncement(data: Uint8Array): Announcement {
   const text = view(data).toString('latin1');
-  const [kind, gatewayId, connections = '0', ids = '0', seqText = '0', ...extra] = text.split(' ');
+  const [kind, gatewayId, connections = '0', ids = '0', seqText = '0', beatText = '-1', ...extra] =
+    text.split(' ');
   const c = Number(connections);
   const i = Number(ids);
   const seq = Number(seqText);
+  const beat = Number(beatText);
   if (
     gatewayId === undefined ||
     gatewayId.length === 0 ||
@@ -410,9 +415,11 @@ export function decodeAnnouncement(data: Uint8Array): Announcement {
     c < 0 ||
     i < 0 ||
     !Number.isSafeInteger(seq) ||
-    seq < 0
+    seq < 0 ||
+    !Number.isSafeInteger(beat) ||
+    beat < -1
   ) {
     throw new WireFormatError(`not a gateway announcement: ${JSON.stringify(text.slice(0, 40))}`);
   }
-  return { kind, gatewayId, connections: c, ids: i, seq };
+  return { kind, gatewayId, connections: c, ids: i, seq, beat };
 }

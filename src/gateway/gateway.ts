@@ -484,6 +484,23 @@ export class Gateway implements GatewayContext, Deliverer {
   }
 
   /**
+   * The bus says messages may have been lost: every open connection that can resume (all but the
+   * article's `/test`, which has no event ids) is ended with reason 3007 and comes back with its
+   * last event id. Returns how many.
+   */
+  missedMessages(): number {
+    let n = 0;
+    for (const c of [...this.#conns]) {
+      if (c.state === State.Head || c.state === State.Ending || c.transport === null) continue;
+      if (c.transport.name === 'test') continue;
+      c.disconnect(Disconnect.InsufficientState);
+      n++;
+    }
+    this.stats.insufficientState += n;
+    return n;
+  }
+
+  /**
    * Graceful shutdown: stop accepting, tell every client to reconnect (SSE `disconnect` event,
    * WebSocket close 3001, final chunk, empty long-poll answer), wait for them to go, then cut the
    * rest after `shutdownTimeoutMs`.

@@ -26,6 +26,8 @@ export class GatewayStats {
   /** Resume requests answered from history, and those that could not be (gap). */
   resumed = 0;
   gaps = 0;
+  /** Connections told to resume (3007) because the bus may have lost messages for them. */
+  insufficientState = 0;
   /** Ended connections destroyed because the client had not closed its side within the linger time. */
   lingerTimeouts = 0;
   /** Connections ended because handling them threw (a bug, logged; the process goes on). */
