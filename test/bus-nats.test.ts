@@ -439,7 +439,15 @@ describe('nats codec and counts', () => {
     const snap = codec.decodeSnapshot(codec.encodeSnapshot('g5', 9, 2, true, ['x', 'y']));
     assert.deepEqual(snap, { gatewayId: 'g5', seq: 9, part: 2, last: true, ids: ['x', 'y'] });
     assert.throws(() => codec.decodeDelta(Buffer.from([4, 200])), codec.WireFormatError);
-    for (const bad of ['hb', 'hb g1 x 1', 'hb g1 1 2 3 4 5', 'hb g1 1 2 3 -2', 'hb g1 -1 2', 'hb g1 1 2 x', 'hi g1']) {
+    for (const bad of [
+      'hb',
+      'hb g1 x 1',
+      'hb g1 1 2 3 4 5',
+      'hb g1 1 2 3 -2',
+      'hb g1 -1 2',
+      'hb g1 1 2 x',
+      'hi g1',
+    ]) {
       assert.throws(() => codec.decodeAnnouncement(Buffer.from(bad)), /not a gateway announcement/);
     }
   });

@@ -199,6 +199,10 @@ export class NatsBus implements Bus {
     try {
       nc = await connect({
         servers: o.servers,
+        // The servers given, in the order given (nearest first), and no others: not a shuffle,
+        // and not the addresses a cluster gossips, which may not be reachable from this host.
+        noRandomize: true,
+        ignoreClusterUpdates: true,
         name: o.name,
         timeout: o.connectTimeoutMs,
         reconnect: true,

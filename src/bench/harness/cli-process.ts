@@ -48,6 +48,11 @@ export interface CliProcessOptions {
   readonly detached?: boolean;
   /** Characters of each output kept in memory, the latest (default: all; a long run wants a bound). */
   readonly keepChars?: number;
+  /**
+   * A command that runs node, such as `ip netns exec <ns>` (netns.ts `wrap`); it must exec node in
+   * its own place, so the pid is still node's.
+   */
+  readonly via?: readonly string[];
 }
 
 /** A running `switchboard` command (or {@link CliProcessOptions.script}). */
@@ -75,11 +80,17 @@ export class CliProcess {
   #waiters: (() => void)[] = [];
 
   constructor(args: readonly string[], opts: CliProcessOptions = {}) {
-    const argv = [...(opts.nodeArgs ?? []), opts.script ?? CLI_MAIN, ...args];
-    this.command = shellJoin([process.execPath, ...argv]);
+    const via = opts.via ?? [];
+    const argv = [
+      ...via.slice(1),
+      ...(via.length > 0 ? [process.execPath] : []),
+      ...(opts.nodeArgs ?? []),
+    ].concat(opts.script ?? CLI_MAIN, args);
+    const command = via[0] ?? process.execPath;
+    this.command = shellJoin([command, ...argv]);
     this.#keep = opts.keepChars ?? Number.POSITIVE_INFINITY;
     this.#log = opts.logFile === undefined ? undefined : createWriteStream(opts.logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, argv, {
+    this.child = spawn(command, argv, {
       cwd: opts.cwd,
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,196 @@
+/**
+ * Test hosts on one machine: a network namespace per host, each with one veth link to a switch
+ * (a Linux bridge in a namespace of its own), addresses from 198.18.0.0/15 — the range reserved
+ * for network benchmarks (RFC 2544). Nothing is routed out: the hosts see each other and nothing
+ * else, and the machine's own interfaces never see their traffic.
+ *
+ * ```
+ *   host a (198.18.0.1) ─ e0 ═══ pa ─┐
+ *   host b (198.18.0.2) ─ e0 ═══ pb ─┤ br0 in the switch namespace
+ *   host c (198.18.0.3) ─ e0 ═══ pc ─┘      cut(c): pc down, c's link has no carrier
+ * ```
+ *
+ * Namespace names carry this process's pid, so two runs never meet, and {@link TestNetwork.destroy}
+ * (also run on exit) removes every namespace and with it every link; namespaces left by a run
+ * that was SIGKILLed are removed by the next one (their pid is gone). Needs root and iproute2;
+ * {@link netnsUnavailable} says why not when they are missing.
+ */
+import { type ChildProcess, execFile, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const IP = 'ip';
+/** What every namespace of this harness is called: `sbnet<pid>-<host>`. */
+const NAME = /^sbnet(\d+)-/;
+
+/** One test host. */
+export interface Host {
+  readonly name: string;
+  /** Its network namespace. */
+  readonly ns: string;
+  /** Its address on the switch. */
+  readonly address: string;
+}
+
+async function ip(...args: string[]): Promise<void> {
+  try {
+    await run(IP, args);
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(' ')}: ${(e.stderr ?? e.message).trim()}`);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Namespaces of this harness whose run is gone (SIGKILLed before it could clean up). */
+async function removeStale(): Promise<void> {
+  const { stdout } = await run(IP, ['netns', 'list']);
+  for (const line of stdout.split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    const m = NAME.exec(name);
+    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1])))
+      await ip('netns', 'del', name).catch(() => {});
+  }
+}
+
+/**
+ * Why test hosts cannot be made here (not root, no iproute2, namespaces refused), or undefined
+ * when they can: it makes and removes one namespace to find out.
+ */
+export async function netnsUnavailable(): Promise<string | undefined> {
+  if (process.platform !== 'linux') return 'network namespaces are Linux only';
+  if (process.getuid?.() !== 0) return 'network namespaces need root (ip netns add)';
+  const probe = `sbnet${process.pid}-probe`;
+  try {
+    await ip('netns', 'add', probe);
+    await ip('netns', 'del', probe);
+    return undefined;
+  } catch (err) {
+    return `cannot create a network namespace: ${(err as Error).message}`;
+  }
+}
+
+export class TestNetwork {
+  readonly hosts: ReadonlyMap<string, Host>;
+  readonly #switch: string;
+  readonly #children = new Set<ChildProcess>();
+  readonly #onExit = (): void => this.#destroySync();
+  #destroyed = false;
+
+  private constructor(hosts: Map<string, Host>, sw: string) {
+    this.hosts = hosts;
+    this.#switch = sw;
+    process.once('exit', this.#onExit);
+  }
+
+  /**
+   * Makes the switch and one host per name (at most 250, letters and digits), host i at
+   * 198.18.0.(i+1)/24. On any failure what was made is removed before it rejects.
+   */
+  static async create(names: readonly string[]): Promise<TestNetwork> {
+    if (names.length === 0 || names.length > 250 || names.some((n) => !/^[a-z0-9]{1,6}$/.test(n))) {
+      throw new Error(
+        `host names must be 1-250 names of 1-6 letters or digits, got ${JSON.stringify(names)}`,
+      );
+    }
+    await removeStale();
+    const sw = `sbnet${process.pid}-sw`;
+    const hosts = new Map<string, Host>();
+    names.forEach((name, i) => {
+      hosts.set(name, { name, ns: `sbnet${process.pid}-${name}`, address: `198.18.0.${i + 1}` });
+    });
+    const net = new TestNetwork(hosts, sw);
+    try {
+      await ip('netns', 'add', sw);
+      await ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
+      await ip('-n', sw, 'link', 'set', 'br0', 'up');
+      for (const h of hosts.values()) {
+        await ip('netns', 'add', h.ns);
+        await ip('-n', h.ns, 'link', 'set', 'lo', 'up');
+        await ip(
+          'link',
+          'add',
+          'e0',
+          'netns',
+          h.ns,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          `p${h.name}`,
+          'netns',
+          sw,
+        );
+        await ip('-n', sw, 'link', 'set', `p${h.name}`, 'master', 'br0', 'up');
+        await ip('-n', h.ns, 'addr', 'add', `${h.address}/24`, 'dev', 'e0');
+        await ip('-n', h.ns, 'link', 'set', 'e0', 'up');
+      }
+    } catch (err) {
+      await net.destroy();
+      throw err;
+    }
+    return net;
+  }
+
+  host(name: string): Host {
+    const h = this.hosts.get(name);
+    if (h === undefined) throw new Error(`no host ${name} in this network`);
+    return h;
+  }
+
+  /** `command args` run on `host` (its pid is the command's: `ip netns exec` execs it). */
+  spawn(host: string, command: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
+    const child = spawn(IP, ['netns', 'exec', this.host(host).ns, command, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...opts,
+    });
+    this.#children.add(child);
+    child.once('exit', () => this.#children.delete(child));
+    return child;
+  }
+
+  /** The argv prefix that runs a command on `host`, for spawners of their own (CliProcess). */
+  wrap(host: string): readonly string[] {
+    return [IP, 'netns', 'exec', this.host(host).ns];
+  }
+
+  /** Takes `host`'s link down at the switch: packets to and from it are lost until {@link heal}. */
+  cut(host: string): Promise<void> {
+    return ip('-n', this.#switch, 'link', 'set', `p${this.host(host).name}`, 'down');
+  }
+
+  heal(host: string): Promise<void> {
+    return ip('-n', this.#switch, 'link', 'set', `p${this.host(host).name}`, 'up');
+  }
+
+  /** SIGKILLs what {@link spawn} started and is still running, then removes every namespace. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    process.off('exit', this.#onExit);
+    for (const c of this.#children) c.kill('SIGKILL');
+    for (const h of this.hosts.values()) await ip('netns', 'del', h.ns).catch(() => {});
+    await ip('netns', 'del', this.#switch).catch(() => {});
+  }
+
+  #destroySync(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const c of this.#children) c.kill('SIGKILL');
+    for (const ns of [...[...this.hosts.values()].map((h) => h.ns), this.#switch]) {
+      try {
+        execFileSync(IP, ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+}
