@@ -37,6 +37,7 @@ function rounds(timeoutMs = 10_000) {
     },
     failAll: (err: unknown) => tally.failAll(err),
     onReply: (r: Parameters<TallyRounds['onReply']>[0]) => tally.onReply(r),
+    gatewayGone: (id: string, expired: boolean) => tally.gatewayGone(id, expired),
   };
   /** Both gateways answer round `i` of `sent`, each reporting `n` connections for every publish. */
   const answer = (i: number, n: number, only = gateways): void => {
@@ -181,6 +182,21 @@ describe('tally rounds (router side)', () => {
     assert.deepEqual(await t.add(1, []), { delivered: 0, complete: true, missing: [] });
     await turn();
     assert.equal(requests.length, 0);
+  });
+
+  test('a gateway gone while a round waits: bye leaves the count exact, expiry makes it partial', async () => {
+    const { t, requests } = rounds();
+    const byeing = t.add(1);
+    await turn();
+    t.onReply({ round: requests[0]!.round, gatewayId: 'g1', pairs: [0, 2] });
+    t.gatewayGone('g2', false);
+    assert.deepEqual(await byeing, { delivered: 2, complete: true, missing: [] });
+    const expiring = t.add(2);
+    await turn();
+    t.onReply({ round: requests.at(-1)!.round, gatewayId: 'g1', pairs: [0, 1] });
+    t.gatewayGone('g2', true);
+    // g2 may have delivered it and not said: a lower bound, naming g2.
+    assert.deepEqual(await expiring, { delivered: 1, complete: false, missing: ['g2'] });
   });
 
   test('a candidate that has gone is not waited for', async () => {

@@ -232,8 +232,8 @@ export class BusPublisher {
   }
 
   /** Stops waiting for `id` (bye or expiry). */
-  gatewayGone(id: string): void {
-    this.#tally.gatewayGone(id);
+  gatewayGone(id: string, expired: boolean): void {
+    this.#tally.gatewayGone(id, expired);
   }
 
   /** Rejects every publish still waiting for its count. */

@@ -240,8 +240,8 @@ export class NatsBus implements Bus {
       replies: `${p}.tr.${this.id}`,
     };
     this.#directory = new Directory((id, online) => this.#presenceChange(id, online));
-    this.#gateways = new Membership(3 * o.gatewayHeartbeatMs, this.#log, (id) => {
-      this.#publisher?.gatewayGone(id);
+    this.#gateways = new Membership(3 * o.gatewayHeartbeatMs, this.#log, (id, expired) => {
+      this.#publisher?.gatewayGone(id, expired);
       this.#directory.dropGateway(id);
       this.#askedAt.delete(id);
     });

@@ -78,6 +78,8 @@ class Round {
   readonly asked: Map<string, Pending[]>;
   /** Gateways not yet answered. */
   readonly waiting: Set<string>;
+  /** Gateways that expired before they answered: what they delivered is unknown. */
+  lost: string[] | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
 
   constructor(id: number, items: Pending[], asked: Map<string, Pending[]>) {
@@ -89,6 +91,11 @@ class Round {
 }
 
 const COMPLETE_EMPTY: readonly string[] = Object.freeze([]);
+
+/** The gateways a round lost to expiry, as its `missing` list. */
+function lostOf(round: Round): readonly string[] {
+  return round.lost === undefined ? COMPLETE_EMPTY : Object.freeze(round.lost);
+}
 
 /** Longest a publish waits for a round of its own while an earlier round is still out (ms). */
 export const ROUND_GAP_MS = 5;
@@ -212,13 +219,22 @@ export class TallyRounds {
       const item = list[pairs[i] as number];
       if (item !== undefined) item.delivered += pairs[i + 1] as number;
     }
-    if (round.waiting.size === 0) this.#finish(round, COMPLETE_EMPTY);
+    if (round.waiting.size === 0) this.#finish(round, lostOf(round));
   }
 
-  /** A gateway left or expired: rounds stop waiting for it. */
-  gatewayGone(id: string): void {
+  /**
+   * A gateway left (`expired` false: it said bye after answering what it had delivered) or
+   * expired (true: it may have delivered and not said, so the counts it was asked for are
+   * partial). Rounds stop waiting for it.
+   */
+  gatewayGone(id: string, expired: boolean): void {
     for (const round of this.#rounds.values()) {
-      if (round.waiting.delete(id) && round.waiting.size === 0) this.#finish(round, COMPLETE_EMPTY);
+      if (!round.waiting.delete(id)) continue;
+      if (expired) {
+        round.lost ??= [];
+        round.lost.push(id);
+      }
+      if (round.waiting.size === 0) this.#finish(round, lostOf(round));
     }
   }
 
@@ -315,7 +331,7 @@ export class TallyRounds {
     // in the socket. Decide in the check phase, after one more poll for I/O.
     setImmediate(() => {
       if (!this.#rounds.has(round.id)) return;
-      const missing = Object.freeze([...round.waiting]);
+      const missing = Object.freeze([...(round.lost ?? []), ...round.waiting]);
       this.#hooks.timedOut(round.id, missing, round.items.length);
       this.#finish(round, missing);
     });
