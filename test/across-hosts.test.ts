@@ -147,7 +147,9 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'sb-hosts-'));
-    net = await TestNetwork.create(['a', 'b', 'c', 'd']);
+    // Through the user-space switch (no delay until the last test sets one): the kernel here has
+    // no netem.
+    net = await TestNetwork.create(['a', 'b', 'c', 'd'], { delayUs: 0 });
     agent = new Agent(net, 'd');
     postgres = await startPostgres(net, 'a', path.join(dir, 'pg'));
     for (const h of ['a', 'b', 'c']) node(h);
@@ -374,5 +376,45 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
     assert.equal(new Set(seen.map((e) => e.id)).size, seen.length, 'an event id twice');
     await onB.close();
     await back.close();
+  });
+
+  test('2 ms of delay on every host link: counts exact, answers slower by the round trips a send needs', async () => {
+    const onB = await sse(B, 'd1');
+    const onC = await sse(C, 'd1');
+    await untilTrue('d1 on both gateways', async () => (await presence('d1')).connections === 2);
+    const timed = async (label: string): Promise<number> => {
+      const took: number[] = [];
+      for (let i = 0; i < 25; i++) {
+        const t0 = performance.now();
+        assert.deepEqual(await send('d1', `${label}-${i}`), { delivered: 2 });
+        took.push(performance.now() - t0);
+      }
+      took.sort((x, y) => x - y);
+      return took[Math.floor(took.length / 2)]!;
+    };
+    const base = await timed('d0');
+    net.setDelay(2000);
+    await new Promise((r) => setTimeout(r, 200));
+    const delayed = await timed('d2');
+    net.setDelay(0);
+    const leader = JSON.parse(await agent.nats(NODE(A), `$JS.API.STREAM.INFO.${PREFIX}_history`, '')) as {
+      cluster?: { leader?: string };
+    };
+    // The round trips a send needs between hosts: the HTTP request from d to a; the history append,
+    // acknowledged once a majority holds it (one round trip from the leader to a follower, plus
+    // one from the router to the leader when the leader is not n1); the tally round to the gateways.
+    const trips = 3 + (leader.cluster?.leader === 'na' ? 0 : 1);
+    const rtt = 2 * 2;
+    const grew = delayed - base;
+    const seen = `median send ${base.toFixed(2)} ms, ${delayed.toFixed(2)} ms with 2 ms each way; leader ${leader.cluster?.leader}`;
+    assert.ok(grew >= trips * rtt - 1, `${seen}: grew less than ${trips} round trips`);
+    // Two spare round trips: a loaded CI box is slower in both runs, but not evenly.
+    assert.ok(grew <= (trips + 2) * rtt, `${seen}: grew by more than ${trips} round trips and two spare`);
+    await onC.waitFor('data: d2-24');
+    await onB.waitFor('data: d2-24');
+    assert.equal(events(onB).length, 50);
+    assert.deepEqual(events(onB), events(onC));
+    await onB.close();
+    await onC.close();
   });
 });

@@ -10,18 +10,28 @@
  *   host c (198.18.0.3) ─ e0 ═══ pc ─┘      cut(c): pc down, c's link has no carrier
  * ```
  *
+ * With `delayUs` the switch is delay-switch.c instead of the bridge (compiled here with the system
+ * compiler): every frame is held that long on its way from one host to another — the one-way delay
+ * netem would add, on a kernel built without it — and {@link TestNetwork.setDelay} changes it.
+ *
  * Namespace names carry this process's pid, so two runs never meet, and {@link TestNetwork.destroy}
  * (also run on exit) removes every namespace and with it every link; namespaces left by a run
  * that was SIGKILLed are removed by the next one (their pid is gone). Needs root and iproute2;
  * {@link netnsUnavailable} says why not when they are missing.
  */
 import { type ChildProcess, execFile, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const IP = 'ip';
 /** What every namespace of this harness is called: `sbnet<pid>-<host>`. */
 const NAME = /^sbnet(\d+)-/;
+/** delay-switch.c in the source tree (dist/src/bench/harness/../../../../src/bench/harness). */
+const SWITCH_C = fileURLToPath(new URL('../../../../src/bench/harness/delay-switch.c', import.meta.url));
 
 /** One test host. */
 export interface Host {
@@ -84,6 +94,9 @@ export class TestNetwork {
   readonly #children = new Set<ChildProcess>();
   readonly #onExit = (): void => this.#destroySync();
   #destroyed = false;
+  /** The user-space switch, when the network has a delay. */
+  #delaySwitch: ChildProcess | undefined;
+  #buildDir: string | undefined;
 
   private constructor(hosts: Map<string, Host>, sw: string) {
     this.hosts = hosts;
@@ -95,7 +108,7 @@ export class TestNetwork {
    * Makes the switch and one host per name (at most 250, letters and digits), host i at
    * 198.18.0.(i+1)/24. On any failure what was made is removed before it rejects.
    */
-  static async create(names: readonly string[]): Promise<TestNetwork> {
+  static async create(names: readonly string[], o: { delayUs?: number } = {}): Promise<TestNetwork> {
     if (names.length === 0 || names.length > 250 || names.some((n) => !/^[a-z0-9]{1,6}$/.test(n))) {
       throw new Error(
         `host names must be 1-250 names of 1-6 letters or digits, got ${JSON.stringify(names)}`,
@@ -109,9 +122,12 @@ export class TestNetwork {
     });
     const net = new TestNetwork(hosts, sw);
     try {
+      const delayed = o.delayUs !== undefined;
       await ip('netns', 'add', sw);
-      await ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
-      await ip('-n', sw, 'link', 'set', 'br0', 'up');
+      if (!delayed) {
+        await ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
+        await ip('-n', sw, 'link', 'set', 'br0', 'up');
+      }
       for (const h of hosts.values()) {
         await ip('netns', 'add', h.ns);
         await ip('-n', h.ns, 'link', 'set', 'lo', 'up');
@@ -129,15 +145,52 @@ export class TestNetwork {
           'netns',
           sw,
         );
-        await ip('-n', sw, 'link', 'set', `p${h.name}`, 'master', 'br0', 'up');
+        if (delayed) {
+          // Frames of one MTU at most: a user-space switch cannot send a 64 KB offloaded segment.
+          await ip('-n', h.ns, 'link', 'set', 'e0', 'gso_max_size', '1500');
+          await ip('-n', sw, 'link', 'set', `p${h.name}`, 'up');
+        } else {
+          await ip('-n', sw, 'link', 'set', `p${h.name}`, 'master', 'br0', 'up');
+        }
         await ip('-n', h.ns, 'addr', 'add', `${h.address}/24`, 'dev', 'e0');
         await ip('-n', h.ns, 'link', 'set', 'e0', 'up');
       }
+      if (delayed) await net.#startSwitch(o.delayUs ?? 0);
     } catch (err) {
       await net.destroy();
       throw err;
     }
     return net;
+  }
+
+  /** Compiles delay-switch.c and runs it over every host's switch port. */
+  async #startSwitch(delayUs: number): Promise<void> {
+    this.#buildDir = mkdtempSync(path.join(tmpdir(), 'sb-delay-switch-'));
+    const bin = path.join(this.#buildDir, 'delay-switch');
+    await run('cc', ['-O2', '-Wall', '-o', bin, SWITCH_C]);
+    const portNames = [...this.hosts.values()].map((h) => `p${h.name}`);
+    const child = spawn(IP, ['netns', 'exec', this.#switch, bin, String(delayUs), ...portNames], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    this.#children.add(child);
+    this.#delaySwitch = child;
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr?.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('ports, delay')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`delay-switch exited (${code}): ${log.trim()}`)));
+    });
+  }
+
+  /** The one-way delay between hosts from now on, µs (a network made with `delayUs` only). */
+  setDelay(delayUs: number): void {
+    const s = this.#delaySwitch;
+    if (s === undefined) throw new Error('this network has no delay switch: create it with delayUs');
+    if (!Number.isInteger(delayUs) || delayUs < 0)
+      throw new Error(`delay must be whole µs ≥ 0, got ${delayUs}`);
+    s.stdin?.write(`delay ${delayUs}\n`);
   }
 
   host(name: string): Host {
@@ -179,6 +232,7 @@ export class TestNetwork {
     for (const c of this.#children) c.kill('SIGKILL');
     for (const h of this.hosts.values()) await ip('netns', 'del', h.ns).catch(() => {});
     await ip('netns', 'del', this.#switch).catch(() => {});
+    if (this.#buildDir !== undefined) rmSync(this.#buildDir, { recursive: true, force: true });
   }
 
   #destroySync(): void {
