@@ -26,7 +26,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { netnsUnavailable, TestNetwork } from '../src/bench/harness/netns.js';
-import { Agent, type RemoteStream, startNatsNode, startPostgres } from './support/netns.js';
+import { startNatsNode, startPostgres } from '../src/bench/harness/services.js';
+import { Agent, type RemoteStream } from './support/netns.js';
 import { CliProcess } from './support/processes.js';
 
 const skip = await netnsUnavailable();
@@ -70,12 +71,14 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
 
   function node(host: string): ChildProcess {
     const all: Record<string, string> = { a: A, b: B, c: C };
-    const n = startNatsNode(net, host, {
+    const n = startNatsNode(net.place(host), {
       name: `n${host}`,
       cluster: 'xh',
+      clientPort: 4222,
+      routePort: 6222,
       peers: Object.entries(all)
         .filter(([h]) => h !== host)
-        .map(([, ip]) => ip),
+        .map(([, ip]) => `${ip}:6222`),
       dir: path.join(dir, `nats-${host}`),
     });
     nats.set(host, n);
@@ -151,7 +154,7 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
     // no netem.
     net = await TestNetwork.create(['a', 'b', 'c', 'd'], { delayUs: 0 });
     agent = new Agent(net, 'd');
-    postgres = await startPostgres(net, 'a', path.join(dir, 'pg'));
+    postgres = startPostgres(net.place('a'), path.join(dir, 'pg'), 5432);
     for (const h of ['a', 'b', 'c']) node(h);
     await agent.reachable(A, 5432);
     for (const ip of [A, B, C]) await agent.reachable(ip, 4222);

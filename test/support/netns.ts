@@ -1,15 +1,12 @@
 /**
  * Test support for tests across hosts (src/bench/harness/netns.ts): an agent on a host that opens
- * streams and calls HTTP and NATS for the test (netns-agent.ts), a NATS cluster node, and a
- * PostgreSQL made with initdb on a host.
+ * streams and calls HTTP and NATS for the test (netns-agent.ts). The services it starts on the
+ * hosts are the harness's (services.ts).
  */
 import type { ChildProcess } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { TestNetwork } from '../../src/bench/harness/netns.js';
-import { NATS_SERVER } from './processes.js';
 
 const AGENT = fileURLToPath(new URL('./netns-agent.js', import.meta.url));
 
@@ -169,79 +166,4 @@ export class Agent {
     this.child.stdin?.end();
     this.child.kill('SIGKILL');
   }
-}
-
-/** One node of a NATS cluster with JetStream: listens on `address` 4222 (clients) and 6222 (routes). */
-export function startNatsNode(
-  net: TestNetwork,
-  host: string,
-  o: { name: string; cluster: string; peers: readonly string[]; dir: string },
-): ChildProcess {
-  const address = net.host(host).address;
-  mkdirSync(o.dir, { recursive: true });
-  const conf = path.join(o.dir, `${o.name}.conf`);
-  writeFileSync(
-    conf,
-    [
-      `server_name: ${o.name}`,
-      `listen: "${address}:4222"`,
-      `jetstream { store_dir: "${path.join(o.dir, 'js')}", max_memory_store: 64MB, max_file_store: 256MB }`,
-      'cluster {',
-      `  name: ${o.cluster}`,
-      `  listen: "${address}:6222"`,
-      `  routes: [${o.peers.map((p) => `"nats-route://${p}:6222"`).join(', ')}]`,
-      // Clients use the addresses they were given, not ones the cluster gossips.
-      '  no_advertise: true',
-      '  connect_retries: 120',
-      '}',
-      '',
-    ].join('\n'),
-  );
-  return net.spawn(host, NATS_SERVER, ['-c', conf]);
-}
-
-/** The PostgreSQL binaries of this machine (the newest version installed). */
-function pgBin(name: string): string {
-  const versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
-  return `/usr/lib/postgresql/${versions[0]}/bin/${name}`;
-}
-
-/**
- * A PostgreSQL of the test's own on `host` (initdb into `dir`, trust auth, listening on the host's
- * address): the machine's listens on loopback only. Runs as the `postgres` user, as it must.
- * Stop it with SIGINT (fast shutdown).
- */
-export async function startPostgres(net: TestNetwork, host: string, dir: string): Promise<ChildProcess> {
-  const { execFileSync } = await import('node:child_process');
-  mkdirSync(dir, { recursive: true });
-  // mkdtemp makes folders for root alone: the postgres user must get through to its own.
-  chmodSync(path.dirname(dir), 0o711);
-  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
-  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
-  chownSync(dir, uid, gid);
-  execFileSync(
-    'runuser',
-    ['-u', 'postgres', '--', pgBin('initdb'), '-D', dir, '-A', 'trust', '-U', 'postgres'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  // initdb trusts local sockets and loopback only: the test hosts come from 198.18.0.0/15.
-  appendFileSync(path.join(dir, 'pg_hba.conf'), 'host all all 198.18.0.0/15 trust\n');
-  // setpriv execs postgres in its own place (runuser would stay as its parent): the pid is postgres's.
-  return net.spawn(host, 'setpriv', [
-    `--reuid=${uid}`,
-    `--regid=${gid}`,
-    '--init-groups',
-    '--',
-    pgBin('postgres'),
-    '-D',
-    dir,
-    '-k',
-    dir,
-    '-c',
-    `listen_addresses=${net.host(host).address}`,
-    '-p',
-    '5432',
-  ]);
 }

@@ -7,10 +7,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 
-export const NATS_SERVER = '/usr/sbin/nats-server';
+import { NATS_SERVER } from '../../src/bench/harness/services.js';
 
 /** A `switchboard` CLI child with its stdout and stderr collected from the start. */
 export { CLI_MAIN, CliProcess } from '../../src/bench/harness/cli-process.js';
+export { NATS_SERVER };
 
 /** A TCP port nobody listens on at 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {

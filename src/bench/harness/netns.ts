@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { Place } from './services.js';
 
 const run = promisify(execFile);
 const IP = 'ip';
@@ -208,6 +209,18 @@ export class TestNetwork {
     this.#children.add(child);
     child.once('exit', () => this.#children.delete(child));
     return child;
+  }
+
+  /** Where processes on `host` run (services.ts); what starts there is killed by {@link destroy}. */
+  place(host: string): Place {
+    return {
+      via: this.wrap(host),
+      address: this.host(host).address,
+      track: (child) => {
+        this.#children.add(child);
+        child.once('exit', () => this.#children.delete(child));
+      },
+    };
   }
 
   /** The argv prefix that runs a command on `host`, for spawners of their own (CliProcess). */
