@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { runMsggen } from '../src/tools/msggen/msggen.js';
 import { NATS_URL } from './support/nats.js';
 import { get, RawClient, startServer, type TestServer } from './support/server.js';
 
@@ -96,6 +97,42 @@ describe('publish from the bus', () => {
     // A request after it on the same connection is answered after it was handled (NATS order).
     assert.deepEqual(await ask('{"id":"nobody","msg":"x"}'), { delivered: 0 });
     assert.equal(server.sb.router.stats().messagesIn, before + 1);
+  });
+
+  test('msggen --bus: messages and batches over the bus, counted as over HTTP', async () => {
+    const clients = [1, 2, 3].map((i) => new RawClient(server.clientPort, get(`/test/${i}`)));
+    try {
+      for (const c of clients) await c.waitFor('welcomes you');
+      const one = await runMsggen({ bus: NATS_URL, busPrefix: PREFIX, count: 30, maxId: 3, seed: 7 });
+      assert.deepEqual([one.sent, one.delivered, one.failed], [30, 30, 0]);
+      const batched = await runMsggen({ bus: NATS_URL, busPrefix: PREFIX, count: 40, maxId: 3, batch: 8 });
+      assert.deepEqual([batched.sent, batched.delivered, batched.requests], [40, 40, 5]);
+      // The router's error answers come back named by status and code, and count as failed.
+      const tiny = await startServer({
+        bus: NATS_URL,
+        busPrefix: `${PREFIX}tiny`,
+        historySize: 0,
+        maxMessageBytes: 8,
+      });
+      try {
+        const refused = await runMsggen({ bus: NATS_URL, busPrefix: `${PREFIX}tiny`, count: 3, maxId: 3 });
+        assert.deepEqual([refused.sent, refused.failed], [0, 3]);
+        assert.deepEqual(refused.errors, { 'BUS_413 ERR_PAYLOAD_TOO_LARGE': 3 });
+      } finally {
+        await tiny.stop();
+      }
+      // Nobody on that prefix.
+      const nobody = await runMsggen({
+        bus: NATS_URL,
+        busPrefix: `${PREFIX}none`,
+        count: 2,
+        maxId: 3,
+        timeout: 2000,
+      });
+      assert.deepEqual(nobody.errors, { BUS_NO_RESPONDERS: 2 });
+    } finally {
+      for (const c of clients) c.close();
+    }
   });
 
   test('--no-bus-publish: nobody answers on the subject', async () => {

@@ -89,6 +89,17 @@ export const command: Command = {
         description: 'API key, sent as Authorization: Bearer',
         placeholder: 'KEY',
       },
+      bus: {
+        type: 'string',
+        description: 'Publish as NATS requests on <prefix>.publish through this server instead of the API',
+        placeholder: 'nats://HOST:PORT',
+      },
+      'bus-prefix': {
+        type: 'string',
+        description: "The deployment's subject prefix (with --bus)",
+        default: 'sb',
+        placeholder: 'NAME',
+      },
       timeout: {
         type: 'duration',
         description: 'Per-request timeout',
@@ -115,6 +126,8 @@ export const command: Command = {
       '  switchboard msggen --count 1000000 --interval 100 --max-id 10000 --generators 100',
       'The same rate on a clock, in batches of 50:',
       '  switchboard msggen --count 1000000 --max-id 10000 --rate 1000 --batch 50 --stamp',
+      'From a backend on NATS, without HTTP (the router answers on <prefix>.publish):',
+      '  switchboard msggen --bus nats://127.0.0.1:4222 --count 100000 --max-id 10000 --batch 500',
     ].join('\n'),
   },
 
@@ -142,6 +155,8 @@ export const command: Command = {
         maxSockets: num(v, 'max-sockets'),
         apiKey: str(v, 'api-key') ?? process.env.SWITCHBOARD_API_KEY,
         timeout: num(v, 'timeout'),
+        bus: str(v, 'bus'),
+        busPrefix: str(v, 'bus-prefix'),
         reportEvery: num(v, 'report-every'),
       },
       {

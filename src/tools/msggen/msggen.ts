@@ -21,7 +21,8 @@
  * (the seeded generator behind msggen's ids and `friends generate`'s graph).
  */
 import http from 'node:http';
-import { ConfigError, errorMessage } from '../../errors.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ConfigError, errorMessage, UnavailableError } from '../../errors.js';
 import { formatMs, LatencyHistogram, type LatencySummary } from './latency.js';
 import { Xoshiro128 } from './random.js';
 
@@ -68,6 +69,10 @@ export interface MsggenOptions {
   readonly apiKey?: string;
   /** Per-request timeout, ms. */
   readonly timeout?: number;
+  /** Publish as NATS requests through this server (`nats://host:port[,…]`) instead of the HTTP API. */
+  readonly bus?: string;
+  /** The deployment's subject prefix on the bus (default `sb`). */
+  readonly busPrefix?: string;
   /** Milliseconds between reports (default 10 s). */
   readonly reportEvery?: number;
 }
@@ -115,14 +120,8 @@ interface Outgoing {
   readonly msg: string;
 }
 
-/** Sends requests and keeps the tallies. */
-class Sender {
-  readonly #agent: http.Agent;
-  readonly #host: string;
-  readonly #port: number;
-  readonly #base: string;
-  readonly #headers: Record<string, string>;
-  readonly #timeout: number;
+/** The tallies of a sender, whichever way it sends. */
+abstract class Sender {
   readonly latency = new LatencyHistogram();
   readonly errors = new Map<string, number>();
   sent = 0;
@@ -132,7 +131,85 @@ class Sender {
   inFlight = 0;
   #drained: (() => void) | undefined;
 
+  /** Sends `items` (one: a send; several: a batch); never rejects. */
+  abstract send(items: readonly Outgoing[]): Promise<void>;
+  abstract close(): void;
+
+  /** A request goes out; the function it returns settles it, once. */
+  protected begin(items: readonly Outgoing[]): (error: string | undefined, delivered: number) => void {
+    this.requests++;
+    this.inFlight++;
+    const t0 = performance.now();
+    let settled = false;
+    return (error, delivered) => {
+      if (settled) return;
+      settled = true;
+      this.inFlight--;
+      this.latency.record(performance.now() - t0);
+      if (error === undefined) {
+        this.sent += items.length;
+        this.delivered += delivered;
+      } else {
+        this.failed += items.length;
+        this.errors.set(error, (this.errors.get(error) ?? 0) + items.length);
+      }
+      if (this.inFlight === 0 && this.#drained) this.#drained();
+    };
+  }
+
+  /** Resolves when no request is in flight (or after `ms`). */
+  async drain(ms: number): Promise<void> {
+    if (this.inFlight === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      }),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.#drained = undefined;
+  }
+}
+
+/**
+ * The answer body of a send or batch: its delivered count, or the error's name for the tallies —
+ * `<what>[ <code>]`, where `what` is the HTTP status (`HTTP_503`) or, when undefined, the
+ * `BUS_<status>` an error answer from the bus carries.
+ */
+function answerOf(
+  body: string,
+  ok: boolean,
+  what?: string,
+): { error: string | undefined; delivered: number } {
+  let parsed: { delivered?: unknown; error?: { code?: unknown; status?: unknown } } | undefined;
+  try {
+    parsed = JSON.parse(body) as typeof parsed;
+  } catch {
+    parsed = undefined;
+  }
+  if (ok && parsed !== undefined && parsed.error === undefined) {
+    const d = parsed.delivered;
+    return { error: undefined, delivered: typeof d === 'number' ? d : 0 };
+  }
+  const code = parsed?.error?.code;
+  const name = what ?? (parsed === undefined ? 'BUS_BAD_ANSWER' : `BUS_${String(parsed.error?.status)}`);
+  return { error: `${name}${typeof code === 'string' ? ` ${code}` : ''}`, delivered: 0 };
+}
+
+/** Sends through the HTTP API: /api/send, /api/send/batch. */
+class HttpSender extends Sender {
+  readonly #agent: http.Agent;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #base: string;
+  readonly #headers: Record<string, string>;
+  readonly #timeout: number;
+
   constructor(api: URL, maxSockets: number, apiKey: string | undefined, timeout: number) {
+    super();
     this.#agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
     this.#host = api.hostname.startsWith('[') ? api.hostname.slice(1, -1) : api.hostname;
     this.#port = api.port === '' ? 80 : Number(api.port);
@@ -142,30 +219,15 @@ class Sender {
     this.#timeout = timeout;
   }
 
-  /** Sends `items` (one → /api/send, several → /api/send/batch); never rejects. */
   send(items: readonly Outgoing[]): Promise<void> {
     const single = items.length === 1;
     const body = JSON.stringify(single ? items[0] : items);
     const path = `${this.#base}${single ? '/api/send' : '/api/send/batch'}`;
-    this.requests++;
-    this.inFlight++;
-    const t0 = performance.now();
+    const settle = this.begin(items);
     return new Promise<void>((resolve) => {
-      let settled = false;
       let retried = false;
       const done = (error: string | undefined, delivered: number): void => {
-        if (settled) return;
-        settled = true;
-        this.inFlight--;
-        this.latency.record(performance.now() - t0);
-        if (error === undefined) {
-          this.sent += items.length;
-          this.delivered += delivered;
-        } else {
-          this.failed += items.length;
-          this.errors.set(error, (this.errors.get(error) ?? 0) + items.length);
-        }
-        if (this.inFlight === 0 && this.#drained) this.#drained();
+        settle(error, delivered);
         resolve();
       };
       const attempt = (): void => {
@@ -187,19 +249,12 @@ class Sender {
             res.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'ERESPONSE', 0));
             res.on('end', () => {
               const status = res.statusCode ?? 0;
-              let parsed: unknown;
-              try {
-                parsed = JSON.parse(Buffer.concat(parts).toString('utf8'));
-              } catch {
-                parsed = undefined;
-              }
-              if (status >= 200 && status < 300) {
-                const d = (parsed as { delivered?: unknown } | undefined)?.delivered;
-                done(undefined, typeof d === 'number' ? d : 0);
-              } else {
-                const code = (parsed as { error?: { code?: unknown } } | undefined)?.error?.code;
-                done(`HTTP_${status}${typeof code === 'string' ? ` ${code}` : ''}`, 0);
-              }
+              const a = answerOf(
+                Buffer.concat(parts).toString('utf8'),
+                status >= 200 && status < 300,
+                `HTTP_${status}`,
+              );
+              done(a.error, a.delivered);
             });
           },
         );
@@ -222,24 +277,49 @@ class Sender {
     });
   }
 
-  /** Resolves when no request is in flight (or after `ms`). */
-  async drain(ms: number): Promise<void> {
-    if (this.inFlight === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => {
-        this.#drained = resolve;
-      }),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, ms);
-      }),
-    ]);
-    clearTimeout(timer);
-    this.#drained = undefined;
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+/**
+ * Sends as NATS requests on `<prefix>.publish` (the router answers as the API does), the way a
+ * backend already on NATS publishes without HTTP. An error answer is tallied as `BUS_<status> <code>`.
+ */
+class BusSender extends Sender {
+  readonly #nc: NatsConnection;
+  readonly #subject: string;
+  readonly #timeout: number;
+
+  constructor(nc: NatsConnection, prefix: string, timeout: number) {
+    super();
+    this.#nc = nc;
+    this.#subject = `${prefix}.publish`;
+    this.#timeout = timeout;
+  }
+
+  send(items: readonly Outgoing[]): Promise<void> {
+    const settle = this.begin(items);
+    const body = JSON.stringify(items.length === 1 ? items[0] : items);
+    return this.#nc.request(this.#subject, body, { timeout: this.#timeout }).then(
+      (m) => {
+        const a = answerOf(m.string(), true);
+        settle(a.error, a.delivered);
+      },
+      (err: unknown) => {
+        const e = err as { code?: unknown; message?: string };
+        const why = /no responders/i.test(e.message ?? '')
+          ? 'BUS_NO_RESPONDERS'
+          : /timeout/i.test(e.message ?? '')
+            ? 'ETIMEDOUT'
+            : `BUS ${String(e.code ?? errorMessage(err))}`;
+        settle(why, 0);
+      },
+    );
   }
 
   close(): void {
-    this.#agent.destroy();
+    void this.#nc.close();
   }
 }
 
@@ -258,6 +338,19 @@ function parseApi(text: string): URL {
   }
   if (url.protocol !== 'http:') throw new ConfigError(`--api must be an http:// URL, got ${url.protocol}//`);
   return url;
+}
+
+/** A {@link BusSender} connected to `url`; a ConfigError when the URL is not one, Unavailable when no server answers. */
+async function busSender(url: string, prefix: string, timeout: number): Promise<BusSender> {
+  // Loaded only when asked for: publishing over HTTP never pays for the NATS client.
+  const { parseNatsUrl } = await import('../../bus/open-bus.js');
+  const { connect } = await import('@nats-io/transport-node');
+  const servers = parseNatsUrl(url);
+  try {
+    return new BusSender(await connect({ servers, noRandomize: true, timeout: 5000 }), prefix, timeout);
+  } catch (err) {
+    throw new UnavailableError(`cannot connect to NATS at ${url}: ${errorMessage(err)}`, { cause: err });
+  }
 }
 
 /** Sleeps `ms`, or less when `stop` resolves first. */
@@ -299,7 +392,11 @@ export async function runMsggen(options: MsggenOptions, hooks: MsggenHooks = {})
   const span = options.maxId - minId + 1;
   const stamp = options.stamp ?? false;
   const planned = options.count * generators;
-  const sender = new Sender(api, maxSockets, options.apiKey, options.timeout ?? DEFAULT_REQUEST_TIMEOUT_MS);
+  const timeout = options.timeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const sender =
+    options.bus === undefined
+      ? new HttpSender(api, maxSockets, options.apiKey, timeout)
+      : await busSender(options.bus, options.busPrefix ?? 'sb', timeout);
 
   // `dueAt` (performance clock): open-loop messages are stamped with their place on the
   // schedule, so a late send shows as latency instead of hiding (no coordinated omission).
