@@ -145,7 +145,7 @@ function lastJson(p: CliProcess, type: 'summary' | 'report'): Record<string, unk
   return undefined;
 }
 
-async function layout(kind: Layout['kind'], dir: string): Promise<Layout> {
+async function layout(kind: Layout['kind']): Promise<Layout> {
   if (kind === 'loopback') {
     const base = 20_000 + (process.pid % 2000) * 10;
     return {
@@ -164,7 +164,6 @@ async function layout(kind: Layout['kind'], dir: string): Promise<Layout> {
   if (why !== undefined) throw new Error(`the hosts run needs network namespaces: ${why}`);
   const delayUs = values['delay-us'];
   network = await TestNetwork.create(['a', 'b', 'c', 'd'], delayUs > 0 ? { delayUs } : {});
-  void dir;
   const n = network;
   return {
     kind,
@@ -182,7 +181,7 @@ async function layout(kind: Layout['kind'], dir: string): Promise<Layout> {
 async function run(kind: Layout['kind']): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(path.join(tmpdir(), `sb-across-${kind}-`));
   try {
-    const l = await layout(kind, dir);
+    const l = await layout(kind);
     const nodes = [l.a, l.b, l.c];
     const url = (i: number): string => `nats://${nodes[i]!.address}:${l.nats[i]!.client}`;
     note(`${kind}: PostgreSQL, three NATS nodes`);

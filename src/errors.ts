@@ -39,6 +39,11 @@ export class SwitchboardError extends Error {
   }
 }
 
+/** What a caller is told of an error that is not one of ours (500; the error itself is logged, not shown). */
+export function internalError(): SwitchboardError {
+  return new SwitchboardError('ERR_INTERNAL', 'internal error (logged on the server)');
+}
+
 /** Input from a client or a file that cannot be used (HTTP 400). */
 export class InvalidInputError extends SwitchboardError {
   constructor(message: string, options: { cause?: unknown } = {}) {

@@ -138,8 +138,8 @@ export class Switchboard {
       if (gateway !== undefined) bus.attach(gateway);
       sb = new Switchboard({ options, router, store, bus, gateway, log, messageLog: log_, presence });
       if (bus instanceof NatsBus && options.busPublish && options.role !== 'gateway') {
-        const api = sb.api;
-        bus.answerPublishes((payload) => api.publish(payload));
+        const apiServer = sb.api;
+        bus.answerPublishes((payload) => apiServer.publish(payload));
       }
       const client = await gateway?.listen();
       if (client && options.reusePort) announceListening(client);

@@ -29,11 +29,12 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   Disconnect,
   InvalidInputError,
+  internalError,
   isSwitchboardError,
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
-  SwitchboardError,
+  type SwitchboardError,
   UnavailableError,
 } from '../errors.js';
 import { validateId } from '../ids.js';
@@ -233,7 +234,7 @@ export class ApiServer {
   }
 
   /**
-   * A publish given whole, as the bus's `<prefix>.publish` subject takes it (bus-publish.ts): a
+   * A publish given whole, as the bus's `<prefix>.publish` subject takes it (NatsBus.answerPublishes): a
    * JSON object is one send, answered `{"delivered"…}` as `/api/send` is; a JSON array or NDJSON
    * lines are a batch, answered as `/api/send/batch` is. Same limits, validation, admission and
    * errors as over HTTP.
@@ -443,7 +444,7 @@ export class ApiServer {
     else if (err instanceof URIError) e = new InvalidInputError('path is not valid percent-encoding');
     else {
       this.#log.error('API request failed', { err });
-      e = new SwitchboardError('ERR_INTERNAL', 'internal error (logged on the server)');
+      e = internalError();
     }
     if (e.status >= 500) this.#log.warn('API request failed', { err: e });
     if (res.headersSent) {

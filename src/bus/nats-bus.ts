@@ -35,6 +35,7 @@ import {
   ConfigError,
   type DisconnectReason,
   errorMessage,
+  internalError,
   isSwitchboardError,
   UnavailableError,
 } from '../errors.js';
@@ -88,17 +89,17 @@ export interface NatsBusStats extends BusStats {
   readonly presenceReady: boolean;
 }
 
-/** A subscription callback that ignores errors (permission violations, which we do not use). */
 /** The API's error JSON for `err`, with its HTTP status; an unexpected error is logged, not shown. */
 function errorAnswer(
   err: unknown,
   log: Logger,
 ): { error: { code: string; message: string; status: number } } {
-  if (isSwitchboardError(err)) return { error: { ...err.toJSON().error, status: err.status } };
-  log.error('publish from the bus failed', { err });
-  return { error: { code: 'ERR_INTERNAL', message: 'internal error (logged on the server)', status: 500 } };
+  if (!isSwitchboardError(err)) log.error('publish from the bus failed', { err });
+  const e = isSwitchboardError(err) ? err : internalError();
+  return { error: { ...e.toJSON().error, status: e.status } };
 }
 
+/** A subscription callback that ignores errors (permission violations, which we do not use). */
 function ok(fn: (m: Msg) => void): (err: Error | null, m: Msg) => void {
   return (err, m) => {
     if (err === null) fn(m);

@@ -6,6 +6,7 @@
  */
 
 import { bool, num, str } from '../args.js';
+import { DEFAULT_PREFIX } from '../bus/nats-options.js';
 import { UsageError } from '../errors.js';
 import {
   DEFAULT_API,
@@ -97,7 +98,7 @@ export const command: Command = {
       'bus-prefix': {
         type: 'string',
         description: "The deployment's subject prefix (with --bus)",
-        default: 'sb',
+        default: DEFAULT_PREFIX,
         placeholder: 'NAME',
       },
       timeout: {

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { Place } from './services.js';
+import { type Place, spawnAt } from './services.js';
 
 const run = promisify(execFile);
 const IP = 'ip';
@@ -202,13 +202,7 @@ export class TestNetwork {
 
   /** `command args` run on `host` (its pid is the command's: `ip netns exec` execs it). */
   spawn(host: string, command: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
-    const child = spawn(IP, ['netns', 'exec', this.host(host).ns, command, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...opts,
-    });
-    this.#children.add(child);
-    child.once('exit', () => this.#children.delete(child));
-    return child;
+    return spawnAt(this.place(host), command, args, opts);
   }
 
   /** Where processes on `host` run (services.ts); what starts there is killed by {@link destroy}. */

@@ -22,6 +22,7 @@
  */
 import http from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_PREFIX } from '../../bus/nats-options.js';
 import { ConfigError, errorMessage, UnavailableError } from '../../errors.js';
 import { formatMs, LatencyHistogram, type LatencySummary } from './latency.js';
 import { Xoshiro128 } from './random.js';
@@ -71,7 +72,7 @@ export interface MsggenOptions {
   readonly timeout?: number;
   /** Publish as NATS requests through this server (`nats://host:port[,…]`) instead of the HTTP API. */
   readonly bus?: string;
-  /** The deployment's subject prefix on the bus (default `sb`). */
+  /** The deployment's subject prefix on the bus (default {@link DEFAULT_PREFIX}). */
   readonly busPrefix?: string;
   /** Milliseconds between reports (default 10 s). */
   readonly reportEvery?: number;
@@ -347,7 +348,8 @@ async function busSender(url: string, prefix: string, timeout: number): Promise<
   const { connect } = await import('@nats-io/transport-node');
   const servers = parseNatsUrl(url);
   try {
-    return new BusSender(await connect({ servers, noRandomize: true, timeout: 5000 }), prefix, timeout);
+    const nc = await connect({ servers, noRandomize: true, timeout: DEFAULT_CONNECT_TIMEOUT_MS });
+    return new BusSender(nc, prefix, timeout);
   } catch (err) {
     throw new UnavailableError(`cannot connect to NATS at ${url}: ${errorMessage(err)}`, { cause: err });
   }
@@ -396,7 +398,7 @@ export async function runMsggen(options: MsggenOptions, hooks: MsggenHooks = {})
   const sender =
     options.bus === undefined
       ? new HttpSender(api, maxSockets, options.apiKey, timeout)
-      : await busSender(options.bus, options.busPrefix ?? 'sb', timeout);
+      : await busSender(options.bus, options.busPrefix ?? DEFAULT_PREFIX, timeout);
 
   // `dueAt` (performance clock): open-loop messages are stamped with their place on the
   // schedule, so a late send shows as latency instead of hiding (no coordinated omission).
