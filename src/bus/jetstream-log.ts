@@ -12,13 +12,14 @@
  *
  * A router records each send before it publishes it (the ack gives the event id); a gateway
  * answers a resume by reading, for each subject the client wants (its ids and what they are
- * subscribed to), the messages after its last id — JetStream's direct get of the next message
- * on a subject — or, when the range since is short, every message of the range. The answer is
- * exact or an explicit gap: `unknown` for an id of another stream (or a recreated one) or from
- * the future; `expired` when the range reaches past the oldest message kept, or a subject hit
- * its per-subject limit (older messages of it may be gone).
+ * subscribed to), the messages after its last id — the stream leader's get of the next message
+ * on a subject (not a direct get, which any replica answers, stale ones too) — or, when the range
+ * since is short, every message of the range. The answer is exact or an explicit gap:
+ * `unknown` for an id of another stream (or a recreated one) or from the future; `expired` when
+ * the range reaches past the oldest message kept, or a subject hit its per-subject limit (older
+ * messages of it may be gone).
  */
-import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { errorMessage, UnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -195,7 +196,6 @@ export class JetStreamLog implements MessageLog {
       max_msgs_per_subject: o.maxPerSubject,
       max_bytes: o.maxBytes,
       num_replicas: o.replicas,
-      allow_direct: true,
     };
     try {
       const jsm = await jetstreamManager(nc, { timeout });
@@ -302,7 +302,7 @@ export class JetStreamLog implements MessageLog {
   async #scan(after: number, last: number, subjects: ReadonlySet<string>): Promise<Found[] | undefined> {
     const found: Found[] = [];
     for (let seq = after + 1; seq <= last; seq++) {
-      const m = await this.#jsm.direct.getMessage(this.stream, { seq });
+      const m = await this.#get({ seq });
       if (m === null) return undefined;
       const id = tokenToId(m.subject.slice(this.#subjectPrefix.length));
       if (subjects.has(id)) found.push({ seq: m.seq, subject: id, data: m.data });
@@ -320,7 +320,7 @@ export class JetStreamLog implements MessageLog {
       const subject = this.#subjectPrefix + idToToken(id);
       let n = 0;
       for (let seq = after + 1; seq <= last; ) {
-        const m = await this.#jsm.direct.getMessage(this.stream, { next_by_subj: subject, seq });
+        const m = await this.#get({ next_by_subj: subject, seq });
         if (m === null || m.seq > last) break;
         found.push({ seq: m.seq, subject: id, data: m.data });
         seq = m.seq + 1;
@@ -328,6 +328,16 @@ export class JetStreamLog implements MessageLog {
       }
     }
     return found;
+  }
+
+  /**
+   * One stored message, read from the stream's leader. Not a direct get: that is answered by any
+   * replica, and one catching up after a partition answers "no such message" for what it has not
+   * received yet — a resume that silently leaves messages out (the across-hosts test caught it).
+   */
+  #get(query: { seq: number } | { seq: number; next_by_subj: string }): Promise<StoredMsg | null> {
+    // nats.js types the leader's get without next_by_subj; the server takes it (2.9 and later).
+    return this.#jsm.streams.getMessage(this.stream, query as { seq: number });
   }
 
   close(): Promise<void> {
