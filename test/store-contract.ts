@@ -218,6 +218,36 @@ export function storeContract(name: string, open: () => Promise<Store>, cleanup:
       assert.equal(single[0]!.length, 2503);
     });
 
+    test('reads many users at once where it can: fewer than pageSize each, the rest left out', async (t) => {
+      if (store.subscribersOfMany === undefined) {
+        t.skip(`${store.kind} answers one user at a time`);
+        return;
+      }
+      const p = fresh();
+      const n = numericBase();
+      await store.addSubscriptions([
+        ...fans(`${p}few`, `${p}f`, 3),
+        ...fans(`${p}edge`, `${p}e`, 9),
+        ...fans(`${p}many`, `${p}m`, 10),
+        { subscriber: `${p}few`, subscribee: String(n) },
+      ]);
+      const got = await store.subscribersOfMany(
+        [`${p}few`, `${p}nobody`, `${p}edge`, `${p}many`, String(n), `${p}few`],
+        10,
+      );
+      assert.deepEqual([...got.keys()].sort(), [`${p}edge`, `${p}few`, `${p}nobody`, String(n)].sort());
+      for (const [id, list] of got) assert.deepEqual(sorted(list), sorted(await store.getSubscribers(id)));
+      assert.deepEqual(got.get(`${p}nobody`), []);
+      assert.deepEqual(await store.subscribersOfMany([], 10), new Map());
+      await assert.rejects(store.subscribersOfMany(['a/b'], 10), InvalidInputError);
+      // As fresh as a read: a removal shows at once.
+      await store.removeSubscriptions([{ subscriber: `${p}f0`, subscribee: `${p}few` }]);
+      assert.deepEqual(sorted((await store.subscribersOfMany([`${p}few`], 10)).get(`${p}few`)!), [
+        `${p}f1`,
+        `${p}f2`,
+      ]);
+    });
+
     test('lists a page at a time with a cursor, both ways, numeric and other ids mixed', async () => {
       const p = fresh();
       const n = numericBase();

@@ -10,7 +10,12 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
+import { LocalBus } from '../src/bus/local-bus.js';
 import { ConfigError, UnavailableError } from '../src/errors.js';
+import { Hub } from '../src/gateway/hub.js';
+import { EventIds } from '../src/message.js';
+import { History } from '../src/router/history.js';
+import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
 import { POSTGRES_SCHEMA_VERSION } from '../src/store/postgres-schema.js';
 import { PostgresStore } from '../src/store/postgres-store.js';
@@ -133,6 +138,53 @@ describe('PostgreSQL store specifics', () => {
     assert.ok(!store.location.includes('s3cret'), store.location);
     assert.ok(store.location.includes(db));
     await store.close();
+  });
+
+  test("a router's batch reads subscribers a chunk at a time: in order, big fan-outs paged, a removal seen", async () => {
+    const store = await openStore(urlOf(db));
+    try {
+      const bus = new LocalBus();
+      const hub = new Hub(bus);
+      bus.attach(hub);
+      const ids = new EventIds();
+      const history = new History(ids, { maxMessages: 10_000, maxBytes: 1 << 24, ttlMs: 60_000 });
+      const router = new Router({ bus, store, log: history, maxMessageBytes: 1024, pageSize: 4 });
+      await store.addSubscriptions([
+        ...['carol', 'f1', 'f2', 'f3', 'f4', 'f5'].map((subscriber) => pair(subscriber, 'rbig')),
+        pair('carol', 'rsmall'),
+      ]);
+      const got: string[] = [];
+      const seqs: number[] = [];
+      hub.login('carol', {
+        ids: null,
+        disconnect: () => undefined,
+        push(m) {
+          got.push(m.body);
+          seqs.push(ids.seqOf(m.eid) ?? -1);
+          return true;
+        },
+      });
+      // 600 messages (more than one chunk), to a big fan-out (paged), a small one and nobody.
+      const to = Array.from({ length: 600 }, (_, i) =>
+        i === 10 || i === 300 ? 'rbig' : i % 2 === 0 ? 'rsmall' : 'rnobody',
+      );
+      const batch = await router.sendAll(to.map((id, i) => router.prepare(id, `m${i}`)));
+      const expected = to.flatMap((id, i) => (id === 'rnobody' ? [] : [`m${i}`]));
+      assert.deepEqual(batch, { delivered: expected.length, complete: true });
+      assert.deepEqual(got, expected);
+      assert.deepEqual(
+        [...seqs].sort((a, b) => a - b),
+        seqs,
+        'event ids in delivery order',
+      );
+      // The next batch reads again: carol's removal from rsmall shows at once.
+      await store.removeSubscriptions([pair('carol', 'rsmall')]);
+      const again = await router.sendAll(['rsmall', 'rbig'].map((id) => router.prepare(id, `again ${id}`)));
+      assert.equal(again.delivered, 1);
+      assert.deepEqual(got.slice(expected.length), ['again rbig']);
+    } finally {
+      await store.close();
+    }
   });
 });
 

@@ -64,6 +64,8 @@ export interface RouterStats {
 
 /** Longest run of a batch between two event-loop turns, ms. */
 export const SLICE_MS = 20;
+/** Messages of a batch whose subscribers a store a round trip away reads in one go. */
+const PREFETCH = 256;
 
 export class Router {
   readonly #bus: Bus;
@@ -129,10 +131,10 @@ export class Router {
    * batch leave without a turn between them and go out in few socket writes. `undefined` when the
    * store cannot.
    */
-  #sendNow(out: Outgoing): SendResult | Promise<SendResult> | undefined {
+  #sendNow(out: Outgoing, known?: readonly string[]): SendResult | Promise<SendResult> | undefined {
     // A send started earlier that has yet to publish goes first: this one must not overtake it.
     if (this.#starting > 0) return undefined;
-    const subscribers = this.#store.subscribersNow?.(out.id, this.#pageSize);
+    const subscribers = known ?? this.#store.subscribersNow?.(out.id, this.#pageSize);
     if (subscribers === undefined) return undefined;
     if (!this.#bus.connected) throw this.#busDown();
     const recipients = subscribers.length === 0 ? [out.id] : [out.id, ...subscribers];
@@ -252,11 +254,20 @@ export class Router {
       if (--outstanding === 0) allSettled?.();
     };
     let sliceStart = performance.now();
+    // A store a round trip away reads the subscribers of a chunk of the batch at once, instead of
+    // a round trip per message (the sends stay in order: each chunk is read before it is sent).
+    const many = this.#store.subscribersNow === undefined ? this.#store.subscribersOfMany : undefined;
+    let known: Map<string, string[]> | undefined;
     try {
-      for (const out of outs) {
+      for (let i = 0; i < outs.length; i++) {
+        const out = outs[i]!;
+        if (many !== undefined && i % PREFETCH === 0) {
+          const ids = outs.slice(i, i + PREFETCH).map((o) => o.id);
+          known = await many.call(this.#store, ids, this.#pageSize);
+        }
         // While a send of the batch that went the asynchronous way (a big fan-out) has yet to
         // publish, the next ones wait behind it: the batch's order is the order of delivery.
-        const now = this.#sendNow(out);
+        const now = this.#sendNow(out, known?.get(out.id));
         if (now !== undefined && !(now instanceof Promise)) {
           delivered += now.delivered;
           complete &&= now.complete;

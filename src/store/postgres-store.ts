@@ -262,6 +262,26 @@ export class PostgresStore implements SubscriptionStore, BulkLoader {
     yield* this.#pages('subscribers', id, validatePageSize(pageSize));
   }
 
+  async subscribersOfMany(users: readonly string[], pageSize: number): Promise<Map<string, string[]>> {
+    const ids = [...new Set(users.map(validateUser))];
+    const size = validatePageSize(pageSize);
+    if (ids.length === 0) return new Map();
+    return this.#call('reading subscribers', async () => {
+      // One statement for all: each user's first `size` subscribers by the primary key's order.
+      const rows = await this.#sql`
+        SELECT u.id AS k, s.subscriber AS v
+        FROM unnest(${ids}::text[]) AS u (id)
+        CROSS JOIN LATERAL (
+          SELECT subscriber FROM switchboard_subscriptions
+          WHERE subscribee = u.id ORDER BY subscriber LIMIT ${size}
+        ) s`;
+      const out = new Map<string, string[]>(ids.map((id) => [id, []]));
+      for (const r of rows) out.get(String(r.k))!.push(String(r.v));
+      for (const [id, list] of out) if (list.length >= size) out.delete(id);
+      return out;
+    });
+  }
+
   async listPage(
     direction: 'subscribers' | 'subscriptions',
     user: string,

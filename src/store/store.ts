@@ -54,6 +54,14 @@ export interface SubscriptionStore {
   subscribersNow?(user: string, pageSize: number): readonly string[] | undefined;
 
   /**
+   * Optional, for a store a round trip away (PostgreSQL): the subscriber lists of many users in
+   * one read. The map holds each user (once, however often given) with fewer than `pageSize`
+   * subscribers; a user left out has more (then use {@link subscriberPages}). As fresh as
+   * `subscriberPages` at the moment of the read.
+   */
+  subscribersOfMany?(users: readonly string[], pageSize: number): Promise<Map<string, string[]>>;
+
+  /**
    * One page of `user`'s subscribers or subscriptions for a client that pages with a cursor (the
    * HTTP API's `?limit=&after=`): at most `limit` ids after the id `after` (from the start when
    * undefined), in the store's own order, and `next`, the cursor for the following page, or null
