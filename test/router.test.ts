@@ -10,9 +10,9 @@ import { UnavailableError } from '../src/errors.js';
 import { Hub, type Receiver } from '../src/gateway/hub.js';
 import { EventIds, Message } from '../src/message.js';
 import { History } from '../src/router/history.js';
-import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
 import type { SubscriptionStore } from '../src/store/store.js';
+import { routerOn } from './support/router.js';
 
 let store: SubscriptionStore;
 before(async () => {
@@ -33,33 +33,12 @@ function receiver(): Receiver & { got: Message[] } {
   };
 }
 
-function setup(s: SubscriptionStore): {
-  router: Router;
-  registry: Hub;
-  bus: LocalBus;
-  history: History;
-  ids: EventIds;
-} {
-  const bus = new LocalBus();
-  const registry = new Hub(bus);
-  bus.attach(registry);
-  const ids = new EventIds();
-  const history = new History(ids, { maxMessages: 100, maxBytes: 1 << 20, ttlMs: 60_000 });
-  return {
-    router: new Router({ bus, store: s, log: history, maxMessageBytes: 1024 }),
-    registry,
-    bus,
-    history,
-    ids,
-  };
-}
-
 test("send reaches the id and its subscribers, each connection once (router.erl.2's semantics)", async () => {
   await store.addSubscriptions([
     { subscriber: 'alice', subscribee: 'rj' },
     { subscriber: 'bob', subscribee: 'rj' },
   ]);
-  const { router, registry } = setup(store);
+  const { router, registry } = routerOn(store);
   assert.equal(await router.send('rj', 'RJ did something'), 0, 'nobody logged in');
   const alice = receiver();
   const both = receiver();
@@ -90,7 +69,7 @@ test('a send the store refuses gets 503 and leaves nothing to replay', async () 
       },
     },
   });
-  const { router, ids, history } = setup(failing);
+  const { router, ids, history } = routerOn(failing);
   const before = ids.current();
   await assert.rejects(router.send('rj', 'never sent'), UnavailableError);
   assert.equal(ids.current(), before, 'no event id was used');
@@ -99,7 +78,7 @@ test('a send the store refuses gets 503 and leaves nothing to replay', async () 
 });
 
 test('a send while the bus is down gets 503 and leaves nothing to replay', async () => {
-  const { router, bus, ids, history } = setup(store);
+  const { router, bus, ids, history } = routerOn(store);
   await bus.close();
   const before = ids.current();
   await assert.rejects(router.send('rj', 'bus gone'), UnavailableError);
@@ -108,7 +87,7 @@ test('a send while the bus is down gets 503 and leaves nothing to replay', async
 });
 
 test('a message over the size limit is refused before anything happens', async () => {
-  const { router } = setup(store);
+  const { router } = routerOn(store);
   await assert.rejects(router.send('rj', 'x'.repeat(2000)), /2000 bytes, the limit is 1024/);
   await assert.rejects(router.send('bad id', 'x'), /id "bad id" contains " "/);
 });
@@ -161,12 +140,7 @@ test('a send that takes the at-once path never overtakes one started before it t
     { subscriber: 'erin', subscribee: 'big' },
     { subscriber: 'carol', subscribee: 'small' },
   ]);
-  const bus = new LocalBus();
-  const registry = new Hub(bus);
-  bus.attach(registry);
-  const ids = new EventIds();
-  const history = new History(ids, { maxMessages: 100, maxBytes: 1 << 20, ttlMs: 60_000 });
-  const router = new Router({ bus, store, log: history, maxMessageBytes: 1024, pageSize: 2 });
+  const { router, registry, ids } = routerOn(store, { pageSize: 2 });
   const carol = receiver();
   registry.login('carol', carol);
   const sends = [router.send('big', 'one'), router.send('small', 'two'), router.send('big', 'three')];

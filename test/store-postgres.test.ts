@@ -10,12 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
-import { LocalBus } from '../src/bus/local-bus.js';
 import { ConfigError, UnavailableError } from '../src/errors.js';
-import { Hub } from '../src/gateway/hub.js';
-import { EventIds } from '../src/message.js';
-import { History } from '../src/router/history.js';
-import { Router } from '../src/router/router.js';
 import { openStore } from '../src/store/open-store.js';
 import { POSTGRES_SCHEMA_VERSION } from '../src/store/postgres-schema.js';
 import { PostgresStore } from '../src/store/postgres-store.js';
@@ -23,6 +18,7 @@ import type { Subscription } from '../src/store/store.js';
 import { storeContract } from './store-contract.js';
 import { adminConnection, TcpProxy } from './support/postgres.js';
 import { freePort } from './support/processes.js';
+import { routerOn } from './support/router.js';
 
 const admin = await adminConnection();
 const RUN = `sb_test_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -143,12 +139,7 @@ describe('PostgreSQL store specifics', () => {
   test("a router's batch reads subscribers a chunk at a time: in order, big fan-outs paged, a removal seen", async () => {
     const store = await openStore(urlOf(db));
     try {
-      const bus = new LocalBus();
-      const hub = new Hub(bus);
-      bus.attach(hub);
-      const ids = new EventIds();
-      const history = new History(ids, { maxMessages: 10_000, maxBytes: 1 << 24, ttlMs: 60_000 });
-      const router = new Router({ bus, store, log: history, maxMessageBytes: 1024, pageSize: 4 });
+      const { router, registry: hub, ids } = routerOn(store, { pageSize: 4, maxMessages: 10_000 });
       await store.addSubscriptions([
         ...['carol', 'f1', 'f2', 'f3', 'f4', 'f5'].map((subscriber) => pair(subscriber, 'rbig')),
         pair('carol', 'rsmall'),
