@@ -111,6 +111,18 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
   }
 
   /**
+   * One resume of `id` on the gateway at `ip` after `last`: the stream once `want` has arrived, or
+   * once it is told to come back (a disconnect with its code, or closed).
+   */
+  async function resumeOnce(ip: string, id: string, last: string, want: string): Promise<RemoteStream> {
+    const s = await sse(ip, id, last);
+    await s.waitFor(new RegExp(`${want}\\n|"code":\\d+`), 15_000).catch((err: unknown) => {
+      if (!s.closed) throw err;
+    });
+    return s;
+  }
+
+  /**
    * Resumes `id` on the gateway at `ip` after `last` until `want` arrives, coming back as a
    * client does when told to (a disconnect with `"reconnect":true`: JetStream may be busy
    * electing a leader or catching a node up after it came back). Each stream refused is closed.
@@ -125,10 +137,7 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
     const deadline = Date.now() + ms;
     const refusals: string[] = [];
     for (;;) {
-      const s = await sse(ip, id, last);
-      await s.waitFor(new RegExp(`${want}\\n|"code":\\d+`), 15_000).catch((err: unknown) => {
-        if (!s.closed) throw err;
-      });
+      const s = await resumeOnce(ip, id, last, want);
       if (s.text.includes(want)) return s;
       refusals.push(s.text.slice(s.text.indexOf('event: disconnect')).split('\n')[1] ?? '(closed)');
       await s.close();
@@ -386,13 +395,9 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
     // an answer that leaves out what n3 does not have yet.
     const before = events(onC).at(-1)!.id;
     const probeUntil = Date.now() + 4000;
+    const want = `data: ${accepted.at(-1)}`;
     for (let probes = 0; Date.now() < probeUntil || probes < 3; probes++) {
-      const probe = await sse(C, 'p1', before);
-      const want = `data: ${accepted.at(-1)}`;
-      // Told to come back: a disconnect with its code, or the stream closed.
-      await probe.waitFor(new RegExp(`${want}\\n|"code":\\d+`), 15_000).catch((err: unknown) => {
-        if (!probe.closed) throw err;
-      });
+      const probe = await resumeOnce(C, 'p1', before, want);
       if (probe.text.includes(want)) {
         assert.deepEqual(
           events(probe).map((e) => e.data),
@@ -415,7 +420,7 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
     });
     await onC.waitClosed(30_000);
     const last = events(onC).at(-1)!.id;
-    const back = await resume(C, 'p1', last, `data: ${accepted.at(-1)}`);
+    const back = await resume(C, 'p1', last, want);
     await untilTrue('p1 online again', async () => (await presence('p1')).online);
     assert.deepEqual(await send('p1', 'p-after'), { delivered: 1 });
     await back.waitFor('data: p-after');

@@ -17,7 +17,7 @@ export function routerOn(
   const registry = new Hub(bus);
   bus.attach(registry);
   const ids = new EventIds();
-  const history = new History(ids, { maxMessages: o.maxMessages ?? 100, maxBytes: 1 << 24, ttlMs: 60_000 });
+  const history = new History(ids, { maxMessages: o.maxMessages ?? 100, maxBytes: 1 << 20, ttlMs: 60_000 });
   const router = new Router({
     bus,
     store,
