@@ -58,6 +58,12 @@ const spec = {
       description: 'Send nothing: measure what the idle cluster costs over --duration, per gateway',
     },
     bus: { type: 'string', description: 'NATS URL', default: 'nats://127.0.0.1:4222', placeholder: 'URL' },
+    'node-args': {
+      type: 'string',
+      description:
+        "Node flags for the gateway processes (the cluster's --node-args; its default when not given)",
+      placeholder: 'FLAGS',
+    },
   },
 } as const satisfies BenchSpec;
 const o = parseBenchArgs(spec);
@@ -118,6 +124,7 @@ try {
           '--log-level',
           'warn',
         ])
+        .concat(o['node-args'] === undefined ? [] : [`--node-args=${o['node-args']}`])
         .concat(['--', '--history', o.history === 'on' ? '10000' : '0', '--max-lag', '0']),
     );
     let flood: ChildProcess | undefined;
