@@ -149,6 +149,33 @@ describe('tally rounds (router side)', () => {
     }
   });
 
+  test('while more than GATEWAYS_PER_GAP gateways have a request out, a free one waits for the next round', async () => {
+    const gws = Array.from({ length: GATEWAYS_PER_GAP + 2 }, (_, i) => `g${i}`);
+    const requests: { at: number; gateway: string }[] = [];
+    const tally = new TallyRounds({ has: () => true }, 10_000, {
+      send: (_round, gateway) => requests.push({ at: performance.now(), gateway }),
+      timedOut: () => undefined,
+    });
+    tally.release();
+    const publishes: Promise<PublishResult>[] = [];
+    for (const gw of gws.slice(0, GATEWAYS_PER_GAP + 1)) {
+      tally.willAdd();
+      publishes.push(tally.add(requests.length + 1, [gw]));
+      await Promise.resolve();
+    }
+    assert.equal(requests.length, GATEWAYS_PER_GAP + 1, 'each asked at once while few were busy');
+    const last = requests.at(-1)!.at;
+    tally.willAdd();
+    publishes.push(tally.add(100, [gws.at(-1)!]));
+    await Promise.resolve();
+    assert.equal(requests.length, GATEWAYS_PER_GAP + 1, 'not at once: the cluster is wide now');
+    await sleep(ROUND_GAP_MS * 3);
+    assert.equal(requests.at(-1)!.gateway, gws.at(-1));
+    assert.ok(requests.at(-1)!.at - last >= ROUND_GAP_MS - 1, 'asked with the next round');
+    tally.failAll(new Error('done'));
+    for (const r of await Promise.allSettled(publishes)) assert.equal(r.status, 'rejected');
+  });
+
   test('a round no gateway finishes ends at the time-out with a partial count', async () => {
     const { t, requests, timedOut, answer } = rounds(50);
     const p = t.add(7);

@@ -47,7 +47,7 @@ export interface LiveGateways {
 export interface TallyHooks {
   /** Sends gateway `gateway` the tally request of `round` for `seqs`; may throw if the connection is gone. */
   send(round: number, gateway: string, seqs: readonly number[]): void;
-  /** A round ended without answers from `missing`; it covered `publishes` publishes. */
+  /** Request `round` ended without an answer from `missing`; it made `publishes` publishes partial. */
   timedOut(round: number, missing: readonly string[], publishes: number): void;
 }
 
@@ -83,8 +83,6 @@ class GatewayTally {
   readonly out = new Set<Request>();
   /** performance.now() when it was last asked. */
   lastSentAt = Number.NEGATIVE_INFINITY;
-  /** The spacing that applied when it was last asked (see roundGapMs). */
-  gapMs = ROUND_GAP_MS;
 
   constructor(id: string) {
     this.id = id;
@@ -113,32 +111,33 @@ export const ROUND_GAP_MS = 5;
 export const GATEWAYS_PER_GAP = 8;
 
 /**
- * The least time between two requests to one gateway after a round that asked `gateways`
- * gateways: none beyond {@link ROUND_GAP_MS} up to {@link GATEWAYS_PER_GAP} of them, then in
- * proportion. A request costs its gateway a reply and, unless it rides with the messages it is
- * about, an event-loop wakeup; at 56 gateways asked every 5 ms that was 22,000 NATS messages a
- * second, as many as the deliveries themselves, and sends fell to a fifth (`bench c1m`, 100,000
- * connections: 5,588 messages in 30 s instead of 26,495 on 6 gateways).
+ * The least time between rounds after one that asked `gateways` gateways: {@link ROUND_GAP_MS}
+ * up to {@link GATEWAYS_PER_GAP} of them, then in proportion. A request costs its gateway a reply
+ * and, unless it rides with the messages it is about, an event-loop wakeup; at 56 gateways asked
+ * every 5 ms that was 22,000 NATS messages a second, as many as the deliveries themselves, and
+ * sends fell to a fifth (`bench c1m`, 100,000 connections: 5,588 messages in 30 s instead of
+ * 26,495 on 6 gateways).
  */
 export function roundGapMs(gateways: number): number {
   return ROUND_GAP_MS * Math.max(1, gateways / GATEWAYS_PER_GAP);
 }
 
 /**
- * Router side. Each gateway is asked on its own: a gateway with no request out is asked at once,
- * from a microtask queued by {@link willAdd} just before the publish, so the request leaves in the
- * same socket write as the messages it is about and the gateway reads both in one wakeup. While a
- * gateway has a request out, its new publishes gather and go as one request when it answers, or
- * {@link ROUND_GAP_MS} after that request was sent if it is still out then (a slow gateway must
- * not hold its publishes back for a whole timeout). Gateways never wait for one another, so with
- * many gateways and publishes to few of them each, the requests still ride with the messages; a
- * publisher that waits for each answer is never slowed down, and when answers take longer,
- * because the gateways or NATS are busy, requests carry more publishes each. Gateways that hold
- * none of a publish's recipients are not asked.
- * The gateways asked in one go form a round; after a round that asked more than
- * {@link GATEWAYS_PER_GAP} gateways, each of them is asked again only {@link roundGapMs} later,
- * which bounds the tally traffic of a large cluster with wide fan-out (a publisher that waits for
- * each answer then gets up to 1000 / roundGapMs answers a second).
+ * Router side. While few gateways are busy, each is asked on its own: a gateway with no request
+ * out is asked at once, from a microtask queued by {@link willAdd} just before the publish, so the
+ * request leaves in the same socket write as the messages it is about and the gateway reads both
+ * in one wakeup; while a gateway has a request out, its new publishes gather and go as one request
+ * when it answers, or {@link ROUND_GAP_MS} after that request was sent if it is still out then (a
+ * slow gateway must not hold its publishes back for a whole timeout). Gateways do not wait for
+ * one another, so with many gateways and sends to few of them each (51 gateways, one recipient
+ * per send) requests still ride with their messages. A publisher that waits for each answer is
+ * never slowed down; when answers take longer, because the gateways or NATS are busy, requests
+ * carry more publishes each. Gateways that hold none of a publish's recipients are not asked.
+ * The gateways asked at one time form a round. When the last round asked more than
+ * {@link GATEWAYS_PER_GAP} gateways, or more than that many have a request out (wide fan-out over
+ * a large cluster), every gateway waits for the next round, sent {@link roundGapMs} after the
+ * last: that bounds the tally traffic to about GATEWAYS_PER_GAP requests per ROUND_GAP_MS (a
+ * publisher that waits for each answer then gets up to 1000 / roundGapMs answers a second).
  * A publish is settled when every gateway it asked has answered, expired or said bye; a request
  * not answered within `timeoutMs` makes the counts it was about partial.
  */
@@ -160,6 +159,11 @@ export class TallyRounds {
   #idle: (() => void)[] = [];
   #roundsSent = 0;
   #requestsSent = 0;
+  /** Gateways with a request out. */
+  #busy = 0;
+  /** performance.now() of the last round, and the spacing it set (see roundGapMs). */
+  #lastRoundAt = Number.NEGATIVE_INFINITY;
+  #lastRoundGapMs = ROUND_GAP_MS;
 
   constructor(gateways: LiveGateways, timeoutMs: number, hooks: TallyHooks) {
     this.#gateways = gateways;
@@ -270,6 +274,7 @@ export class TallyRounds {
       g.queue = [];
       g.out.clear();
     }
+    this.#busy = 0;
     this.#queued.clear();
     for (const req of this.#requests.values()) {
       clearTimeout(req.timer);
@@ -290,6 +295,10 @@ export class TallyRounds {
     this.#scheduled = false;
     if (this.#held || this.#queued.size === 0) return;
     const now = performance.now();
+    // Wide: the last round asked many gateways, or many have a request out. Then every gateway
+    // waits for the next round, spaced by roundGapMs, as one; else each is asked on its own.
+    const wide = this.#lastRoundGapMs > ROUND_GAP_MS || this.#busy > GATEWAYS_PER_GAP;
+    const roundAt = this.#lastRoundAt + this.#lastRoundGapMs;
     const due: GatewayTally[] = [];
     let next = Number.POSITIVE_INFINITY;
     for (const g of this.#queued) {
@@ -301,19 +310,20 @@ export class TallyRounds {
         for (const item of queue) this.#answered(item, undefined);
         continue;
       }
-      const at = g.out.size === 0 && g.gapMs <= ROUND_GAP_MS ? now : g.lastSentAt + g.gapMs;
+      const at = wide ? roundAt : g.out.size === 0 ? now : g.lastSentAt + ROUND_GAP_MS;
       if (at <= now) due.push(g);
       else if (at < next) next = at;
     }
     if (due.length > 0) {
-      const gapMs = roundGapMs(due.length);
       this.#roundsSent++;
-      for (const g of due) this.#ask(g, now, gapMs);
+      this.#lastRoundAt = now;
+      this.#lastRoundGapMs = roundGapMs(due.length);
+      for (const g of due) this.#ask(g, now);
     }
     if (next !== Number.POSITIVE_INFINITY) this.#wakeAt(next);
   }
 
-  #ask(g: GatewayTally, now: number, gapMs: number): void {
+  #ask(g: GatewayTally, now: number): void {
     const items = g.queue;
     g.queue = [];
     this.#queued.delete(g);
@@ -331,7 +341,7 @@ export class TallyRounds {
     }
     this.#requestsSent++;
     g.lastSentAt = now;
-    g.gapMs = gapMs;
+    if (g.out.size === 0) this.#busy++;
     g.out.add(req);
     this.#requests.set(req.id, req);
     req.timer = setTimeout(() => this.#timeout(req), this.#timeoutMs);
@@ -357,7 +367,10 @@ export class TallyRounds {
     // in the socket. Decide in the check phase, after one more poll for I/O.
     setImmediate(() => {
       if (!this.#requests.has(req.id)) return;
-      this.#hooks.timedOut(req.id, [req.gateway.id], req.items.length);
+      // Publishes already partial through another gateway are not counted twice.
+      let fresh = 0;
+      for (const item of req.items) if (item.lost === undefined && !item.settled) fresh++;
+      this.#hooks.timedOut(req.id, [req.gateway.id], fresh);
       this.#end(req, req.gateway.id);
     });
   }
@@ -366,7 +379,7 @@ export class TallyRounds {
   #end(req: Request, lost: string | undefined): void {
     this.#requests.delete(req.id);
     clearTimeout(req.timer);
-    req.gateway.out.delete(req);
+    if (req.gateway.out.delete(req) && req.gateway.out.size === 0) this.#busy--;
     for (const item of req.items) this.#answered(item, lost);
     if (req.gateway.queue.length > 0) this.#schedule();
   }
