@@ -5,22 +5,21 @@
  *     router                         NATS                       gateway (each holding a recipient)
  *     publish m1 → sb.u.alice  ─────────────────────────────▶  deliver, counts[pub][seq1] += n
  *     publish m1 → sb.u.bob    ─────────────────────────────▶  deliver, counts[pub][seq1] += n
- *     … every publish since that gateway was last asked …
+ *     … every publish since the last round …
  *     tally r [seq1, …] → sb.tally.<gw>  ────────────────────▶  reply {r, [index, count]…}
- *     wait for each gateway asked ◀──────────────────────────  (counts for seq1… deleted)
+ *     wait for those gateways ◀──────────────────────────────  (counts for seq1… deleted)
  *
- * A request goes only to the gateways that hold a recipient of one of its publishes — the router's
+ * A round asks only the gateways that hold a recipient of one of its publishes — the router's
  * interest directory (directory.ts) knows which — so a send costs work on the gateways it reaches,
  * not on every gateway of the cluster. A publish whose recipients no gateway holds is settled at
- * once, with no request. Each gateway is asked on its own schedule: one with no request out is
- * asked in the same socket write as the messages, so it reads messages and request in one wakeup.
+ * once, with no round.
  *
  * Correctness rests on NATS ordering: messages from one publishing connection reach each
  * subscribing connection in the order they were published, whatever their subjects, so a gateway
- * has delivered every message a request is about before it sees the request.
+ * has delivered every message of a round before it sees the round's tally request.
  *
- * {@link TallyRounds} batches publishes into requests per gateway and collects replies (which
- * gateways are alive is membership.ts's business), {@link DeliveryCounts} is the gateway's side: counts per
+ * {@link TallyRounds} batches publishes into rounds and collects replies (which gateways are
+ * alive is membership.ts's business), {@link DeliveryCounts} is the gateway's side: counts per
  * publish, kept only until tallied.
  */
 import type { TallyReply } from './nats-codec.js';
@@ -47,123 +46,106 @@ export interface LiveGateways {
 export interface TallyHooks {
   /** Sends gateway `gateway` the tally request of `round` for `seqs`; may throw if the connection is gone. */
   send(round: number, gateway: string, seqs: readonly number[]): void;
-  /** Request `round` ended without an answer from `missing`; it made `publishes` publishes partial. */
+  /** A round ended without answers from `missing`; it covered `publishes` publishes. */
   timedOut(round: number, missing: readonly string[], publishes: number): void;
 }
 
 class Pending {
   readonly seq: number;
+  /** Gateways holding a recipient of this publish, when it was published. */
+  readonly candidates: readonly string[];
   readonly resolve: (r: PublishResult) => void;
   readonly reject: (err: unknown) => void;
   delivered = 0;
-  /** Gateways still to answer for this publish (asked or not yet asked). */
-  remaining: number;
-  /** Gateways that expired or timed out before they answered: what they delivered is unknown. */
-  lost: string[] | undefined = undefined;
-  settled = false;
 
   constructor(
     seq: number,
-    remaining: number,
+    candidates: readonly string[],
     resolve: (r: PublishResult) => void,
     reject: (err: unknown) => void,
   ) {
     this.seq = seq;
-    this.remaining = remaining;
+    this.candidates = candidates;
     this.resolve = resolve;
     this.reject = reject;
   }
 }
 
-/** One gateway as the tally sees it: publishes not yet asked of it, and its requests out. */
-class GatewayTally {
-  readonly id: string;
-  /** Publishes to ask it about, in publish order (requests must list seqs in increasing order). */
-  queue: Pending[] = [];
-  readonly out = new Set<Request>();
-  /** performance.now() when it was last asked. */
-  lastSentAt = Number.NEGATIVE_INFINITY;
-
-  constructor(id: string) {
-    this.id = id;
-  }
-}
-
-/** A tally request to one gateway: the publishes it lists, in request order (replies index these). */
-class Request {
+class Round {
   readonly id: number;
-  readonly gateway: GatewayTally;
   readonly items: Pending[];
+  /** Per gateway asked: the publishes its request lists, in request order (replies index these). */
+  readonly asked: Map<string, Pending[]>;
+  /** Gateways not yet answered. */
+  readonly waiting: Set<string>;
+  /** Gateways that expired before they answered: what they delivered is unknown. */
+  lost: string[] | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
 
-  constructor(id: number, gateway: GatewayTally, items: Pending[]) {
+  constructor(id: number, items: Pending[], asked: Map<string, Pending[]>) {
     this.id = id;
-    this.gateway = gateway;
     this.items = items;
+    this.asked = asked;
+    this.waiting = new Set(asked.keys());
   }
 }
 
 const COMPLETE_EMPTY: readonly string[] = Object.freeze([]);
 
-/** Longest a gateway's publishes wait for a request of their own while an earlier one is out (ms). */
+/** The gateways a round lost to expiry, as its `missing` list. */
+function lostOf(round: Round): readonly string[] {
+  return round.lost === undefined ? COMPLETE_EMPTY : Object.freeze(round.lost);
+}
+
+/** Longest a publish waits for a round of its own while an earlier round is still out (ms). */
 export const ROUND_GAP_MS = 5;
 /** Gateways a round may ask per {@link ROUND_GAP_MS} of gap before rounds are spaced out further. */
 export const GATEWAYS_PER_GAP = 8;
 
 /**
- * The least time between rounds after one that asked `gateways` gateways: {@link ROUND_GAP_MS}
- * up to {@link GATEWAYS_PER_GAP} of them, then in proportion. A request costs its gateway a reply
- * and, unless it rides with the messages it is about, an event-loop wakeup; at 56 gateways asked
- * every 5 ms that was 22,000 NATS messages a second, as many as the deliveries themselves, and
- * sends fell to a fifth (`bench c1m`, 100,000 connections: 5,588 messages in 30 s instead of
- * 26,495 on 6 gateways).
+ * The least time between rounds that asked `gateways` gateways: {@link ROUND_GAP_MS} up to
+ * {@link GATEWAYS_PER_GAP} of them, then in proportion. Every round costs every gateway it asks a
+ * request, a reply and an event-loop wakeup; at 56 gateways and a round every 5 ms that was 22,000
+ * NATS messages a second, as many as the deliveries themselves, and sends fell to a fifth
+ * (`bench c1m`, 100,000 connections: 5,588 messages in 30 s instead of 26,495 on 6 gateways).
  */
 export function roundGapMs(gateways: number): number {
   return ROUND_GAP_MS * Math.max(1, gateways / GATEWAYS_PER_GAP);
 }
 
 /**
- * Router side. While few gateways are busy, each is asked on its own: a gateway with no request
- * out is asked at once, from a microtask queued by {@link willAdd} just before the publish, so the
- * request leaves in the same socket write as the messages it is about and the gateway reads both
- * in one wakeup; while a gateway has a request out, its new publishes gather and go as one request
- * when it answers, or {@link ROUND_GAP_MS} after that request was sent if it is still out then (a
- * slow gateway must not hold its publishes back for a whole timeout). Gateways do not wait for
- * one another, so with many gateways and sends to few of them each (51 gateways, one recipient
- * per send) requests still ride with their messages. A publisher that waits for each answer is
- * never slowed down; when answers take longer, because the gateways or NATS are busy, requests
- * carry more publishes each. Gateways that hold none of a publish's recipients are not asked.
- * The gateways asked at one time form a round. When the last round asked more than
- * {@link GATEWAYS_PER_GAP} gateways, or more than that many have a request out (wide fan-out over
- * a large cluster), every gateway waits for the next round, sent {@link roundGapMs} after the
- * last: that bounds the tally traffic to about GATEWAYS_PER_GAP requests per ROUND_GAP_MS (a
- * publisher that waits for each answer then gets up to 1000 / roundGapMs answers a second).
- * A publish is settled when every gateway it asked has answered, expired or said bye; a request
- * not answered within `timeoutMs` makes the counts it was about partial.
+ * Router side. Publishes share rounds (one tally request, one reply from every live gateway), the
+ * way a database groups commits: with no round out, the publishes of one event-loop turn form a
+ * round, sent from `setImmediate`; while a round is out, new publishes gather and go as one round
+ * when it ends, or {@link ROUND_GAP_MS} after it was sent if it is still out then (a slow gateway
+ * must not hold everyone back for a whole timeout). A publisher that waits for each answer is
+ * never slowed down; when rounds take longer, because the gateways or NATS are busy, they carry
+ * more publishes each. A round costs each gateway it asks one request and one reply, whatever
+ * it carries; gateways that hold none of its recipients are not asked.
+ * With more than {@link GATEWAYS_PER_GAP} gateways asked, rounds are spaced {@link roundGapMs}
+ * apart even when none is out, which bounds the tally traffic of a large cluster (a publisher
+ * that waits for each answer then gets up to 1000 / roundGapMs rounds a second).
+ * A round ends when every gateway it asked has answered, or one of them expires or says bye, or
+ * after `timeoutMs`.
  */
 export class TallyRounds {
   readonly #gateways: LiveGateways;
   readonly #timeoutMs: number;
   readonly #hooks: TallyHooks;
-  readonly #byGateway = new Map<string, GatewayTally>();
-  /** Gateways with publishes not yet asked. */
-  readonly #queued = new Set<GatewayTally>();
-  readonly #requests = new Map<number, Request>();
+  readonly #rounds = new Map<number, Round>();
+  #batch: Pending[] = [];
   #scheduled = false;
-  /** A flush waiting for the earliest gateway due later (spacing or the gap behind a request out). */
-  #timer: NodeJS.Timeout | undefined = undefined;
-  #timerAt = Number.POSITIVE_INFINITY;
+  /** The timer of a flush waiting for the rounds out to end (or for ROUND_GAP_MS). */
+  #gapTimer: NodeJS.Timeout | undefined = undefined;
+  /** performance.now() when the last round was sent. */
+  #lastSentAt = Number.NEGATIVE_INFINITY;
+  /** {@link roundGapMs} of the last round sent. */
+  #gapMs = ROUND_GAP_MS;
   #held = true;
-  #nextRequest = 0;
+  #nextRound = 0;
   #pending = 0;
   #idle: (() => void)[] = [];
   #roundsSent = 0;
-  #requestsSent = 0;
-  /** Gateways with a request out. */
-  #busy = 0;
-  /** performance.now() of the last round, and the spacing it set (see roundGapMs). */
-  #lastRoundAt = Number.NEGATIVE_INFINITY;
-  #lastRoundGapMs = ROUND_GAP_MS;
 
   constructor(gateways: LiveGateways, timeoutMs: number, hooks: TallyHooks) {
     this.#gateways = gateways;
@@ -172,45 +154,40 @@ export class TallyRounds {
   }
 
   /**
-   * Counts publish `seq` (its messages are already published), asking the `candidates`: the
-   * gateways that hold one of its recipients. None: settled at once, with 0.
+   * Counts publish `seq` (its messages are already published) in the next round, asking the
+   * `candidates`: the gateways that hold one of its recipients. None: settled at once, with 0.
    */
   add(seq: number, candidates: readonly string[]): Promise<PublishResult> {
     if (candidates.length === 0)
       return Promise.resolve({ delivered: 0, complete: true, missing: COMPLETE_EMPTY });
     return new Promise<PublishResult>((resolve, reject) => {
-      const item = new Pending(seq, candidates.length, resolve, reject);
-      for (const id of candidates) {
-        let g = this.#byGateway.get(id);
-        if (g === undefined) {
-          g = new GatewayTally(id);
-          this.#byGateway.set(id, g);
-        }
-        g.queue.push(item);
-        this.#queued.add(g);
-      }
+      this.#batch.push(new Pending(seq, candidates, resolve, reject));
       this.#pending++;
       this.#schedule();
     });
   }
 
   /**
-   * Called just before publishing what will be {@link add}ed: gateways due now are asked from a
-   * microtask queued now, which runs before the NATS client's own flush of the publish (queued
-   * after it), so messages and tally requests leave in one socket write.
+   * Called just before publishing what will be {@link add}ed: when no round is out, the round is
+   * sent from a microtask queued now, which runs before the NATS client's own flush of the
+   * publish (queued after it), so message and tally request leave in one socket write.
    */
   willAdd(): void {
-    if (this.#scheduled || this.#held) return;
+    // A round out, or rounds spaced for many gateways: add() schedules this one.
+    if (this.#scheduled || this.#held || this.#rounds.size > 0 || this.#waitMs() > 0) return;
     this.#scheduled = true;
-    queueMicrotask(() => this.#flush());
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
   }
 
-  /** Stops sending requests (membership not yet known, after connect or reconnect). */
+  /** Stops sending rounds (membership not yet known, after connect or reconnect). */
   hold(): void {
     this.#held = true;
   }
 
-  /** Asks about what was held, if anything, and as usual from now on. */
+  /** Sends the held batch, if any, and rounds as usual from now on. */
   release(): void {
     this.#held = false;
     this.#schedule();
@@ -221,14 +198,9 @@ export class TallyRounds {
     return this.#pending;
   }
 
-  /** Rounds sent so far: the times gateways were asked, one or more at once. */
+  /** Rounds sent so far. */
   get roundsSent(): number {
     return this.#roundsSent;
-  }
-
-  /** Tally requests sent so far (one per gateway per round). */
-  get requestsSent(): number {
-    return this.#requestsSent;
   }
 
   /** Resolves when no publish is waiting for its count. */
@@ -239,165 +211,141 @@ export class TallyRounds {
 
   /** A gateway answered; its pairs index the publishes its request listed. */
   onReply(reply: TallyReply): void {
-    const req = this.#requests.get(reply.round);
-    if (req === undefined || req.gateway.id !== reply.gatewayId) return;
+    const round = this.#rounds.get(reply.round);
+    if (round === undefined || !round.waiting.delete(reply.gatewayId)) return;
+    const list = round.asked.get(reply.gatewayId) ?? [];
     const { pairs } = reply;
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const item = req.items[pairs[i] as number];
+      const item = list[pairs[i] as number];
       if (item !== undefined) item.delivered += pairs[i + 1] as number;
     }
-    this.#end(req, undefined);
+    if (round.waiting.size === 0) this.#finish(round, lostOf(round));
   }
 
   /**
    * A gateway left (`expired` false: it said bye after answering what it had delivered) or
    * expired (true: it may have delivered and not said, so the counts it was asked for are
-   * partial). Publishes stop waiting for it.
+   * partial). Rounds stop waiting for it.
    */
   gatewayGone(id: string, expired: boolean): void {
-    const g = this.#byGateway.get(id);
-    if (g === undefined) return;
-    this.#byGateway.delete(id);
-    this.#queued.delete(g);
-    const lost = expired ? id : undefined;
-    for (const req of [...g.out]) this.#end(req, lost);
-    const queue = g.queue;
-    g.queue = [];
-    for (const item of queue) this.#answered(item, lost);
+    for (const round of this.#rounds.values()) {
+      if (!round.waiting.delete(id)) continue;
+      if (expired) {
+        round.lost ??= [];
+        round.lost.push(id);
+      }
+      if (round.waiting.size === 0) this.#finish(round, lostOf(round));
+    }
   }
 
   /** Rejects every unsettled publish (connection lost: their fate is unknown). */
   failAll(err: unknown): void {
-    const items = new Set<Pending>();
-    for (const g of this.#byGateway.values()) {
-      for (const item of g.queue) items.add(item);
-      g.queue = [];
-      g.out.clear();
+    const batch = this.#batch;
+    this.#batch = [];
+    for (const item of batch) this.#settle(item, undefined, err);
+    const rounds = [...this.#rounds.values()];
+    this.#rounds.clear();
+    for (const round of rounds) {
+      clearTimeout(round.timer);
+      for (const item of round.items) this.#settle(item, undefined, err);
     }
-    this.#busy = 0;
-    this.#queued.clear();
-    for (const req of this.#requests.values()) {
-      clearTimeout(req.timer);
-      for (const item of req.items) items.add(item);
-    }
-    this.#requests.clear();
-    for (const item of items) this.#settle(item, undefined, err);
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#held || this.#queued.size === 0) return;
+    if (this.#scheduled || this.#held || this.#batch.length === 0) return;
     this.#scheduled = true;
-    setImmediate(() => this.#flush());
+    const wait = this.#waitMs();
+    if (wait <= 0) {
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#flush();
+      });
+    } else {
+      this.#gapTimer = setTimeout(() => {
+        this.#gapTimer = undefined;
+        this.#scheduled = false;
+        this.#flush();
+      }, Math.ceil(wait));
+    }
   }
 
-  /** Asks every queued gateway that is due; arms a timer for the earliest one that is not. */
-  #flush(): void {
+  /**
+   * How long the next round must wait: none when no round is out, unless the last one asked so
+   * many gateways that rounds are spaced (see roundGapMs); else until the gap since it has passed.
+   */
+  #waitMs(): number {
+    if (this.#rounds.size === 0 && this.#gapMs <= ROUND_GAP_MS) return 0;
+    return this.#lastSentAt + this.#gapMs - performance.now();
+  }
+
+  /** A round ended: if none is out any more, a batch waiting for that goes in the next turn. */
+  #roundEnded(): void {
+    if (this.#gapTimer === undefined || this.#rounds.size > 0) return;
+    clearTimeout(this.#gapTimer);
+    this.#gapTimer = undefined;
     this.#scheduled = false;
-    if (this.#held || this.#queued.size === 0) return;
-    const now = performance.now();
-    // Wide: the last round asked many gateways, or many have a request out. Then every gateway
-    // waits for the next round, spaced by roundGapMs, as one; else each is asked on its own.
-    const wide = this.#lastRoundGapMs > ROUND_GAP_MS || this.#busy > GATEWAYS_PER_GAP;
-    const roundAt = this.#lastRoundAt + this.#lastRoundGapMs;
-    const due: GatewayTally[] = [];
-    let next = Number.POSITIVE_INFINITY;
-    for (const g of this.#queued) {
-      if (!this.#gateways.has(g.id)) {
-        // Gone since (bye, or expired and already reported): it delivered nothing it could report.
-        this.#queued.delete(g);
-        const queue = g.queue;
-        g.queue = [];
-        for (const item of queue) this.#answered(item, undefined);
-        continue;
-      }
-      const at = wide ? roundAt : g.out.size === 0 ? now : g.lastSentAt + ROUND_GAP_MS;
-      if (at <= now) due.push(g);
-      else if (at < next) next = at;
-    }
-    if (due.length > 0) {
-      this.#roundsSent++;
-      this.#lastRoundAt = now;
-      this.#lastRoundGapMs = roundGapMs(due.length);
-      for (const g of due) this.#ask(g, now);
-    }
-    if (next !== Number.POSITIVE_INFINITY) this.#wakeAt(next);
+    this.#schedule();
   }
 
-  #ask(g: GatewayTally, now: number): void {
-    const items = g.queue;
-    g.queue = [];
-    this.#queued.delete(g);
-    this.#nextRequest = (this.#nextRequest + 1) >>> 0;
-    const req = new Request(this.#nextRequest, g, items);
+  #flush(): void {
+    if (this.#held || this.#batch.length === 0) return;
+    const items = this.#batch;
+    this.#batch = [];
+    const asked = new Map<string, Pending[]>();
+    for (const item of items) {
+      for (const gw of item.candidates) {
+        // A candidate that has gone since (bye, expiry) delivered nothing it could report.
+        if (!this.#gateways.has(gw)) continue;
+        const list = asked.get(gw);
+        if (list === undefined) asked.set(gw, [item]);
+        else list.push(item);
+      }
+    }
+    if (asked.size === 0) {
+      for (const item of items) this.#settle(item, { delivered: 0, complete: true, missing: COMPLETE_EMPTY });
+      return;
+    }
+    this.#nextRound = (this.#nextRound + 1) >>> 0;
+    const round = new Round(this.#nextRound, items, asked);
     try {
-      this.#hooks.send(
-        req.id,
-        g.id,
-        items.map((item) => item.seq),
-      );
+      for (const [gw, list] of asked) {
+        this.#hooks.send(
+          round.id,
+          gw,
+          list.map((item) => item.seq),
+        );
+      }
     } catch (err) {
       for (const item of items) this.#settle(item, undefined, err);
       return;
     }
-    this.#requestsSent++;
-    g.lastSentAt = now;
-    if (g.out.size === 0) this.#busy++;
-    g.out.add(req);
-    this.#requests.set(req.id, req);
-    req.timer = setTimeout(() => this.#timeout(req), this.#timeoutMs);
+    this.#roundsSent++;
+    this.#lastSentAt = performance.now();
+    this.#gapMs = roundGapMs(asked.size);
+    this.#rounds.set(round.id, round);
+    round.timer = setTimeout(() => this.#timeout(round), this.#timeoutMs);
   }
 
-  /** Flushes at `at` (performance.now() time) unless a flush is already due by then. */
-  #wakeAt(at: number): void {
-    if (this.#timer !== undefined && this.#timerAt <= at) return;
-    clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(
-      () => {
-        this.#timer = undefined;
-        this.#timerAt = Number.POSITIVE_INFINITY;
-        if (!this.#scheduled) this.#flush();
-      },
-      Math.max(1, Math.ceil(at - performance.now())),
-    );
-  }
-
-  #timeout(req: Request): void {
+  #timeout(round: Round): void {
     // Timers run before I/O in each event-loop turn: after a stall, answers may be sitting unread
     // in the socket. Decide in the check phase, after one more poll for I/O.
     setImmediate(() => {
-      if (!this.#requests.has(req.id)) return;
-      // Publishes already partial through another gateway are not counted twice.
-      let fresh = 0;
-      for (const item of req.items) if (item.lost === undefined && !item.settled) fresh++;
-      this.#hooks.timedOut(req.id, [req.gateway.id], fresh);
-      this.#end(req, req.gateway.id);
+      if (!this.#rounds.has(round.id)) return;
+      const missing = Object.freeze([...(round.lost ?? []), ...round.waiting]);
+      this.#hooks.timedOut(round.id, missing, round.items.length);
+      this.#finish(round, missing);
     });
   }
 
-  /** A request ended (answered, or `lost` to expiry or time-out); its gateway may be due again. */
-  #end(req: Request, lost: string | undefined): void {
-    this.#requests.delete(req.id);
-    clearTimeout(req.timer);
-    if (req.gateway.out.delete(req) && req.gateway.out.size === 0) this.#busy--;
-    for (const item of req.items) this.#answered(item, lost);
-    if (req.gateway.queue.length > 0) this.#schedule();
-  }
-
-  /** One of the item's gateways is done with it (`lost`: without a count). */
-  #answered(item: Pending, lost: string | undefined): void {
-    if (lost !== undefined) {
-      if (item.lost === undefined) item.lost = [lost];
-      else item.lost.push(lost);
-    }
-    if (--item.remaining > 0) return;
-    const missing = item.lost === undefined ? COMPLETE_EMPTY : Object.freeze(item.lost);
-    this.#settle(item, { delivered: item.delivered, complete: missing.length === 0, missing });
+  #finish(round: Round, missing: readonly string[]): void {
+    this.#rounds.delete(round.id);
+    clearTimeout(round.timer);
+    const complete = missing.length === 0;
+    for (const item of round.items) this.#settle(item, { delivered: item.delivered, complete, missing });
+    this.#roundEnded();
   }
 
   #settle(item: Pending, result: PublishResult | undefined, err?: unknown): void {
-    if (item.settled) return;
-    item.settled = true;
     if (result === undefined) item.reject(err);
     else item.resolve(result);
     this.#pending--;
