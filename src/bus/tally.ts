@@ -57,6 +57,8 @@ class Pending {
   readonly resolve: (r: PublishResult) => void;
   readonly reject: (err: unknown) => void;
   delivered = 0;
+  /** Candidates that expired before this publish's round was sent: it may have reached them. */
+  lost: string[] | undefined = undefined;
 
   constructor(
     seq: number,
@@ -91,6 +93,12 @@ class Round {
 }
 
 const COMPLETE_EMPTY: readonly string[] = Object.freeze([]);
+
+/** A publish's result: its round's `missing`, and the candidates it lost before the round. */
+function resultOf(item: Pending, delivered: number, missing: readonly string[]): PublishResult {
+  const all = item.lost === undefined ? missing : Object.freeze([...missing, ...item.lost]);
+  return { delivered, complete: all.length === 0, missing: all };
+}
 
 /** The gateways a round lost to expiry, as its `missing` list. */
 function lostOf(round: Round): readonly string[] {
@@ -225,9 +233,17 @@ export class TallyRounds {
   /**
    * A gateway left (`expired` false: it said bye after answering what it had delivered) or
    * expired (true: it may have delivered and not said, so the counts it was asked for are
-   * partial). Rounds stop waiting for it.
+   * partial). Rounds stop waiting for it; publishes not yet in a round that it was a candidate
+   * of are partial too when it expired (their messages went out before it went).
    */
   gatewayGone(id: string, expired: boolean): void {
+    if (expired) {
+      for (const item of this.#batch) {
+        if (!item.candidates.includes(id)) continue;
+        if (item.lost === undefined) item.lost = [id];
+        else item.lost.push(id);
+      }
+    }
     for (const round of this.#rounds.values()) {
       if (!round.waiting.delete(id)) continue;
       if (expired) {
@@ -294,7 +310,7 @@ export class TallyRounds {
     const asked = new Map<string, Pending[]>();
     for (const item of items) {
       for (const gw of item.candidates) {
-        // A candidate that has gone since (bye, expiry) delivered nothing it could report.
+        // A candidate gone since said bye (nothing to report) or expired (item.lost says so).
         if (!this.#gateways.has(gw)) continue;
         const list = asked.get(gw);
         if (list === undefined) asked.set(gw, [item]);
@@ -302,7 +318,7 @@ export class TallyRounds {
       }
     }
     if (asked.size === 0) {
-      for (const item of items) this.#settle(item, { delivered: 0, complete: true, missing: COMPLETE_EMPTY });
+      for (const item of items) this.#settle(item, resultOf(item, 0, COMPLETE_EMPTY));
       return;
     }
     this.#nextRound = (this.#nextRound + 1) >>> 0;
@@ -340,8 +356,7 @@ export class TallyRounds {
   #finish(round: Round, missing: readonly string[]): void {
     this.#rounds.delete(round.id);
     clearTimeout(round.timer);
-    const complete = missing.length === 0;
-    for (const item of round.items) this.#settle(item, { delivered: item.delivered, complete, missing });
+    for (const item of round.items) this.#settle(item, resultOf(item, item.delivered, missing));
     this.#roundEnded();
   }
 
