@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { JetStreamLog } from '../src/bus/jetstream-log.js';
+import { JetStreamLog, REPLICA_HEARD_MS, staleness } from '../src/bus/jetstream-log.js';
 import { UnavailableError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { deleteHistory, NATS_URL } from './support/nats.js';
@@ -57,4 +57,41 @@ test('with the stream gone an append is refused at once, as unavailable', async 
     return true;
   });
   assert.ok(performance.now() - t0 < 1500, 'before the timeout');
+});
+
+test('a stream description bounds a resume only from one server, or from a leader that has heard from most of its group', () => {
+  const peer = (name: string, ms: number) => ({
+    name,
+    current: true,
+    offline: false,
+    active: ms * 1e6,
+    lag: 0,
+  });
+  const fresh = REPLICA_HEARD_MS / 3;
+  const old = REPLICA_HEARD_MS * 2;
+  assert.equal(staleness(undefined), undefined);
+  assert.match(staleness({ name: 'c', replicas: [peer('n1', fresh), peer('n2', fresh)] }) ?? '', /no leader/);
+  assert.equal(
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', fresh), peer('n3', fresh)] }),
+    undefined,
+  );
+  // One replica down: the leader and the other are a majority of three.
+  assert.equal(
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', fresh), peer('n3', old)] }),
+    undefined,
+  );
+  assert.match(
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', old), peer('n3', old)] }) ?? '',
+    /leader n1 has not heard from most of its replicas/,
+  );
+  const five = (heard: number) =>
+    staleness({
+      name: 'c',
+      leader: 'n1',
+      replicas: ['n2', 'n3', 'n4', 'n5'].map((n, i) => peer(n, i < heard ? fresh : old)),
+    });
+  assert.equal(five(2), undefined);
+  assert.notEqual(five(1), undefined);
+  // R1 on a cluster: the leader alone is the group.
+  assert.equal(staleness({ name: 'c', leader: 'n1', replicas: [] }), undefined);
 });

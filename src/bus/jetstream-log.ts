@@ -17,9 +17,15 @@
  * since is short, every message of the range. The answer is exact or an explicit gap:
  * `unknown` for an id of another stream (or a recreated one) or from the future; `expired` when
  * the range reaches past the oldest message kept, or a subject hit its per-subject limit (older
- * messages of it may be gone).
+ * messages of it may be gone). A resume the stream's description cannot bound truly — no leader,
+ * or one cut off from its replicas ({@link staleness}) — is refused as unavailable instead.
  */
-import { type JetStreamManager, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
+import {
+  type ClusterInfo,
+  type JetStreamManager,
+  jetstreamManager,
+  type StoredMsg,
+} from '@nats-io/jetstream';
 import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { errorMessage, UnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -133,6 +139,32 @@ const CURSOR_REFRESH_MS = 1000;
 /** The stream name for a subject prefix (names cannot hold `.`). */
 export function historyStreamName(prefix: string): string {
   return `${prefix.replaceAll('.', '_')}_history`;
+}
+
+/**
+ * A replica of a stream that has not heard from a majority of its group within this many ms
+ * answers from a copy that may be stale. The leader hears from each replica about once a second
+ * (JetStream's raft heartbeat); it keeps calling itself leader for 10 s and more after it was cut
+ * off (measured on nats-server 2.9: 15 s).
+ */
+export const REPLICA_HEARD_MS = 3000;
+
+/**
+ * Why the stream's description cannot bound a resume, or undefined when it can: on a NATS cluster
+ * only a leader that has heard from a majority of the group recently knows everything acked. With
+ * no leader (one being elected, or this node cut off) every replica answers from its own copy,
+ * which may lack what the others stored; so does a leader cut off from the rest, until it steps
+ * down. A resume bounded by such a copy would leave those messages out without a word.
+ */
+export function staleness(cluster: ClusterInfo | undefined): string | undefined {
+  if (cluster === undefined) return undefined; // one server: its copy is the stream
+  if (!cluster.leader) return 'the history stream has no leader (JetStream is electing one)';
+  const replicas = cluster.replicas ?? [];
+  const heard = replicas.filter((r) => r.active / 1e6 < REPLICA_HEARD_MS).length;
+  if (2 * (heard + 1) <= replicas.length + 1) {
+    return `the history stream's leader ${cluster.leader} has not heard from most of its replicas for ${REPLICA_HEARD_MS / 1000} s`;
+  }
+  return undefined;
 }
 
 /** The payload stored: publish time (f64) and the body. */
@@ -262,6 +294,8 @@ export class JetStreamLog implements MessageLog {
     if (pending !== undefined && pending.sentAt >= since) return pending.answer;
     const sentAt = performance.now();
     const answer = this.#jsm.streams.info(this.stream).then((info) => {
+      const stale = staleness(info.cluster);
+      if (stale !== undefined) throw new UnavailableError(`${stale}; resume later`);
       if (info.state.last_seq > this.#last) this.#last = info.state.last_seq;
       return { first: info.state.first_seq, last: info.state.last_seq };
     });

@@ -47,6 +47,8 @@ export interface NatsNodeOptions {
   readonly peers: readonly string[];
   /** Config file and JetStream store go here. */
   readonly dir: string;
+  /** Server tags (a stream's placement may ask for them). */
+  readonly tags?: readonly string[];
 }
 
 /**
@@ -60,6 +62,7 @@ export function startNatsNode(place: Place, o: NatsNodeOptions): ChildProcess {
     conf,
     [
       `server_name: ${o.name}`,
+      ...(o.tags === undefined ? [] : [`server_tags: [${o.tags.map((t) => `"${t}"`).join(', ')}]`]),
       `listen: "${place.address}:${o.clientPort}"`,
       `jetstream { store_dir: "${path.join(o.dir, 'js')}", max_memory_store: 64MB, max_file_store: 1GB }`,
       'cluster {',
