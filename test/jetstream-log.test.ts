@@ -5,12 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamLog, REPLICA_HEARD_MS, staleness } from '../src/bus/jetstream-log.js';
 import { UnavailableError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { deleteHistory, NATS_URL } from './support/nats.js';
+import { freePort, kill, startNatsServer } from './support/processes.js';
 
 const prefix = `sbtest_jsl_${process.pid}_${randomBytes(3).toString('hex')}`;
 let nc: NatsConnection;
@@ -94,4 +99,52 @@ test('a stream description bounds a resume only from one server, or from a leade
   assert.notEqual(five(1), undefined);
   // R1 on a cluster: the leader alone is the group.
   assert.equal(staleness({ name: 'c', leader: 'n1', replicas: [] }), undefined);
+});
+
+test('an append answered as failed that the server stores after all is removed, so no resume replays it', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-jsl-late-'));
+  const port = await freePort();
+  const server = await startNatsServer(port, dir);
+  const own = await connect({ servers: `127.0.0.1:${port}` });
+  try {
+    const late = await JetStreamLog.open(own, {
+      prefix: 'late',
+      ttlMs: 60_000,
+      maxPerSubject: 100,
+      maxBytes: 1 << 20,
+      replicas: 1,
+      log: silentLogger,
+      timeoutMs: 300,
+    });
+    const start = late.current();
+    const kept = await late.append('u', 'kept', 1);
+    // Frozen, the server takes the publish only when it runs again: after the append's timeout.
+    server.kill('SIGSTOP');
+    while (readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(' ')[2] !== 'T') {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await assert.rejects(late.append('u', 'refused', 2), UnavailableError);
+    server.kill('SIGCONT');
+    const jsm = await jetstreamManager(own);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const { state } = await jsm.streams.info(late.stream);
+      // Stored (seq 2), then removed: one message left.
+      if (state.last_seq === 2 && state.messages === 1) break;
+      assert.ok(Date.now() < deadline, `not removed: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const replay = await late.since(start, new Set(['u']));
+    assert.ok(replay.ok);
+    assert.deepEqual(
+      replay.messages.map((m) => m.eid),
+      [kept.eid],
+    );
+    await late.close();
+  } finally {
+    server.kill('SIGCONT');
+    await own.close();
+    await kill(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -49,25 +49,39 @@ export interface JetStreamLogOptions {
   readonly timeoutMs?: number;
 }
 
+/** How long an append answered as failed is watched for an ack that comes after all, ms. */
+const LATE_WATCH_MS = 60_000;
+/** Most appends watched that way (the oldest are let go first). */
+const LATE_WATCH_MAX = 10_000;
+
 /**
  * Appends waiting for their ack, by reply token. An append is a plain publish with a reply
  * subject under one inbox this log subscribes to once: nats.js's request() builds two Error
  * objects with stack traces per call (one on every success), which was a sixth of a router's
  * CPU under load, and a timer each.
+ *
+ * An append that timed out may still be stored (the stream's leader was being elected, or its
+ * node was frozen, and took the publish later): the sender was told "not sent" and nobody got it
+ * live, so a resume must not replay it. Its token is watched for a while, and an ack that comes
+ * late is handed to `onLate` (the log removes that message).
  */
 class Acks {
   readonly #pending = new Map<
     string,
     { at: number; resolve: (seq: number) => void; reject: (e: Error) => void }
   >();
+  /** Tokens of appends answered as failed, with when: oldest first. */
+  readonly #late = new Map<string, number>();
   readonly #timeoutMs: number;
   readonly #prefix: string;
   readonly #sub: Subscription;
+  readonly #onLate: (seq: number) => void;
   #next = 0;
   #sweep: NodeJS.Timeout | undefined;
 
-  constructor(nc: NatsConnection, timeoutMs: number) {
+  constructor(nc: NatsConnection, timeoutMs: number, onLate: (seq: number) => void) {
     this.#timeoutMs = timeoutMs;
+    this.#onLate = onLate;
     const inbox = createInbox();
     this.#prefix = `${inbox}.`;
     this.#sub = nc.subscribe(`${inbox}.*`, {
@@ -88,22 +102,17 @@ class Acks {
   #ack(m: Msg): void {
     const token = m.subject.slice(this.#prefix.length);
     const p = this.#pending.get(token);
-    if (p === undefined) return;
+    if (p === undefined) {
+      if (this.#late.delete(token)) {
+        const late = parseAck(m);
+        if (typeof late === 'number') this.#onLate(late);
+      }
+      return;
+    }
     this.#pending.delete(token);
-    // No JetStream behind the subject: the server answers "no responders" (status 503, no data).
-    if (m.data.length === 0) {
-      p.reject(new Error(m.headers?.code === 503 ? 'no responders: is JetStream on?' : 'empty ack'));
-      return;
-    }
-    let ack: { seq?: unknown; error?: { description?: unknown } };
-    try {
-      ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;
-    } catch {
-      p.reject(new Error('an ack that is not JSON'));
-      return;
-    }
-    if (typeof ack.seq === 'number') p.resolve(ack.seq);
-    else p.reject(new Error(String(ack.error?.description ?? 'no seq in the ack')));
+    const ack = parseAck(m);
+    if (typeof ack === 'number') p.resolve(ack);
+    else p.reject(ack);
   }
 
   /** Rejects the appends older than the timeout (the map keeps them oldest first). */
@@ -112,25 +121,56 @@ class Acks {
     for (const [token, p] of this.#pending) {
       if (now - p.at < this.#timeoutMs) break;
       this.#pending.delete(token);
+      this.#watch(token, now);
       p.reject(new Error(`no ack within ${this.#timeoutMs} ms`));
     }
-    if (this.#pending.size === 0 && this.#sweep !== undefined) {
+    for (const [token, at] of this.#late) {
+      if (now - at < LATE_WATCH_MS) break;
+      this.#late.delete(token);
+    }
+    if (this.#pending.size === 0 && this.#late.size === 0 && this.#sweep !== undefined) {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
     }
   }
 
+  #watch(token: string, now: number): void {
+    this.#late.set(token, now);
+    if (this.#late.size > LATE_WATCH_MAX) this.#late.delete(this.#late.keys().next().value!);
+  }
+
   failAll(err: unknown): void {
-    for (const p of this.#pending.values()) p.reject(new Error(errorMessage(err)));
+    const now = performance.now();
+    for (const [token, p] of this.#pending) {
+      this.#watch(token, now);
+      p.reject(new Error(errorMessage(err)));
+    }
     this.#pending.clear();
   }
 
   close(): void {
     this.failAll(new Error('the history log is closed'));
+    this.#late.clear();
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     this.#sweep = undefined;
     this.#sub.unsubscribe();
   }
+}
+
+/** The stream seq an ack carries, or why there is none. */
+function parseAck(m: Msg): number | Error {
+  // No JetStream behind the subject: the server answers "no responders" (status 503, no data).
+  if (m.data.length === 0) {
+    return new Error(m.headers?.code === 503 ? 'no responders: is JetStream on?' : 'empty ack');
+  }
+  let ack: { seq?: unknown; error?: { description?: unknown } };
+  try {
+    ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;
+  } catch {
+    return new Error('an ack that is not JSON');
+  }
+  if (typeof ack.seq === 'number') return ack.seq;
+  return new Error(String(ack.error?.description ?? 'no seq in the ack'));
 }
 
 /** How often a process that does not publish refreshes its "from now on" cursor, ms. */
@@ -262,7 +302,7 @@ export class JetStreamLog implements MessageLog {
   async append(subject: string, body: string, ts: number): Promise<Message> {
     let seq: number;
     try {
-      this.#acks ??= new Acks(this.#nc, this.#timeoutMs);
+      this.#acks ??= new Acks(this.#nc, this.#timeoutMs, (seq) => this.#removeLate(seq));
       const { reply, seq: acked } = this.#acks.expect();
       this.#nc.publish(this.#subjectPrefix + idToToken(subject), encode(ts, body), { reply });
       seq = await acked;
@@ -276,6 +316,16 @@ export class JetStreamLog implements MessageLog {
     }
     if (seq > this.#last) this.#last = seq;
     return new Message(`${this.#epoch}-${seq}`, subject, body, ts);
+  }
+
+  /** A message stored after its append was answered as failed: removed, so no resume replays it. */
+  #removeLate(seq: number): void {
+    this.#log.warn('a send answered as not sent was stored late; removed from the history', { seq });
+    this.#jsm.streams
+      .deleteMessage(this.stream, seq, false)
+      .catch((err: unknown) =>
+        this.#log.error('a late-stored message could not be removed from the history', { seq, err }),
+      );
   }
 
   current(): string {
