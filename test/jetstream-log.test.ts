@@ -97,6 +97,19 @@ test('a stream description bounds a resume only from one server, or from a leade
     });
   assert.equal(five(2), undefined);
   assert.notEqual(five(1), undefined);
+  // Flagged offline, or never heard from (active 0): not heard.
+  assert.notEqual(
+    staleness({
+      name: 'c',
+      leader: 'n1',
+      replicas: [{ ...peer('n2', fresh), offline: true }, peer('n3', old)],
+    }),
+    undefined,
+  );
+  assert.notEqual(
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', 0), peer('n3', old)] }),
+    undefined,
+  );
   // R1 on a cluster: the leader alone is the group.
   assert.equal(staleness({ name: 'c', leader: 'n1', replicas: [] }), undefined);
 });

@@ -200,7 +200,10 @@ export function staleness(cluster: ClusterInfo | undefined): string | undefined 
   if (cluster === undefined) return undefined; // one server: its copy is the stream
   if (!cluster.leader) return 'the history stream has no leader (JetStream is electing one)';
   const replicas = cluster.replicas ?? [];
-  const heard = replicas.filter((r) => r.active / 1e6 < REPLICA_HEARD_MS).length;
+  // A peer never heard from shows active 0; one known to be down is flagged offline.
+  const heard = replicas.filter(
+    (r) => !r.offline && r.active > 0 && r.active / 1e6 < REPLICA_HEARD_MS,
+  ).length;
   if (2 * (heard + 1) <= replicas.length + 1) {
     return `the history stream's leader ${cluster.leader} has not heard from most of its replicas for ${REPLICA_HEARD_MS / 1000} s`;
   }
