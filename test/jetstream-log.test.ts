@@ -74,44 +74,65 @@ test('a stream description bounds a resume only from one server, or from a leade
   });
   const fresh = REPLICA_HEARD_MS / 3;
   const old = REPLICA_HEARD_MS * 2;
-  assert.equal(staleness(undefined), undefined);
-  assert.match(staleness({ name: 'c', replicas: [peer('n1', fresh), peer('n2', fresh)] }) ?? '', /no leader/);
+  assert.equal(staleness(undefined, 1), undefined);
+  assert.match(
+    staleness({ name: 'c', replicas: [peer('n1', fresh), peer('n2', fresh)] }, 3) ?? '',
+    /no leader/,
+  );
   assert.equal(
-    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', fresh), peer('n3', fresh)] }),
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', fresh), peer('n3', fresh)] }, 3),
     undefined,
   );
   // One replica down: the leader and the other are a majority of three.
   assert.equal(
-    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', fresh), peer('n3', old)] }),
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', fresh), peer('n3', old)] }, 3),
     undefined,
   );
   assert.match(
-    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', old), peer('n3', old)] }) ?? '',
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', old), peer('n3', old)] }, 3) ?? '',
     /leader n1 has not heard from most of its replicas/,
   );
   const five = (heard: number) =>
-    staleness({
-      name: 'c',
-      leader: 'n1',
-      replicas: ['n2', 'n3', 'n4', 'n5'].map((n, i) => peer(n, i < heard ? fresh : old)),
-    });
+    staleness(
+      {
+        name: 'c',
+        leader: 'n1',
+        replicas: ['n2', 'n3', 'n4', 'n5'].map((n, i) => peer(n, i < heard ? fresh : old)),
+      },
+      5,
+    );
   assert.equal(five(2), undefined);
   assert.notEqual(five(1), undefined);
   // Flagged offline, or never heard from (active 0): not heard.
   assert.notEqual(
-    staleness({
-      name: 'c',
-      leader: 'n1',
-      replicas: [{ ...peer('n2', fresh), offline: true }, peer('n3', old)],
-    }),
+    staleness(
+      {
+        name: 'c',
+        leader: 'n1',
+        replicas: [{ ...peer('n2', fresh), offline: true }, peer('n3', old)],
+      },
+      3,
+    ),
     undefined,
   );
   assert.notEqual(
-    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', 0), peer('n3', old)] }),
+    staleness({ name: 'c', leader: 'n1', replicas: [peer('n2', 0), peer('n3', old)] }, 3),
+    undefined,
+  );
+  // An R3 stream moving to new peers lists five: the group is still its three copies.
+  assert.equal(
+    staleness(
+      {
+        name: 'c',
+        leader: 'n1',
+        replicas: [peer('n2', fresh), peer('n3', old), peer('n4', 0), peer('n5', 0)],
+      },
+      3,
+    ),
     undefined,
   );
   // R1 on a cluster: the leader alone is the group.
-  assert.equal(staleness({ name: 'c', leader: 'n1', replicas: [] }), undefined);
+  assert.equal(staleness({ name: 'c', leader: 'n1', replicas: [] }, 1), undefined);
 });
 
 test('an append answered as failed that the server stores after all is removed, so no resume replays it', async () => {
@@ -119,8 +140,9 @@ test('an append answered as failed that the server stores after all is removed, 
   const port = await freePort();
   const server = await startNatsServer(port, dir);
   const own = await connect({ servers: `127.0.0.1:${port}` });
+  let late: JetStreamLog | undefined;
   try {
-    const late = await JetStreamLog.open(own, {
+    late = await JetStreamLog.open(own, {
       prefix: 'late',
       ttlMs: 60_000,
       maxPerSubject: 100,
@@ -153,9 +175,9 @@ test('an append answered as failed that the server stores after all is removed, 
       replay.messages.map((m) => m.eid),
       [kept.eid],
     );
-    await late.close();
   } finally {
     server.kill('SIGCONT');
+    await late?.close();
     await own.close();
     await kill(server);
     rmSync(dir, { recursive: true, force: true });

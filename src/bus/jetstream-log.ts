@@ -53,6 +53,8 @@ export interface JetStreamLogOptions {
 const LATE_WATCH_MS = 60_000;
 /** Most appends watched that way (the oldest are let go first). */
 const LATE_WATCH_MAX = 10_000;
+/** Removals of a late-stored message retried this many times. */
+const LATE_REMOVE_RETRIES = 5;
 
 /**
  * Appends waiting for their ack, by reply token. An append is a plain publish with a reply
@@ -196,15 +198,16 @@ export const REPLICA_HEARD_MS = 3000;
  * which may lack what the others stored; so does a leader cut off from the rest, until it steps
  * down. A resume bounded by such a copy would leave those messages out without a word.
  */
-export function staleness(cluster: ClusterInfo | undefined): string | undefined {
+export function staleness(cluster: ClusterInfo | undefined, copies: number): string | undefined {
   if (cluster === undefined) return undefined; // one server: its copy is the stream
   if (!cluster.leader) return 'the history stream has no leader (JetStream is electing one)';
+  // The group is the stream's configured copies: the list may also hold peers it is moving to.
   const replicas = cluster.replicas ?? [];
   // A peer never heard from shows active 0; one known to be down is flagged offline.
   const heard = replicas.filter(
     (r) => !r.offline && r.active > 0 && r.active / 1e6 < REPLICA_HEARD_MS,
   ).length;
-  if (2 * (heard + 1) <= replicas.length + 1) {
+  if (2 * (heard + 1) <= copies) {
     return `the history stream's leader ${cluster.leader} has not heard from most of its replicas for ${REPLICA_HEARD_MS / 1000} s`;
   }
   return undefined;
@@ -321,14 +324,33 @@ export class JetStreamLog implements MessageLog {
     return new Message(`${this.#epoch}-${seq}`, subject, body, ts);
   }
 
-  /** A message stored after its append was answered as failed: removed, so no resume replays it. */
-  #removeLate(seq: number): void {
-    this.#log.warn('a send answered as not sent was stored late; removed from the history', { seq });
-    this.#jsm.streams
-      .deleteMessage(this.stream, seq, false)
-      .catch((err: unknown) =>
-        this.#log.error('a late-stored message could not be removed from the history', { seq, err }),
-      );
+  /**
+   * A message stored after its append was answered as failed: removed, so no resume replays it.
+   * Late acks come while JetStream changes leaders, when a removal may time out too: retried with
+   * backoff (1, 2, 4, 8, 16 s), then given up on, saying so.
+   */
+  #removeLate(seq: number, attempt = 0): void {
+    if (attempt === 0)
+      this.#log.warn('a send answered as not sent was stored late; removing it from the history', { seq });
+    this.#jsm.streams.deleteMessage(this.stream, seq, false).then(
+      (removed) => {
+        if (!removed) this.#log.warn('a late-stored message was already gone from the history', { seq });
+      },
+      (err: unknown) => {
+        if (/no message found|not found/i.test(errorMessage(err))) return; // gone already (a limit)
+        if (attempt >= LATE_REMOVE_RETRIES) {
+          this.#log.error(
+            'a late-stored message could not be removed from the history; a resume may replay it',
+            {
+              seq,
+              err,
+            },
+          );
+          return;
+        }
+        setTimeout(() => this.#removeLate(seq, attempt + 1), 1000 * 2 ** attempt).unref();
+      },
+    );
   }
 
   current(): string {
@@ -347,7 +369,7 @@ export class JetStreamLog implements MessageLog {
     if (pending !== undefined && pending.sentAt >= since) return pending.answer;
     const sentAt = performance.now();
     const answer = this.#jsm.streams.info(this.stream).then((info) => {
-      const stale = staleness(info.cluster);
+      const stale = staleness(info.cluster, info.config.num_replicas);
       if (stale !== undefined) throw new UnavailableError(`${stale}; resume later`);
       if (info.state.last_seq > this.#last) this.#last = info.state.last_seq;
       return { first: info.state.first_seq, last: info.state.last_seq };
@@ -384,7 +406,8 @@ export class JetStreamLog implements MessageLog {
 
   /**
    * A short range read whole, keeping the wanted subjects; undefined when a message in it has been
-   * removed by a limit (its subject is unknown: {@link #bySubject} can tell whether it mattered).
+   * removed, by a limit or as stored late (its subject is unknown: {@link #bySubject} can tell
+   * whether it mattered).
    */
   async #scan(after: number, last: number, subjects: ReadonlySet<string>): Promise<Found[] | undefined> {
     const found: Found[] = [];
