@@ -22,12 +22,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { freePorts } from '../src/bench/harness/peers.js';
 import { startNatsNode } from '../src/bench/harness/services.js';
 import { historyStreamName, JetStreamLog } from '../src/bus/jetstream-log.js';
 import { UnavailableError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import type { Message } from '../src/message.js';
-import { freePort } from './support/processes.js';
 
 const PREFIX = 'jslc';
 const names = ['n1', 'n2', 'n3', 'n4', 'n5'] as const;
@@ -82,11 +82,14 @@ function signal(node: string, sig: 'SIGSTOP' | 'SIGCONT'): void {
 
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'sb-jslc-'));
+  // Ten distinct ports, held open together while chosen (one at a time, the kernel may hand the
+  // same free port out twice: CI saw a node's client and route ports collide).
+  const ports = await freePorts(2 * names.length);
   const routePort = new Map<string, number>();
-  for (const n of names) {
-    clientPort.set(n, await freePort());
-    routePort.set(n, await freePort());
-  }
+  names.forEach((n, i) => {
+    clientPort.set(n, ports[2 * i]!);
+    routePort.set(n, ports[2 * i + 1]!);
+  });
   for (const n of names) {
     const child = startNatsNode(
       { via: [], address: '127.0.0.1' },
