@@ -16,6 +16,7 @@ import { UnavailableError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { deleteHistory, NATS_URL } from './support/nats.js';
 import { freePort, kill, startNatsServer } from './support/processes.js';
+import { until } from './support/server.js';
 
 const prefix = `sbtest_jsl_${process.pid}_${randomBytes(3).toString('hex')}`;
 let nc: NatsConnection;
@@ -155,20 +156,21 @@ test('an append answered as failed that the server stores after all is removed, 
     const kept = await late.append('u', 'kept', 1);
     // Frozen, the server takes the publish only when it runs again: after the append's timeout.
     server.kill('SIGSTOP');
-    while (readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(' ')[2] !== 'T') {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    // The state field follows the command name in parentheses.
+    await until(() => /\) T /.test(readFileSync(`/proc/${server.pid}/stat`, 'utf8')), 'nats-server stopped');
     await assert.rejects(late.append('u', 'refused', 2), UnavailableError);
     server.kill('SIGCONT');
     const jsm = await jetstreamManager(own);
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const { state } = await jsm.streams.info(late.stream);
-      // Stored (seq 2), then removed: one message left.
-      if (state.last_seq === 2 && state.messages === 1) break;
-      assert.ok(Date.now() < deadline, `not removed: ${JSON.stringify(state)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const stream = late.stream;
+    // Stored (seq 2), then removed: one message left.
+    await until(
+      async () => {
+        const { state } = await jsm.streams.info(stream);
+        return state.last_seq === 2 && state.messages === 1;
+      },
+      'the late-stored message stored and removed',
+      10_000,
+    );
     const replay = await late.since(start, new Set(['u']));
     assert.ok(replay.ok);
     assert.deepEqual(
