@@ -347,7 +347,7 @@ class C1mRun {
       .concat(['--bus', this.#busUrl, '--bus-prefix', prefix, '--store', `sqlite:${db}`])
       .concat(['--data', path.join(this.#tmp ?? o.outDir, 'data'), '--port', '0', '--api-port', '0'])
       .concat(['--host', '127.0.0.1', '--json', '--log-level', 'warn'])
-      .concat(o.nodeArgs === undefined ? [] : ['--node-args', o.nodeArgs.join(' ')])
+      .concat(o.nodeArgs === undefined ? [] : [`--node-args=${o.nodeArgs.join(' ')}`])
       .concat(o.serverArgs.length > 0 ? ['--', ...o.serverArgs] : []);
     this.#enter('cluster', `${o.gateways} gateways, ${o.routers} routers, bus ${this.#busUrl}`);
     this.#cluster = new CliProcess(args, {
