@@ -84,6 +84,16 @@ export class EventIds {
     return `${this.epoch}-${this.#seq}`;
   }
 
+  /** Issues the next id and returns its sequence number ({@link eidOf} makes the id). */
+  nextSeq(): number {
+    return ++this.#seq;
+  }
+
+  /** The id of sequence number `seq` of this generator. */
+  eidOf(seq: number): string {
+    return `${this.epoch}-${seq}`;
+  }
+
   /** The last id issued (`<epoch>-0` before the first): a cursor meaning "from now on". */
   current(): string {
     return `${this.epoch}-${this.#seq}`;

@@ -131,6 +131,28 @@ test('history: a quiet client older than the ring resumes, unless one of its sub
   assert.deepEqual(h.replay('other-1', new Set(['quiet'])), { ok: false, reason: 'unknown' });
 });
 
+test('history: a replay gives back each message as it was sent, and ages out by time as well as by count', async () => {
+  const ids = new EventIds('r');
+  const h = new History(ids, { maxMessages: 4, maxBytes: 1 << 20, ttlMs: 1_000 });
+  const t0 = 5_000_000;
+  const sent = [];
+  for (let i = 0; i < 6; i++) sent.push(await h.append(i % 2 === 0 ? 'a' : 'b', `m${i}`, t0 + i));
+  const from = sent[0]!;
+  // m0 and m1 pushed out by the count. From m0 on, 'a' lost nothing (m0 is the cursor itself)…
+  const r = h.replay(from.eid, new Set(['a']), t0 + 10);
+  assert.ok(r.ok);
+  assert.deepEqual(
+    r.messages.map((m) => [m.eid, m.subject, m.body, m.ts]),
+    [sent[2]!, sent[4]!].map((m) => [m.eid, m.subject, m.body, m.ts]),
+  );
+  // … but 'b' lost m1.
+  assert.deepEqual(h.replay(from.eid, new Set(['b']), t0 + 10), { ok: false, reason: 'expired' });
+  // A second later than m5 every entry has aged out: a resume from m5 is still ok, and empty.
+  assert.deepEqual(h.replay(sent[5]!.eid, new Set(['a', 'b']), t0 + 1_006), { ok: true, messages: [] });
+  assert.equal(h.size, 0);
+  assert.deepEqual(h.replay(from.eid, new Set(['a']), t0 + 1_006), { ok: false, reason: 'expired' });
+});
+
 test('a send that takes the at-once path never overtakes one started before it that went the paged way', async () => {
   // `big` has more subscribers than a page (the paged, asynchronous path); `small` has one (the
   // embedded at-once path). carol follows both: she must get them in the order they were sent.

@@ -15,6 +15,11 @@
  * for the age bound, the newest seq each subject lost to the count or byte bounds, and the time
  * of every 256th seq, so a resume older than the ring is answered `expired` only when one of its
  * subjects did lose a message after it, or it is older than the age bound.
+ *
+ * The ring keeps each message as columns — subject, body, time — not the Message that was
+ * delivered: a Message carries its encoded frames, and at tens of thousands of messages a second
+ * everything the ring holds lives long enough to be promoted to the old generation, so what it
+ * holds is what the garbage collector pays for. A replay makes Messages again (same event ids).
  */
 import type { MessageLog, Replay } from '../bus/message-log.js';
 import { type EventIds, Message } from '../message.js';
@@ -36,22 +41,31 @@ const MARK_EVERY = 256;
 export class History implements MessageLog {
   readonly #ids: EventIds;
   readonly #opts: HistoryOptions;
-  /** Ring storage; `#start` is the index of the oldest entry, `#count` how many are held. */
-  readonly #ring: (Message | undefined)[];
+  /** Ring storage by column; `#start` is the index of the oldest entry, `#count` how many are held. */
+  readonly #subjects: (string | undefined)[];
+  readonly #bodies: (string | undefined)[];
+  readonly #times: Float64Array;
   #start = 0;
   #count = 0;
   #bytes = 0;
   /** Sequence number of the oldest entry held (or of the next one, when empty). */
   #firstSeq = 1;
-  /** Subjects that lost messages to the count or byte bound within the age bound: newest such seq. */
-  readonly #pushedOut = new Map<string, { seq: number; ts: number }>();
+  /**
+   * Subjects that lost messages to the count or byte bound: the newest such seq. Map order is the
+   * order of the last loss, so the front holds the oldest; entries go once their seq is older than
+   * the age bound (see {@link #expire}).
+   */
+  readonly #pushedOut = new Map<string, number>();
   /** The time of every {@link MARK_EVERY}th seq, oldest first, for the age of a seq no longer held. */
   readonly #marks: { seq: number; ts: number }[] = [];
 
   constructor(ids: EventIds, opts: HistoryOptions) {
     this.#ids = ids;
     this.#opts = opts;
-    this.#ring = new Array<Message | undefined>(Math.max(0, opts.maxMessages));
+    const size = Math.max(0, opts.maxMessages);
+    this.#subjects = new Array<string | undefined>(size);
+    this.#bodies = new Array<string | undefined>(size);
+    this.#times = new Float64Array(size);
   }
 
   get enabled(): boolean {
@@ -68,9 +82,9 @@ export class History implements MessageLog {
   }
 
   appendNow(subject: string, body: string, ts: number): Message {
-    const msg = new Message(this.#ids.next(), subject, body, ts);
-    this.add(msg);
-    return msg;
+    const seq = this.#ids.nextSeq();
+    this.#put(seq, subject, body, ts);
+    return new Message(this.#ids.eidOf(seq), subject, body, ts);
   }
 
   /** {@link since}, synchronously. */
@@ -94,22 +108,29 @@ export class History implements MessageLog {
 
   /** Appends `msg`, which must carry the next event id of this router's {@link EventIds}. */
   add(msg: Message): void {
-    if (!this.enabled) return;
     const seq = this.#ids.seqOf(msg.eid);
-    if (seq === undefined) return;
+    if (seq !== undefined) this.#put(seq, msg.subject, msg.body, msg.ts);
+  }
+
+  #put(seq: number, subject: string, body: string, ts: number): void {
+    if (!this.enabled) return;
     if (this.#count === 0) this.#firstSeq = seq;
     else if (seq !== this.#firstSeq + this.#count) {
       // Out of order (cannot happen with one EventIds): start over rather than mis-index.
       this.#clear();
       this.#firstSeq = seq;
     }
-    if (this.#count === this.#ring.length) this.#dropOldest(true);
-    this.#ring[(this.#start + this.#count) % this.#ring.length] = msg;
+    const size = this.#subjects.length;
+    if (this.#count === size) this.#dropOldest(true);
+    const at = (this.#start + this.#count) % size;
+    this.#subjects[at] = subject;
+    this.#bodies[at] = body;
+    this.#times[at] = ts;
     this.#count++;
-    this.#bytes += msg.body.length;
-    if (seq % MARK_EVERY === 0 || this.#marks.length === 0) this.#marks.push({ seq, ts: msg.ts });
+    this.#bytes += body.length;
+    if (seq % MARK_EVERY === 0 || this.#marks.length === 0) this.#marks.push({ seq, ts });
     while (this.#bytes > this.#opts.maxBytes && this.#count > 1) this.#dropOldest(true);
-    this.#expire(msg.ts);
+    this.#expire(ts);
   }
 
   /**
@@ -131,9 +152,15 @@ export class History implements MessageLog {
       return { ok: false, reason: 'expired' };
     }
     const messages: Message[] = [];
+    const size = this.#subjects.length;
     for (let s = Math.max(seq + 1, this.#firstSeq); s < next; s++) {
-      const m = this.#ring[(this.#start + (s - this.#firstSeq)) % this.#ring.length]!;
-      if (subjects.has(m.subject)) messages.push(m);
+      const at = (this.#start + (s - this.#firstSeq)) % size;
+      const subject = this.#subjects[at] as string;
+      if (subjects.has(subject)) {
+        messages.push(
+          new Message(this.#ids.eidOf(s), subject, this.#bodies[at] as string, this.#times[at] as number),
+        );
+      }
     }
     return { ok: true, messages };
   }
@@ -152,33 +179,39 @@ export class History implements MessageLog {
     if (at === undefined || at < now - this.#opts.ttlMs) return false;
     for (const s of subjects) {
       const lost = this.#pushedOut.get(s);
-      if (lost !== undefined && lost.seq > seq) return false;
+      if (lost !== undefined && lost > seq) return false;
     }
     return true;
   }
 
   #expire(now: number): void {
     const oldest = now - this.#opts.ttlMs;
-    while (this.#count > 0 && this.#ring[this.#start]!.ts < oldest) this.#dropOldest(false);
-    // Map order is the order of the last loss: the front holds the oldest.
-    for (const [subject, lost] of this.#pushedOut) {
-      if (lost.ts >= oldest) break;
-      this.#pushedOut.delete(subject);
-    }
+    while (this.#count > 0 && (this.#times[this.#start] as number) < oldest) this.#dropOldest(false);
     // Keep one mark older than the bound: the time of seqs between it and the next is unknown.
     while (this.#marks.length > 1 && this.#marks[1]!.ts < oldest) this.#marks.shift();
+    // A loss at a seq before that mark is older than the bound: no resume it could refuse is
+    // still answered from the ring (#nothingLost refuses those by age first). Losses between it
+    // and the next mark stay a little longer, which changes no answer.
+    const mark = this.#marks[0];
+    if (mark === undefined || mark.ts >= oldest) return;
+    for (const [subject, seq] of this.#pushedOut) {
+      if (seq >= mark.seq) break;
+      this.#pushedOut.delete(subject);
+    }
   }
 
   /** Drops the oldest entry; `pushedOut` when it goes for room (count, bytes), not age. */
   #dropOldest(pushedOut: boolean): void {
-    const m = this.#ring[this.#start]!;
-    this.#ring[this.#start] = undefined;
-    this.#start = (this.#start + 1) % this.#ring.length;
+    const at = this.#start;
+    const subject = this.#subjects[at] as string;
+    this.#bytes -= (this.#bodies[at] as string).length;
+    this.#subjects[at] = undefined;
+    this.#bodies[at] = undefined;
+    this.#start = (at + 1) % this.#subjects.length;
     this.#count--;
-    this.#bytes -= m.body.length;
     if (pushedOut) {
-      this.#pushedOut.delete(m.subject);
-      this.#pushedOut.set(m.subject, { seq: this.#firstSeq, ts: m.ts });
+      this.#pushedOut.delete(subject);
+      this.#pushedOut.set(subject, this.#firstSeq);
     }
     this.#firstSeq++;
   }
@@ -186,7 +219,8 @@ export class History implements MessageLog {
   #clear(): void {
     this.#pushedOut.clear();
     this.#marks.length = 0;
-    this.#ring.fill(undefined);
+    this.#subjects.fill(undefined);
+    this.#bodies.fill(undefined);
     this.#start = 0;
     this.#count = 0;
     this.#bytes = 0;
