@@ -153,6 +153,18 @@ test('history: a replay gives back each message as it was sent, and ages out by 
   assert.deepEqual(h.replay(from.eid, new Set(['a']), t0 + 1_006), { ok: false, reason: 'expired' });
 });
 
+test('history: what subjects lost to the ring is forgotten once older than the age bound', () => {
+  const h = new History(new EventIds('s'), { maxMessages: 4, maxBytes: 1 << 20, ttlMs: 1_000 });
+  const t0 = 9_000_000;
+  for (let i = 0; i < 10_000; i++) h.appendNow(`x${i}`, 'old', t0);
+  assert.equal(h.lostSubjects, 9_996);
+  // Two seconds on, ten subjects take turns: the old losses go at a sweep, the new ones stay.
+  for (let i = 0; i < 10_000; i++) h.appendNow(`y${i % 10}`, 'new', t0 + 2_000);
+  assert.ok(h.lostSubjects >= 10 && h.lostSubjects < 300, `${h.lostSubjects} subjects kept`);
+  const r = h.replay(h.current(), new Set(['y1']), t0 + 2_000);
+  assert.deepEqual(r, { ok: true, messages: [] });
+});
+
 test('a send that takes the at-once path never overtakes one started before it that went the paged way', async () => {
   // `big` has more subscribers than a page (the paged, asynchronous path); `small` has one (the
   // embedded at-once path). carol follows both: she must get them in the order they were sent.

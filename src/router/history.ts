@@ -37,6 +37,8 @@ export interface HistoryOptions {
 
 /** Every this many seqs, the ring notes the time (see {@link History}). */
 const MARK_EVERY = 256;
+/** Fewest losses between two sweeps of the pushed-out subjects. */
+const SWEEP_EVERY = 4096;
 
 export class History implements MessageLog {
   readonly #ids: EventIds;
@@ -51,11 +53,12 @@ export class History implements MessageLog {
   /** Sequence number of the oldest entry held (or of the next one, when empty). */
   #firstSeq = 1;
   /**
-   * Subjects that lost messages to the count or byte bound: the newest such seq. Map order is the
-   * order of the last loss, so the front holds the oldest; entries go once their seq is older than
-   * the age bound (see {@link #expire}).
+   * Subjects that lost messages to the count or byte bound: the newest such seq. Updated in place
+   * (one hash lookup per message pushed out), and swept of seqs older than the age bound once
+   * every {@link SWEEP_EVERY} losses or as many as it holds, whichever is more (see {@link #expire}).
    */
   readonly #pushedOut = new Map<string, number>();
+  #lossesSinceSweep = 0;
   /** The time of every {@link MARK_EVERY}th seq, oldest first, for the age of a seq no longer held. */
   readonly #marks: { seq: number; ts: number }[] = [];
 
@@ -104,6 +107,11 @@ export class History implements MessageLog {
   /** Messages held. */
   get size(): number {
     return this.#count;
+  }
+
+  /** Subjects remembered as having lost a message to the count or byte bound. */
+  get lostSubjects(): number {
+    return this.#pushedOut.size;
   }
 
   /** Appends `msg`, which must carry the next event id of this router's {@link EventIds}. */
@@ -190,14 +198,13 @@ export class History implements MessageLog {
     // Keep one mark older than the bound: the time of seqs between it and the next is unknown.
     while (this.#marks.length > 1 && this.#marks[1]!.ts < oldest) this.#marks.shift();
     // A loss at a seq before that mark is older than the bound: no resume it could refuse is
-    // still answered from the ring (#nothingLost refuses those by age first). Losses between it
-    // and the next mark stay a little longer, which changes no answer.
+    // still answered from the ring (#nothingLost refuses those by age first), so keeping it a
+    // while longer changes no answer; the sweep only bounds the map.
+    if (this.#lossesSinceSweep < Math.max(SWEEP_EVERY, this.#pushedOut.size)) return;
     const mark = this.#marks[0];
     if (mark === undefined || mark.ts >= oldest) return;
-    for (const [subject, seq] of this.#pushedOut) {
-      if (seq >= mark.seq) break;
-      this.#pushedOut.delete(subject);
-    }
+    this.#lossesSinceSweep = 0;
+    for (const [subject, seq] of this.#pushedOut) if (seq < mark.seq) this.#pushedOut.delete(subject);
   }
 
   /** Drops the oldest entry; `pushedOut` when it goes for room (count, bytes), not age. */
@@ -210,14 +217,15 @@ export class History implements MessageLog {
     this.#start = (at + 1) % this.#subjects.length;
     this.#count--;
     if (pushedOut) {
-      this.#pushedOut.delete(subject);
       this.#pushedOut.set(subject, this.#firstSeq);
+      this.#lossesSinceSweep++;
     }
     this.#firstSeq++;
   }
 
   #clear(): void {
     this.#pushedOut.clear();
+    this.#lossesSinceSweep = 0;
     this.#marks.length = 0;
     this.#subjects.fill(undefined);
     this.#bodies.fill(undefined);
