@@ -29,6 +29,11 @@ export interface Deliverer {
   load(): GatewayLoad;
   /** Local connections logged in as `id`. */
   count(id: string): number;
+  /**
+   * Local connections logged in as more than one id: the only ones a send to several recipients
+   * could reach twice. Absent: the receiver assumes there may be some.
+   */
+  readonly multiIdReceivers?: number;
   /** Ends every local connection of `id` with `reason`; returns how many. */
   disconnect(id: string, reason: DisconnectReason): number;
   /** Every id with a local connection (for a router that must learn them all). */

@@ -5,8 +5,9 @@
  *
  * One send to several recipients arrives as one NATS message per recipient. The local registry
  * counts a connection logged in as two of them once only if it sees the same Message object both
- * times, so the receiver keeps the last `recentMessages` Messages by eid and reuses them (and
- * skips decoding the body again).
+ * times, so the receiver reuses the Message of the send just before (the copies of one send come
+ * back to back) and, while some local connection is logged in as several ids, keeps the last
+ * `recentMessages` Messages by eid to reuse them too (and skip decoding the body again).
  */
 import { Disconnect, type DisconnectReason, WireFormatError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -105,10 +106,12 @@ export class GatewayReceiver {
   /** Reads a payload of a send not seen just before, and makes it the last send. */
   #decode(buf: Buffer): Message {
     const head = codec.decodeMessageHead(buf);
-    let msg = this.#recent.get(head.eid);
+    // No connection here is logged in as two ids: no copy of a send can reach one twice.
+    const shared = this.#deliverer.multiIdReceivers !== 0;
+    let msg = shared ? this.#recent.get(head.eid) : undefined;
     if (msg === undefined) {
       msg = codec.decodeMessageRest(buf, head);
-      this.#remember(msg);
+      if (shared) this.#remember(msg);
     }
     if (head.pubId !== this.#lastPubId) {
       this.#lastPubId = head.pubId;

@@ -153,6 +153,10 @@ export class Gateway implements GatewayContext, Deliverer {
   }
 
   /** Delivers `msg` to this gateway's connections of `recipients` (the bus calls this). */
+  get multiIdReceivers(): number {
+    return this.hub.multiIdReceivers;
+  }
+
   deliver(msg: Message, recipients: readonly string[]): number {
     return this.hub.deliver(msg, recipients);
   }

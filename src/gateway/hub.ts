@@ -47,6 +47,7 @@ export class Hub implements Deliverer {
   readonly #listener: InterestListener | undefined;
   #logins = 0;
   #receivers = 0;
+  #multi = 0;
 
   constructor(listener?: InterestListener) {
     this.#listener = listener;
@@ -67,6 +68,11 @@ export class Hub implements Deliverer {
     return this.#receivers;
   }
 
+  /** Receivers logged in as two ids or more. */
+  get multiIdReceivers(): number {
+    return this.#multi;
+  }
+
   /** What this hub holds (the gateway reports its open sockets instead of receivers). */
   load(): GatewayLoad {
     return { connections: this.#receivers, ids: this.#byId.size };
@@ -79,8 +85,11 @@ export class Hub implements Deliverer {
     if (ids === null) {
       r.ids = id;
       this.#receivers++;
+    } else if (typeof ids === 'string') {
+      r.ids = [ids, id];
+      this.#multi++;
     } else {
-      r.ids = typeof ids === 'string' ? [ids, id] : [...ids, id];
+      r.ids = [...ids, id];
     }
     this.#logins++;
     const entry = this.#byId.get(id);
@@ -101,7 +110,10 @@ export class Hub implements Deliverer {
     r.ids = null;
     this.#receivers--;
     if (typeof ids === 'string') this.#remove(ids, r);
-    else for (const id of ids) this.#remove(id, r);
+    else {
+      this.#multi--;
+      for (const id of ids) this.#remove(id, r);
+    }
   }
 
   #remove(id: string, r: Receiver): void {
