@@ -7,31 +7,18 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { LocalBus } from '../src/bus/local-bus.js';
 import { UnavailableError } from '../src/errors.js';
-import { Hub, type Receiver } from '../src/gateway/hub.js';
+import { Hub } from '../src/gateway/hub.js';
 import { EventIds, Message } from '../src/message.js';
 import { History } from '../src/router/history.js';
 import { openStore } from '../src/store/open-store.js';
 import type { SubscriptionStore } from '../src/store/store.js';
-import { routerOn } from './support/router.js';
+import { receiver, routerOn } from './support/router.js';
 
 let store: SubscriptionStore;
 before(async () => {
   store = await openStore('sqlite::memory:');
 });
 after(() => store.close());
-
-function receiver(): Receiver & { got: Message[] } {
-  const got: Message[] = [];
-  return {
-    ids: null,
-    got,
-    disconnect: () => undefined,
-    push(m) {
-      got.push(m);
-      return true;
-    },
-  };
-}
 
 test("send reaches the id and its subscribers, each connection once (router.erl.2's semantics)", async () => {
   await store.addSubscriptions([

@@ -3,8 +3,8 @@
  * through, on whatever store they give it.
  */
 import { LocalBus } from '../../src/bus/local-bus.js';
-import { Hub } from '../../src/gateway/hub.js';
-import { EventIds } from '../../src/message.js';
+import { Hub, type Receiver } from '../../src/gateway/hub.js';
+import { EventIds, type Message } from '../../src/message.js';
 import { History } from '../../src/router/history.js';
 import { Router } from '../../src/router/router.js';
 import type { SubscriptionStore } from '../../src/store/store.js';
@@ -26,4 +26,18 @@ export function routerOn(
     ...(o.pageSize === undefined ? {} : { pageSize: o.pageSize }),
   });
   return { router, registry, bus, history, ids };
+}
+
+/** A receiver that records every message pushed to it (a connection as the hub sees it). */
+export function receiver(): Receiver & { got: Message[] } {
+  const got: Message[] = [];
+  return {
+    ids: null,
+    got,
+    disconnect: () => undefined,
+    push(m) {
+      got.push(m);
+      return true;
+    },
+  };
 }
