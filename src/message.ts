@@ -80,8 +80,7 @@ export class EventIds {
   }
 
   next(): string {
-    this.#seq++;
-    return `${this.epoch}-${this.#seq}`;
+    return this.eidOf(this.nextSeq());
   }
 
   /** Issues the next id and returns its sequence number ({@link eidOf} makes the id). */
@@ -96,7 +95,7 @@ export class EventIds {
 
   /** The last id issued (`<epoch>-0` before the first): a cursor meaning "from now on". */
   current(): string {
-    return `${this.epoch}-${this.#seq}`;
+    return this.eidOf(this.#seq);
   }
 
   /** The sequence number of an id issued by this generator, or `undefined` if it is foreign. */

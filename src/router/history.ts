@@ -114,12 +114,6 @@ export class History implements MessageLog {
     return this.#pushedOut.size;
   }
 
-  /** Appends `msg`, which must carry the next event id of this router's {@link EventIds}. */
-  add(msg: Message): void {
-    const seq = this.#ids.seqOf(msg.eid);
-    if (seq !== undefined) this.#put(seq, msg.subject, msg.body, msg.ts);
-  }
-
   #put(seq: number, subject: string, body: string, ts: number): void {
     if (!this.enabled) return;
     if (this.#count === 0) this.#firstSeq = seq;
