@@ -1,11 +1,10 @@
 /**
- * NATS bus throughput and tally latency through a real nats-server, plus the two measurements
- * behind design choices in src/bus: the wire codec (binary vs JSON) and the heap cost of one
- * interest subscription (lean vs the client's public subscribe()).
+ * NATS bus throughput and tally latency through a real nats-server, plus two measurements behind
+ * design choices in src/bus: the wire codec (binary vs JSON) and a gateway's heap per interest.
  *
  *     node --expose-gc dist/bench/bus.js [--server nats://127.0.0.1:4222] [--seconds 10]
  *          [--interests 10000] [--gateways 2] [--recipients 30] [--inflight 200] [--children]
- *          [--parts load,codec,heap,publish]
+ *          [--parts load,codec,heap]
  *
  * Gateways hold `interests` ids between them (one fake connection each) and run in this process,
  * or with --children each in its own process. One router publishes messages to `recipients`
@@ -23,7 +22,7 @@ import * as codec from '../src/bus/nats-codec.js';
 import { Message } from '../src/message.js';
 
 /** What the bench can measure (`--parts`). */
-const PARTS = ['load', 'codec', 'heap', 'publish'] as const;
+const PARTS = ['load', 'codec', 'heap'] as const;
 
 const spec = {
   name: 'bench/bus.js',
@@ -109,9 +108,8 @@ function round(x: number, digits = 2): number {
 }
 
 /**
- * CPU ns per encode and per decode of a message with a ~100-byte body, binary (ours) vs JSON.
- * A send is encoded once for all its recipients; a gateway decodes the head of every recipient's
- * copy (or only checks `isSameSend` when copies arrive back to back) and the body once.
+ * CPU ns per encode and per decode of a send with a ~100-byte body, binary (ours) vs JSON. A send
+ * is encoded once for all the gateways it goes to; a gateway decodes each record of a batch.
  */
 function codecBench(): Record<string, number> {
   const msg = new Message('AbCdEfGh-123456', 'user:123456', 'x'.repeat(90) + ' ünï ✓', Date.now());
@@ -125,103 +123,61 @@ function codecBench(): Record<string, number> {
     return ((c.user + c.system) * 1000) / n;
   };
   let sink = 0;
-  const bin = codec.encodeMessage('pubid123', 1, msg);
-  const pubBytes = Buffer.from('pubid123');
-  const json = Buffer.from(JSON.stringify(['pubid123', 1, msg.eid, msg.subject, msg.body, msg.ts]));
+  const ids = ['user:123456'];
+  const batch = new codec.DeliveryBatch('pubid123');
+  batch.add(codec.encodeSendRecord(1, msg), ids);
+  const bin = batch.take();
+  const json = Buffer.from(JSON.stringify(['pubid123', 1, msg.eid, msg.subject, msg.body, msg.ts, ids]));
+  const visit: codec.DeliveryVisitor = (_p, _s, m) => {
+    sink += m.body.length;
+  };
   return {
     binaryBytes: bin.length,
     jsonBytes: json.length,
-    binaryEncodeNs: round(time(() => (sink += codec.encodeMessage('pubid123', 1, msg).length))),
+    binaryEncodeNs: round(
+      time(() => {
+        batch.add(codec.encodeSendRecord(1, msg), ids);
+        sink += batch.size;
+        if (batch.records >= 100) batch.take();
+      }),
+    ),
     jsonEncodeNs: round(
       time(
         () =>
           (sink += Buffer.from(
-            JSON.stringify(['pubid123', 1, msg.eid, msg.subject, msg.body, msg.ts]),
+            JSON.stringify(['pubid123', 1, msg.eid, msg.subject, msg.body, msg.ts, ids]),
           ).length),
       ),
     ),
-    binaryDecodeNs: round(
-      time(() => {
-        const h = codec.decodeMessageHead(bin);
-        sink += codec.decodeMessageRest(bin, h).body.length;
-      }),
-    ),
-    binaryHeadOnlyNs: round(time(() => (sink += codec.decodeMessageHead(bin).seq))),
-    binarySameSendNs: round(time(() => (sink += codec.isSameSend(bin, pubBytes, 1) ? 1 : 0))),
+    binaryDecodeNs: round(time(() => (sink += codec.decodeDeliveries(bin, visit)))),
     jsonDecodeNs: round(
       time(() => {
-        const a = JSON.parse(json.toString()) as [string, number, string, string, string, number];
-        sink += new Message(a[2], a[3], a[4], a[5]).body.length;
+        const a = JSON.parse(json.toString()) as [string, number, string, string, string, number, string[]];
+        sink += new Message(a[2], a[3], a[4], a[5]).body.length + a[6].length;
       }),
     ),
     sink: sink > 0 ? 1 : 0,
   };
 }
 
-/**
- * Router CPU per recipient, framed publishing vs one `nc.publish()` per recipient: 10,000 sends
- * to 30 ids nobody holds (no gateway, so no tally traffic), in batches of 100.
- */
-async function publishCost(server: string, recipients: number): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  const ids = Array.from({ length: recipients }, (_, i) => `user:${i * 7919}`);
-  for (const framed of [false, true, false, true]) {
-    const bus = await NatsBus.connect({
-      servers: server,
-      prefix: `pubcost-${process.pid}`,
-      role: 'router',
-      framedPublish: framed,
-      discoveryMs: 0,
-    });
-    const sends = 10_000;
-    const c0 = process.cpuUsage();
-    for (let i = 0; i < sends; i += 100) {
-      const batch: Promise<unknown>[] = [];
-      for (let j = 0; j < 100; j++)
-        batch.push(bus.publish(new Message(`p${i + j}`, 's', 'publish cost probe body', 0), ids));
-      await Promise.all(batch);
-    }
-    await bus.flush();
-    const c = process.cpuUsage(c0);
-    // The second run of each kind counts (the first warms up).
-    out[framed ? 'framedCpuNsPerRecipient' : 'publishCallCpuNsPerRecipient'] = round(
-      ((c.user + c.system) * 1000) / (sends * recipients),
-    );
-    await bus.close();
-  }
-  out.recipients = recipients;
-  return out;
-}
-
-/** Heap bytes per interest, lean and public, over `n` subscriptions (needs --expose-gc). */
+/** Heap bytes per interest a gateway holds, over `n` ids (needs --expose-gc). */
 async function interestHeap(server: string, n: number): Promise<Record<string, number> | string> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) return 'run node with --expose-gc';
-  const out: Record<string, number> = {};
-  for (const lean of [true, false]) {
-    const bus = await NatsBus.connect({
-      servers: server,
-      prefix: `heap-${process.pid}-${lean}`,
-      leanInterests: lean,
-    });
-    bus.attach(new CountingDeliverer());
-    const ids = Array.from({ length: n }, (_, i) => `user:${i}`);
-    await bus.flush();
-    gc();
-    gc();
-    const before = process.memoryUsage().heapUsed;
-    for (const id of ids) bus.interest(id);
-    await bus.flush();
-    gc();
-    gc();
-    out[lean ? 'leanBytesPerInterest' : 'publicBytesPerInterest'] = round(
-      (process.memoryUsage().heapUsed - before) / n,
-      1,
-    );
-    await bus.close();
-  }
-  out.interests = n;
-  return out;
+  const bus = await NatsBus.connect({ servers: server, prefix: `heap-${process.pid}` });
+  bus.attach(new CountingDeliverer());
+  const ids = Array.from({ length: n }, (_, i) => `user:${i}`);
+  await bus.flush();
+  gc();
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (const id of ids) bus.interest(id);
+  await bus.flush();
+  gc();
+  gc();
+  const bytesPerInterest = round((process.memoryUsage().heapUsed - before) / n, 1);
+  await bus.close();
+  return { bytesPerInterest, interests: n };
 }
 
 async function runChild(server: string, prefix: string, spec: string): Promise<void> {
@@ -250,7 +206,6 @@ async function main(): Promise<void> {
   const parts = new Set(flags.parts);
   const codecFigures = parts.has('codec') ? codecBench() : undefined;
   const heap = parts.has('heap') ? await interestHeap(server, 20_000) : undefined;
-  const publishCpu = parts.has('publish') ? await publishCost(server, recipients) : undefined;
   const load = parts.has('load')
     ? await loadBench(server, seconds, interests, gateways, recipients, inflightLimit, prefix)
     : undefined;
@@ -260,7 +215,6 @@ async function main(): Promise<void> {
     ...load,
     codec: codecFigures,
     interestHeap: heap,
-    publishCost: publishCpu,
     node: process.version,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -68,7 +68,7 @@ describe('bench scripts', () => {
     [
       'bus.js',
       ['--parts', 'load,speed'],
-      /--parts must list some of load, codec, heap, publish, got "load,speed"/,
+      /--parts must list some of load, codec, heap, got "load,speed"/,
     ],
     ['fanout.js', ['--batch', 'lots'], /--batch must be auto or a whole number up to 10000, got "lots"/],
     [

@@ -58,28 +58,27 @@ describe('nats bus faults (own nats-server, killed and restarted)', () => {
     };
     // The tally timeout is long so that only the disconnect can end the waiting publish below.
     const router = await open({ role: 'router', tallyTimeoutMs: 60_000 });
-    const lean = await open({ role: 'gateway' });
-    const plain = await open({ role: 'gateway', leanInterests: false });
+    const gwA = await open({ role: 'gateway' });
+    const gwB = await open({ role: 'gateway' });
     const closedWhileDown = await open({});
     new FakeRegistry(closedWhileDown).login('dora', new FakeConn('dora'));
-    assert.equal(lean.leanInterests, true);
-    const regLean = new FakeRegistry(lean);
-    const regPlain = new FakeRegistry(plain);
+    const regA = new FakeRegistry(gwA);
+    const regB = new FakeRegistry(gwB);
     const alice = new FakeConn('alice');
     const bob = new FakeConn('bob');
     const carol = new FakeConn('carol');
-    regLean.login('alice', alice);
-    regPlain.login('bob', bob);
+    regA.login('alice', alice);
+    regB.login('bob', bob);
     const settle = async (): Promise<void> => {
-      await Promise.all([lean.flush(), plain.flush()]);
+      await Promise.all([gwA.flush(), gwB.flush()]);
       await until(
         'membership and interests',
         () =>
-          router.liveGateways().includes(lean.id) &&
-          router.liveGateways().includes(plain.id) &&
-          router.holders('alice').includes(lean.id) &&
-          router.holders('bob').includes(plain.id) &&
-          (carol.ids === null || router.holders('carol').includes(lean.id)),
+          router.liveGateways().includes(gwA.id) &&
+          router.liveGateways().includes(gwB.id) &&
+          router.holders('alice').includes(gwA.id) &&
+          router.holders('bob').includes(gwB.id) &&
+          (carol.ids === null || router.holders('carol').includes(gwA.id)),
       );
     };
     await settle();
@@ -98,7 +97,7 @@ describe('nats bus faults (own nats-server, killed and restarted)', () => {
     const waiting = router.publish(message('in flight'), ['alice']);
     waiting.catch(() => undefined);
 
-    const down = [router, lean, plain, closedWhileDown].map((b) => status(b, false));
+    const down = [router, gwA, gwB, closedWhileDown].map((b) => status(b, false));
     assert.ok(server);
     await kill(server);
     await Promise.all(down);
@@ -108,7 +107,7 @@ describe('nats bus faults (own nats-server, killed and restarted)', () => {
       UnavailableError,
       'a publish waiting for its count is not reported as a success',
     );
-    for (const b of [router, lean, plain]) assert.equal(b.connected, false);
+    for (const b of [router, gwA, gwB]) assert.equal(b.connected, false);
     await assert.rejects(router.publish(message('while down'), ['alice']), (err: unknown) => {
       assert.ok(err instanceof UnavailableError);
       assert.equal(err.status, 503);
@@ -127,12 +126,12 @@ describe('nats bus faults (own nats-server, killed and restarted)', () => {
     clearTimeout(guard);
     await assert.rejects(closedWhileDown.publish(message('x'), ['dora']), /closed/);
     // An interest taken during the outage must be live after it too.
-    regLean.login('carol', carol);
+    regA.login('carol', carol);
 
-    const up = [router, lean, plain].map((b) => status(b, true));
+    const up = [router, gwA, gwB].map((b) => status(b, true));
     server = await startServer(port, dir);
     await Promise.all(up);
-    for (const b of [router, lean, plain]) assert.equal(b.connected, true);
+    for (const b of [router, gwA, gwB]) assert.equal(b.connected, true);
     await settle();
     assert.equal(
       router.liveGateways().includes('ghost'),

@@ -84,8 +84,6 @@ busContract('nats, a router and two gateways', async () => {
   const p = freshPrefix();
   const router = await bus(p, { role: 'router' });
   const gws = [await bus(p, { role: 'gateway' }), await bus(p, { role: 'gateway' })];
-  assert.equal(router.framedPublish, true);
-  assert.equal(gws[0]?.leanInterests, true);
   return pair(router, gws);
 });
 
@@ -93,16 +91,6 @@ busContract('nats, the publisher is also a gateway', async () => {
   const p = freshPrefix();
   const both = await bus(p);
   return pair(both, [both, await bus(p, { role: 'gateway' })]);
-});
-
-busContract('nats, public client API only (no lean interests, no framed publish)', async () => {
-  const p = freshPrefix();
-  const plain = { leanInterests: false, framedPublish: false };
-  const router = await bus(p, { role: 'router', ...plain });
-  const gws = [await bus(p, plain), await bus(p, plain)];
-  assert.equal(router.framedPublish, false);
-  assert.equal(gws[0]?.leanInterests, false);
-  return pair(router, gws);
 });
 
 describe('nats bus', () => {
@@ -378,25 +366,38 @@ describe('nats bus', () => {
 });
 
 describe('nats codec and counts', () => {
-  test('a message round-trips, and its head is read without the body', () => {
+  test('a delivery batch round-trips its sends in order, and grows past its first buffer', () => {
     const msg = new Message('ep0ch-42', 'photo:789', 'ünïcødé ✓ '.repeat(50), 1_700_000_123_456);
-    const data = codec.encodeMessage('pub-1', 7, msg);
-    const head = codec.decodeMessageHead(data);
-    assert.equal(head.pubId, 'pub-1');
-    assert.equal(head.seq, 7);
-    assert.equal(head.eid, 'ep0ch-42');
-    const back = codec.decodeMessageRest(data, head);
-    assert.deepEqual(back.toJSON(), msg.toJSON());
     const empty = new Message('e', 's', '', 0);
-    const e = codec.encodeMessage('p', 1, empty);
-    assert.equal(codec.decodeMessageRest(e, codec.decodeMessageHead(e)).body, '');
-    assert.equal(codec.isSameSend(data, Buffer.from('pub-1'), 7), true);
-    assert.equal(codec.isSameSend(data, Buffer.from('pub-1'), 8), false);
-    assert.equal(codec.isSameSend(data, Buffer.from('pub-2'), 7), false);
-    assert.equal(codec.isSameSend(data, Buffer.from('pub-'), 7), false);
-    assert.equal(codec.isSameSend(Buffer.from('xx'), Buffer.from('pub-1'), 7), false);
-    assert.throws(() => codec.decodeMessageHead(Buffer.from('{"json":1}')), codec.WireFormatError);
-    assert.throws(() => codec.decodeMessageHead(data.subarray(0, 10)), codec.WireFormatError);
+    const batch = new codec.DeliveryBatch('pub-1', 16);
+    const many = Array.from({ length: 3000 }, (_, i) => `user:${i}`);
+    batch.add(codec.encodeSendRecord(7, msg), ['a', 'b.c']);
+    batch.add(codec.encodeSendRecord(8, empty), many);
+    assert.equal(batch.records, 2);
+    const size = batch.size;
+    const data = batch.take();
+    assert.equal(data.length, size);
+    assert.equal(batch.records, 0);
+    const got: [string, number, unknown, readonly string[]][] = [];
+    const n = codec.decodeDeliveries(data, (pub, seq, m, ids) => got.push([pub, seq, m.toJSON(), ids]));
+    assert.equal(n, 2);
+    assert.deepEqual(got, [
+      ['pub-1', 7, msg.toJSON(), ['a', 'b.c']],
+      ['pub-1', 8, empty.toJSON(), many],
+    ]);
+    // The builder starts over: a new batch holds only what is added after take().
+    batch.add(codec.encodeSendRecord(9, empty), ['x']);
+    assert.equal(
+      codec.decodeDeliveries(batch.take(), () => {}),
+      1,
+    );
+    assert.throws(() => codec.decodeDeliveries(Buffer.from('{"json":1}'), () => {}), codec.WireFormatError);
+    assert.throws(() => codec.decodeDeliveries(data.subarray(0, 30), () => {}), codec.WireFormatError);
+    assert.deepEqual(codec.decodeInterestAck(Buffer.from(codec.encodeInterestAck('r1', 12))), {
+      routerId: 'r1',
+      seq: 12,
+    });
+    assert.throws(() => codec.decodeInterestAck(Buffer.from('ia r1 -1')), codec.WireFormatError);
   });
 
   test('tally requests and replies round-trip', () => {
@@ -495,5 +496,145 @@ describe('nats codec and counts', () => {
     await new Promise((r) => setImmediate(r));
     assert.deepEqual([...m.ids()].sort(), ['g1', 'g2', 'g3']);
     assert.deepEqual(gone, ['g4', 'g5']);
+  });
+});
+
+describe('routing by the interest directory', () => {
+  /** A deliverer that also records when it is told messages may have been missed. */
+  class MissRegistry extends FakeRegistry {
+    missed = 0;
+    missedMessages(): number {
+      this.missed++;
+      return 0;
+    }
+  }
+
+  test('a resume waits for every live router to ack its interests; one that never acks is given up', async () => {
+    const p = freshPrefix();
+    const HB = 100;
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: HB });
+    const reg = new FakeRegistry(gw);
+    const nc = await connect({ servers: SERVER });
+    try {
+      nc.publish(`${p}.rt.hb`, 'hb fake-router 0 0 1 1');
+      await nc.flush();
+      await until('the gateway hears the router', () => gw.stats().routers === 1);
+      reg.login('alice', new FakeConn('alice'));
+      let settled = false;
+      const first = gw.settled().then(() => {
+        settled = true;
+      });
+      // Past the wait for routers to be heard from (1.5 heartbeats), still no ack: still waiting.
+      await new Promise((r) => setTimeout(r, 2 * HB));
+      assert.equal(settled, false);
+      assert.equal(gw.stats().ackWaits, 1);
+      nc.publish(`${p}.ia.${gw.id}`, codec.encodeInterestAck('fake-router', 1));
+      await first;
+      assert.equal(gw.stats().ackTimeouts, 0);
+      // Already acked: no wait.
+      await gw.settled();
+      // A new interest the router never acks: given up after 3 heartbeat periods, and counted.
+      reg.login('bob', new FakeConn('bob'));
+      nc.publish(`${p}.rt.hb`, 'hb fake-router 0 0 1 2');
+      const t0 = Date.now();
+      await gw.settled();
+      assert.ok(Date.now() - t0 >= 2 * HB, 'waited for the ack');
+      assert.equal(gw.stats().ackTimeouts, 1);
+      // A router that says bye is waited for no more.
+      reg.login('carol', new FakeConn('carol'));
+      const third = gw.settled();
+      nc.publish(`${p}.rt.hb`, 'bye fake-router');
+      await nc.flush();
+      await third;
+      assert.equal(gw.stats().ackTimeouts, 1);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test('after settled() a send from a router in another process reaches the new interest at once', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+    const reg = new FakeRegistry(gw);
+    await until('the router knows the gateway', () => router.liveGateways().includes(gw.id));
+    await until('the gateway knows the router', () => gw.stats().routers >= 1);
+    for (let i = 0; i < 20; i++) {
+      const conn = new FakeConn(`u${i}`);
+      reg.login(`u${i}`, conn);
+      await gw.settled();
+      // No polling of the directory: settled() is the guarantee.
+      const r = await router.publish(message(`to u${i}`), [`u${i}`]);
+      assert.equal(r.delivered, 1, `send ${i}`);
+      assert.deepEqual(
+        conn.got.map((m) => m.body),
+        [`to u${i}`],
+      );
+    }
+  });
+
+  test('a router still learning the cluster holds its sends and routes them once it has', async () => {
+    const p = freshPrefix();
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+    const reg = new FakeRegistry(gw);
+    const alice = new FakeConn('alice');
+    reg.login('alice', alice);
+    await gw.flush();
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 300 });
+    // Made at once, before the router has heard the gateway's snapshot.
+    const r = await router.publish(message('early'), ['alice']);
+    assert.deepEqual(r, { delivered: 1, complete: true, missing: [] });
+    assert.deepEqual(
+      alice.got.map((m) => m.body),
+      ['early'],
+    );
+  });
+
+  test('a wide send goes in several batches and reaches every connection once', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+    const reg = new FakeRegistry(gw);
+    const ids = Array.from({ length: 30_000 }, (_, i) => `user:${i}`);
+    const conns = ids.map((id) => {
+      const c = new FakeConn(id);
+      reg.login(id, c);
+      return c;
+    });
+    // One connection on two of the ids, in different batches.
+    const both = new FakeConn('both');
+    reg.login('user:1', both);
+    reg.login('user:29999', both);
+    await gw.settled();
+    await until('the router holds every id', () => router.stats().directory.ids === ids.length);
+    const before = router.stats().batchesSent;
+    const r = await router.publish(message('wide'), ids);
+    assert.equal(r.delivered, ids.length + 1);
+    assert.ok(router.stats().batchesSent - before >= 3, 'a 30,000-id send is more than one 64 KB batch');
+    assert.equal(conns.filter((c) => c.got.length === 1).length, ids.length);
+    assert.equal(both.got.length, 1);
+  });
+
+  test('a router that lost track of a gateway asks it again with `lost`: its clients are told to resume', async () => {
+    const p = freshPrefix();
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+    const reg = new MissRegistry(gw);
+    reg.login('alice', new FakeConn('alice'));
+    await gw.flush();
+    const nc = await connect({ servers: SERVER });
+    try {
+      const snapshots = nc.subscribe(`${p}.snap.r-lost`, { max: 2 });
+      nc.publish(`${p}.gw.who`, `who r-lost ${gw.id}`);
+      nc.publish(`${p}.gw.who`, `who r-lost ${gw.id} lost`);
+      const got: codec.InterestSnapshot[] = [];
+      for await (const m of snapshots) got.push(codec.decodeSnapshot(m.data));
+      assert.deepEqual(
+        got.map((s) => s.ids),
+        [['alice'], ['alice']],
+      );
+      assert.equal(reg.missed, 1, 'only the request that says lost');
+    } finally {
+      await nc.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 /**
- * The gateway half of the NATS bus without NATS: bus payloads handed to a GatewayReceiver in the
- * order NATS could deliver them, into a real Hub.
+ * The gateway half of the NATS bus without NATS: delivery batches handed to a GatewayReceiver in
+ * the order NATS could deliver them, into a real Hub.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -11,61 +11,78 @@ import { silentLogger } from '../src/log.js';
 import { Message } from '../src/message.js';
 import { receiver } from './support/router.js';
 
-const PREFIX = 'sb.u.';
-
 function setUp() {
   const hub = new Hub();
   const bad: unknown[] = [];
   const rx = new GatewayReceiver({
     deliverer: hub,
     gatewayId: 'g1',
-    userSubjectPrefix: PREFIX,
-    recentMessages: 100,
     countsIdleMs: 60_000,
     log: silentLogger,
     bad: (_subject, err) => bad.push(err),
   });
-  /** The NATS message of send `seq` of publisher `pub` for recipient `id`. */
-  const arrive = (pub: string, seq: number, msg: Message, id: string): void =>
-    rx.onUserMessage(PREFIX + codec.idToToken(id), codec.encodeMessage(pub, seq, msg));
-  /** Send `m` of router r1 to `a`, a send of router r2 to `a`, then `m` again to `b`. */
-  const interleaved = (m: Message): void => {
-    arrive('r1', 1, m, 'a');
-    arrive('r2', 1, new Message('r2-1', 'x', 'between', 1), 'a');
-    arrive('r1', 1, m, 'b');
+  /** One batch of publisher `pub`: each entry a send (seq, Message) and the ids it goes to. */
+  const arrive = (pub: string, records: [number, Message, string[]][]): void => {
+    const batch = new codec.DeliveryBatch(pub);
+    for (const [seq, msg, ids] of records) batch.add(codec.encodeSendRecord(seq, msg), ids);
+    rx.onDeliveries('sb.dl.g1', batch.take());
   };
-  return { hub, rx, arrive, interleaved, bad };
+  /** Tally counts of publisher `pub` for `seqs`, as [index, count] pairs. */
+  const counts = (pub: string, seqs: number[]): number[] =>
+    codec.decodeTallyReply(rx.answer('sb.tally.g1', codec.encodeTallyRequest(1, pub, seqs))!)
+      .pairs as number[];
+  return { hub, rx, arrive, counts, bad };
 }
 
 const bodies = (r: { got: Message[] }): string[] => r.got.map((m) => m.body);
 
-test('a connection logged in as two ids gets a send once, with another router’s send between its copies', () => {
-  const { hub, interleaved, bad } = setUp();
+test('a connection logged in as two recipients of a send gets it once, and is counted once', () => {
+  const { hub, arrive, counts, bad } = setUp();
   const both = receiver();
+  const a = receiver();
   hub.login('a', both);
   hub.login('b', both);
-  assert.equal(hub.multiIdReceivers, 1);
-  interleaved(new Message('r1-1', 'a', 'one send', 1));
-  assert.deepEqual(bodies(both), ['one send', 'between']);
+  hub.login('a', a);
+  arrive('r1', [
+    [1, new Message('r1-1', 'a', 'one send', 1), ['a', 'b']],
+    [2, new Message('r1-2', 'b', 'to b', 2), ['b']],
+  ]);
+  assert.deepEqual(bodies(both), ['one send', 'to b']);
+  assert.deepEqual(bodies(a), ['one send']);
+  assert.deepEqual(counts('r1', [1, 2, 3]), [0, 2, 1, 1]);
   assert.deepEqual(bad, []);
 });
 
-test('with no connection on two ids every copy is delivered, and the count follows logins and logouts', () => {
-  const { hub, interleaved } = setUp();
+test('a wide send split over records and batches reaches a two-id connection once', () => {
+  const { hub, arrive, counts } = setUp();
+  const both = receiver();
+  hub.login('a', both);
+  hub.login('z', both);
+  const m = new Message('r1-5', 'a', 'wide', 1);
+  // Same seq, back to back: the second record (here in the next batch) shares the first's Message.
+  arrive('r1', [[5, m, ['a']]]);
+  arrive('r1', [[5, m, ['z']]]);
+  assert.deepEqual(bodies(both), ['wide']);
+  assert.deepEqual(counts('r1', [5]), [0, 1]);
+  // Another router's send with the same seq number is another send.
+  arrive('r2', [[5, new Message('r2-5', 'z', 'other router', 1), ['z']]]);
+  assert.deepEqual(bodies(both), ['wide', 'other router']);
+});
+
+test('a batch cut short: the records before the cut are delivered, the payload is reported', () => {
+  const { hub, rx, bad } = setUp();
   const a = receiver();
-  const b = receiver();
   hub.login('a', a);
-  hub.login('b', b);
-  assert.equal(hub.multiIdReceivers, 0);
-  interleaved(new Message('r1-1', 'a', 'to both', 1));
-  assert.deepEqual([bodies(a), bodies(b)], [['to both', 'between'], ['to both']]);
-  const c = receiver();
-  hub.login('a', c);
-  hub.login('c', c);
-  hub.login('c', c);
-  assert.equal(hub.multiIdReceivers, 1);
-  hub.logout(c);
-  hub.logout(c);
-  hub.logout(a);
-  assert.equal(hub.multiIdReceivers, 0);
+  const batch = new codec.DeliveryBatch('r1');
+  batch.add(codec.encodeSendRecord(1, new Message('r1-1', 'a', 'whole', 1)), ['a']);
+  batch.add(codec.encodeSendRecord(2, new Message('r1-2', 'a', 'cut', 1)), ['a']);
+  const data = batch.take();
+  rx.onDeliveries('sb.dl.g1', data.subarray(0, data.length - 3));
+  assert.deepEqual(bodies(a), ['whole']);
+  assert.equal(bad.length, 1);
+  assert.ok(bad[0] instanceof codec.WireFormatError);
+  rx.onDeliveries('sb.dl.g1', Buffer.from('{"json":1}'));
+  assert.equal(bad.length, 2);
+  assert.equal(rx.batches, 2);
+  assert.equal(rx.received, 1);
 });

@@ -1,25 +1,24 @@
 /**
- * The router half of the NATS bus: publishes a message once per recipient subject, then counts
- * what it reached through tally rounds (see tally.ts) addressed to the gateways that the interest
- * directory (directory.ts) says hold a recipient; answers presence and disconnects by asking
- * those gateways only.
+ * The router half of the NATS bus: sends each message straight to the gateways that the interest
+ * directory (directory.ts) says hold a recipient, then counts what it reached through tally rounds
+ * (see tally.ts) addressed to those gateways; answers presence and disconnects by asking those
+ * gateways only.
  *
- * Framed publishing: a send makes one `nc.publish()` per recipient, each with a subject check, an
- * options object, a TextEncoder call for the PUB line and a buffer push. With `framedPublish` the
- * PUB frames of all recipients are built into one buffer (nats-codec.ts `encodePubFrames`) and
- * handed to the client's protocol handler in one `sendCommand`. Router CPU per recipient,
- * `bench/bus.ts --parts publish`: 2.4–2.9 µs with `nc.publish()`, 0.6–1.0 µs framed. The client
- * still owns the socket, buffering and reconnects; the frames are the plain NATS `PUB` protocol.
- * Falls back to `nc.publish()` when the handler does not have the expected shape.
+ * Delivery batches: the sends of one event-loop turn go to each gateway as one NATS message on
+ * `<prefix>.dl.<gateway id>` (nats-codec.ts `DeliveryBatch`), each send with the recipients that
+ * gateway holds. NATS routes one message per gateway and turn instead of one per recipient, and
+ * no gateway subscribes per id (a million NATS interests cost the server about 0.9 GB). A batch
+ * goes when the turn ends (`setImmediate`), when it reaches {@link BATCH_BYTES}, or just before a
+ * tally request to anyone (so a gateway has every send of a round before it is asked for it).
+ *
+ * That a send reaches every connection logged in when it is published rests on the directory
+ * being current: a gateway waits for every router's ack of its interest deltas before it reads a
+ * resuming client's history (NatsBus.settled), a router that is learning the cluster (after it
+ * starts or reconnects) holds its sends until it has, and a gateway a router lost track of (lost
+ * deltas, expiry) tells its resumable connections to come back when the router asks it again.
  */
-import { type Msg, type NatsConnection, NatsConnectionImpl } from '@nats-io/transport-node';
-import {
-  ClosedError,
-  errorMessage,
-  InvalidInputError,
-  PayloadTooLargeError,
-  UnavailableError,
-} from '../errors.js';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { errorMessage, InvalidInputError, PayloadTooLargeError, UnavailableError } from '../errors.js';
 import { ID_PATTERN } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Message } from '../message.js';
@@ -33,8 +32,8 @@ export interface BusPublisherOptions {
   readonly nc: NatsConnection;
   /** Publisher id on the wire (the bus id). */
   readonly id: string;
-  /** `<prefix>.u.` */
-  readonly userSubjectPrefix: string;
+  /** `<prefix>.dl.`: a gateway's id appended is where its delivery batches go. */
+  readonly deliverySubjectPrefix: string;
   /** `<prefix>.tally.`: a gateway's id appended is where its tally requests go. */
   readonly tallySubjectPrefix: string;
   /** `<prefix>.ctl.`: a gateway's id appended is where its control requests go. */
@@ -47,42 +46,48 @@ export interface BusPublisherOptions {
   readonly discoveryMs: number;
   readonly log: Logger;
   readonly bad: (subject: string, err: unknown) => void;
-  /** Publish through one PUB-frame buffer per send (see above). */
-  readonly framedPublish: boolean;
 }
 
-type FrameWriter = (frames: Uint8Array) => void;
-
-/** Writes ready PUB frames through the protocol handler of `nc`, if it has the expected shape. */
-function frameWriter(nc: NatsConnection): FrameWriter | undefined {
-  if (!(nc instanceof NatsConnectionImpl)) return undefined;
-  const ph = nc.protocol;
-  if (typeof ph?.sendCommand !== 'function' || typeof ph.isClosed !== 'function') return undefined;
-  return (frames) => {
-    if (ph.isClosed() || ph.noMorePublishing)
-      throw new ClosedError('the NATS connection is closed or draining');
-    ph.sendCommand(frames);
-  };
-}
+/** A delivery batch goes once it is this big, even within a turn. */
+export const BATCH_BYTES = 64 * 1024;
+/** Room kept in a NATS message for a record's ids when checking a send's size. */
+const ID_ROOM = 4 + 256;
 
 const NOTHING_MISSING: readonly string[] = Object.freeze([]);
+
+/** A send made while the router is still learning the cluster: routed once it has. */
+interface HeldSend {
+  readonly seq: number;
+  readonly record: Buffer;
+  readonly recipients: readonly string[];
+  readonly resolve: (r: PublishResult) => void;
+  readonly reject: (err: unknown) => void;
+}
 
 /** Publishes sends and resolves each with its tally (the router half of a NATS bus). */
 export class BusPublisher {
   readonly #o: BusPublisherOptions;
   readonly #tally: TallyRounds;
-  readonly #frames: FrameWriter | undefined;
+  readonly #batches = new Map<string, codec.DeliveryBatch>();
+  readonly #headBytes: number;
+  #flushScheduled = false;
+  /** True while learning the cluster: sends wait in {@link #held}. */
+  #learning = true;
+  #held: HeldSend[] = [];
   #seq = 0;
   #discovery: NodeJS.Timeout | undefined = undefined;
   #published = 0;
+  #batchesSent = 0;
   #timeouts = 0;
   #partial = 0;
 
   constructor(o: BusPublisherOptions) {
     this.#o = o;
-    this.#frames = o.framedPublish ? frameWriter(o.nc) : undefined;
+    this.#headBytes = codec.deliveriesHeadBytes(o.id);
     this.#tally = new TallyRounds(o.gateways, o.tallyTimeoutMs, {
       send: (round, gateway, seqs) => {
+        // Every send of the round must be with its gateways before the question is.
+        this.#flush();
         try {
           o.nc.publish(o.tallySubjectPrefix + gateway, codec.encodeTallyRequest(round, o.id, seqs), {
             reply: o.replySubject,
@@ -109,14 +114,13 @@ export class BusPublisher {
     });
   }
 
-  /** True when sends go out as PUB-frame buffers. */
-  get framed(): boolean {
-    return this.#frames !== undefined;
-  }
-
-  /** Per-recipient messages published. */
+  /** (recipient, gateway) pairs sent in delivery batches. */
   get published(): number {
     return this.#published;
+  }
+  /** Delivery batches (NATS messages) sent to gateways. */
+  get batches(): number {
+    return this.#batchesSent;
   }
   get tallyRounds(): number {
     return this.#tally.roundsSent;
@@ -128,10 +132,14 @@ export class BusPublisher {
     return this.#partial;
   }
   get pending(): number {
-    return this.#tally.pending;
+    return this.#tally.pending + this.#held.length;
+  }
+  /** True while sends wait for this router to learn the cluster. */
+  get learning(): boolean {
+    return this.#learning;
   }
 
-  /** Publishes `msg` to each recipient's subject; resolves with its tally. Caller checks the link. */
+  /** Sends `msg` to the gateways holding a recipient; resolves with its tally. Caller checks the link. */
   publish(msg: Message, recipients: readonly string[]): Promise<PublishResult> {
     for (let i = 0; i < recipients.length; i++) {
       const r = recipients[i] as string;
@@ -143,27 +151,97 @@ export class BusPublisher {
     }
     if (recipients.length === 0)
       return Promise.resolve({ delivered: 0, complete: true, missing: NOTHING_MISSING });
-    const { nc, userSubjectPrefix } = this.#o;
     const seq = ++this.#seq;
-    const payload = codec.encodeMessage(this.#o.id, seq, msg);
-    const max = nc.info?.max_payload;
-    if (max !== undefined && payload.length > max) {
-      const text = `message ${msg.eid} is ${payload.length} bytes on the bus, NATS max_payload is ${max}`;
+    const record = codec.encodeSendRecord(seq, msg);
+    const max = this.#o.nc.info?.max_payload;
+    const size = this.#headBytes + record.length + ID_ROOM;
+    if (max !== undefined && size > max) {
+      const text = `message ${msg.eid} is ${size} bytes on the bus, NATS max_payload is ${max}`;
       return Promise.reject(new PayloadTooLargeError(text, max));
     }
-    const candidates = this.#o.directory.candidates(recipients);
-    if (candidates.length > 0) this.#tally.willAdd();
-    try {
-      if (this.#frames !== undefined)
-        this.#frames(codec.encodePubFrames(userSubjectPrefix, recipients, payload));
-      else for (const r of recipients) nc.publish(userSubjectPrefix + codec.idToToken(r), payload);
-    } catch (err) {
-      return Promise.reject(
-        new UnavailableError(`NATS publish failed: ${errorMessage(err)}`, { cause: err }),
-      );
+    if (this.#learning) {
+      return new Promise((resolve, reject) => this.#held.push({ seq, record, recipients, resolve, reject }));
     }
-    this.#published += recipients.length;
+    return this.#route(seq, record, recipients);
+  }
+
+  /** Puts send `seq` in the batch of every gateway holding a recipient and counts it in a round. */
+  #route(seq: number, record: Buffer, recipients: readonly string[]): Promise<PublishResult> {
+    let candidates: string[];
+    if (recipients.length === 1) {
+      candidates = this.#o.directory.holders(recipients[0] as string);
+      for (const gw of candidates) this.#add(gw, record, recipients);
+    } else {
+      const groups = this.#o.directory.groups(recipients);
+      candidates = [...groups.keys()];
+      for (const [gw, ids] of groups) this.#add(gw, record, ids);
+    }
+    if (candidates.length === 0)
+      return Promise.resolve({ delivered: 0, complete: true, missing: NOTHING_MISSING });
+    this.#tally.willAdd();
     return this.#tally.add(seq, candidates);
+  }
+
+  #add(gateway: string, record: Buffer, ids: readonly string[]): void {
+    let batch = this.#batches.get(gateway);
+    if (batch === undefined) {
+      batch = new codec.DeliveryBatch(this.#o.id);
+      this.#batches.set(gateway, batch);
+    }
+    this.#published += ids.length;
+    const bytes = codec.recordBytes(record, ids);
+    if (this.#headBytes + bytes <= BATCH_BYTES) {
+      if (batch.size + bytes > BATCH_BYTES) this.#send(gateway, batch);
+      batch.add(record, ids);
+    } else {
+      // A wide send: its ids in records of about BATCH_BYTES each, one NATS message per record.
+      // (A send with a big body gets records up to max_payload, checked to leave ID_ROOM.)
+      const fixed = this.#headBytes + record.length + 4;
+      const limit = fixed <= BATCH_BYTES / 2 ? BATCH_BYTES : (this.#o.nc.info?.max_payload ?? 2 * fixed);
+      const room = Math.max(256, limit - fixed);
+      let from = 0;
+      let used = 0;
+      for (let i = 0; i < ids.length; i++) {
+        const b = 1 + (ids[i] as string).length;
+        if (used + b > room && i > from) {
+          this.#sendRecord(gateway, batch, record, ids.slice(from, i));
+          from = i;
+          used = 0;
+        }
+        used += b;
+      }
+      this.#sendRecord(gateway, batch, record, ids.slice(from));
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  /** Sends what `batch` holds, then one record on its own. */
+  #sendRecord(gateway: string, batch: codec.DeliveryBatch, record: Buffer, ids: readonly string[]): void {
+    if (batch.records > 0) this.#send(gateway, batch);
+    batch.add(record, ids);
+    this.#send(gateway, batch);
+  }
+
+  /** Sends every gateway's batch. */
+  #flush(): void {
+    for (const [gateway, batch] of this.#batches) if (batch.records > 0) this.#send(gateway, batch);
+  }
+
+  #send(gateway: string, batch: codec.DeliveryBatch): void {
+    const payload = batch.take();
+    this.#batchesSent++;
+    try {
+      this.#o.nc.publish(this.#o.deliverySubjectPrefix + gateway, payload);
+    } catch (err) {
+      // The connection is closing or gone: the tally rejects these sends (delivery unknown).
+      this.#o.log.debug('delivery batch not sent', { gateway, err });
+    }
   }
 
   /** Asks `gateway` a control question (see GatewayReceiver.control); undefined when it does not answer in time. */
@@ -221,36 +299,53 @@ export class BusPublisher {
   }
 
   /**
-   * Learns the live gateways after (re)connecting: asks who is there and holds tally rounds for
-   * `discoveryMs`, so the first counts do not miss gateways whose heartbeat is not yet due.
+   * Learns the live gateways after (re)connecting: asks who is there, holds sends (they wait,
+   * unrouted) and tally rounds for `discoveryMs`, so no send is routed on a directory that lacks
+   * a gateway whose snapshot has not arrived yet.
    */
   discover(): void {
     this.#tally.hold();
+    this.#learning = true;
     this.#o.nc.publish(this.#o.whoSubject, `who ${this.#o.id}`);
     clearTimeout(this.#discovery);
-    this.#discovery = setTimeout(() => this.#tally.release(), this.#o.discoveryMs);
+    this.#discovery = setTimeout(() => this.#learned(), this.#o.discoveryMs);
   }
 
-  /** Stops waiting for `id` (bye or expiry). */
+  /** Discovery is over: the held sends are routed, in order, and rounds go as usual. */
+  #learned(): void {
+    clearTimeout(this.#discovery);
+    this.#learning = false;
+    const held = this.#held;
+    this.#held = [];
+    for (const h of held) this.#route(h.seq, h.record, h.recipients).then(h.resolve, h.reject);
+    this.#tally.release();
+  }
+
+  /** Stops waiting for `id` (bye or expiry); what was batched for it is dropped. */
   gatewayGone(id: string, expired: boolean): void {
+    this.#batches.delete(id);
     this.#tally.gatewayGone(id, expired);
   }
 
-  /** Rejects every publish still waiting for its count. */
+  /** Rejects every publish still waiting for its count, and drops what was not sent yet. */
   failAll(err: unknown): void {
+    for (const batch of this.#batches.values()) batch.take();
+    const held = this.#held;
+    this.#held = [];
+    for (const h of held) h.reject(err);
     this.#tally.failAll(err);
   }
 
   /** For abort: no more discovery, every waiting publish rejects with `err`. */
   stop(err: unknown): void {
     clearTimeout(this.#discovery);
-    this.#tally.failAll(err);
+    this.failAll(err);
   }
 
-  /** For close: sends any held round and resolves when every waiting publish has its count. */
+  /** For close: routes held sends, sends any held round and resolves when every publish has its count. */
   finish(): Promise<void> {
-    clearTimeout(this.#discovery);
-    this.#tally.release();
+    this.#learned();
+    this.#flush();
     return this.#tally.idle();
   }
 

@@ -4,8 +4,8 @@
  * holds (for exact counts, presence and disconnects without asking every gateway).
  *
  * A gateway takes interest in an id on the bus when the first connection logs in as that id and
- * drops it when the last one leaves; a router publishes a message once per recipient id; the bus
- * delivers only where there is interest.
+ * drops it when the last one leaves; the bus delivers a router's message only to the gateways
+ * with interest in a recipient, once per gateway.
  *
  * Implementations: in-process (default, one process) and NATS (`--bus nats://…`). Both pass the
  * same contract suite (`test/bus-contract.ts`).
@@ -29,11 +29,6 @@ export interface Deliverer {
   load(): GatewayLoad;
   /** Local connections logged in as `id`. */
   count(id: string): number;
-  /**
-   * Local connections logged in as more than one id: the only ones a send to several recipients
-   * could reach twice. Absent: the receiver assumes there may be some.
-   */
-  readonly multiIdReceivers?: number;
   /** Ends every local connection of `id` with `reason`; returns how many. */
   disconnect(id: string, reason: DisconnectReason): number;
   /** Every id with a local connection (for a router that must learn them all). */
@@ -99,6 +94,13 @@ export interface Bus {
 
   /** Gateway side: stop receiving messages for `id` (last local logout of `id`). */
   disinterest(id: string): void;
+
+  /**
+   * Gateway side, optional: resolves once every router knows of the interests taken so far, so
+   * that each later send to those ids reaches this gateway and each earlier one is in the
+   * history. A resume reads the history after it. Absent: interests take effect at once.
+   */
+  settled?(): Promise<void>;
 
   /**
    * Router side: delivers `msg` to every connection logged in as one of `recipients`, on every

@@ -118,6 +118,29 @@ export class Directory {
   }
 
   /**
+   * The recipients each gateway holds, by gateway id, in recipient order; a gateway holding none
+   * is absent.
+   */
+  groups(recipients: readonly string[]): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (let i = 0; i < recipients.length; i++) {
+      const id = recipients[i]!;
+      const v = this.#byId.get(id);
+      if (v === undefined) continue;
+      if (typeof v === 'number') this.#push(out, v, id);
+      else for (const s of v) this.#push(out, s, id);
+    }
+    return out;
+  }
+
+  #push(out: Map<string, string[]>, slot: number, id: string): void {
+    const gw = this.#bySlot[slot]!.id;
+    const list = out.get(gw);
+    if (list === undefined) out.set(gw, [id]);
+    else list.push(id);
+  }
+
+  /**
    * Applies delta `seq` of `gateway`. Returns false when it is not the next one (deltas were
    * lost, or this router has not got a snapshot yet): the caller asks for a snapshot.
    */

@@ -1,13 +1,12 @@
 /**
- * The gateway half of the NATS bus: turns bus messages into `deliver()` calls, answers tally
+ * The gateway half of the NATS bus: turns delivery batches into `deliver()` calls, answers tally
  * requests with what they reached, and answers a router's control requests (connections per id
  * for presence; disconnecting an id).
  *
- * One send to several recipients arrives as one NATS message per recipient. The local registry
- * counts a connection logged in as two of them once only if it sees the same Message object both
- * times, so the receiver reuses the Message of the send just before (the copies of one send come
- * back to back) and, while some local connection is logged in as several ids, keeps the last
- * `recentMessages` Messages by eid to reuse them too (and skip decoding the body again).
+ * A send reaches a gateway as one record of a batch naming every recipient the gateway holds, so
+ * a connection logged in as two of them gets it once (the hub delivers to each connection at
+ * most once per Message). A send too wide for one record comes as several records with the same
+ * seq, back to back: they share one Message object, so the same holds.
  */
 import { Disconnect, type DisconnectReason, WireFormatError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -24,28 +23,23 @@ export interface GatewayReceiverOptions {
   readonly deliverer: Deliverer;
   /** This gateway's id, sent in tally replies. */
   readonly gatewayId: string;
-  /** `<prefix>.u.`: stripped from a subject to get the recipient's token. */
-  readonly userSubjectPrefix: string;
-  readonly recentMessages: number;
   /** Counts of a publisher whose tally never comes are dropped after this long. */
   readonly countsIdleMs: number;
   readonly log: Logger;
   readonly bad: BadPayloadHandler;
 }
 
-/** Receives the bus messages of one gateway's interests and answers tally requests. */
+/** Receives the delivery batches sent to one gateway and answers tally requests. */
 export class GatewayReceiver {
   readonly #deliverer: Deliverer;
   readonly #gatewayId: string;
-  readonly #prefixLength: number;
-  readonly #maxRecent: number;
-  readonly #recent = new Map<string, Message>();
   readonly #counts: DeliveryCounts;
   readonly #log: Logger;
   readonly #bad: BadPayloadHandler;
+  readonly #visit: codec.DeliveryVisitor;
   #received = 0;
-  /** The last send seen (publisher id bytes, seq, Message, id), for the back-to-back fast path. */
-  #lastPubBytes: Uint8Array = new Uint8Array(0);
+  #batches = 0;
+  /** The last send seen (publisher, seq, Message): the records of one wide send share it. */
   #lastPubId = '';
   #lastSeq = -1;
   #lastMsg: Message | undefined = undefined;
@@ -53,16 +47,20 @@ export class GatewayReceiver {
   constructor(o: GatewayReceiverOptions) {
     this.#deliverer = o.deliverer;
     this.#gatewayId = o.gatewayId;
-    this.#prefixLength = o.userSubjectPrefix.length;
-    this.#maxRecent = o.recentMessages;
     this.#counts = new DeliveryCounts(o.countsIdleMs);
     this.#log = o.log;
     this.#bad = o.bad;
+    this.#visit = (pubId, seq, msg, ids) => this.#deliver(pubId, seq, msg, ids);
   }
 
-  /** Messages received for our interests. */
+  /** Sends received (records of delivery batches). */
   get received(): number {
     return this.#received;
+  }
+
+  /** Delivery batches received. */
+  get batches(): number {
+    return this.#batches;
   }
 
   /** What the attached gateway holds now, for heartbeats. */
@@ -80,46 +78,33 @@ export class GatewayReceiver {
     return this.#counts.size;
   }
 
-  /** Hands one bus message (one recipient) to the deliverer and counts what it reached. */
-  onUserMessage(subject: string, data: Uint8Array): void {
-    this.#received++;
-    const buf = codec.view(data);
-    let msg = this.#lastMsg;
-    if (msg === undefined || !codec.isSameSend(buf, this.#lastPubBytes, this.#lastSeq)) {
-      try {
-        msg = this.#decode(buf);
-      } catch (err) {
-        this.#bad(subject, err);
-        return;
-      }
-    }
-    const id = codec.tokenToId(subject.slice(this.#prefixLength));
-    let n = 0;
+  /** Hands every send of a delivery batch to the deliverer and counts what each reached. */
+  onDeliveries(subject: string, data: Uint8Array): void {
+    this.#batches++;
     try {
-      n = this.#deliverer.deliver(msg, [id]);
+      codec.decodeDeliveries(data, this.#visit);
     } catch (err) {
-      this.#log.error('deliverer failed', { id, eid: msg.eid, err });
+      this.#bad(subject, err);
     }
-    if (n > 0) this.#counts.add(this.#lastPubId, this.#lastSeq, n);
   }
 
-  /** Reads a payload of a send not seen just before, and makes it the last send. */
-  #decode(buf: Buffer): Message {
-    const head = codec.decodeMessageHead(buf);
-    // No connection here is logged in as two ids: no copy of a send can reach one twice.
-    const shared = this.#deliverer.multiIdReceivers !== 0;
-    let msg = shared ? this.#recent.get(head.eid) : undefined;
-    if (msg === undefined) {
-      msg = codec.decodeMessageRest(buf, head);
-      if (shared) this.#remember(msg);
+  #deliver(pubId: string, seq: number, decoded: Message, ids: readonly string[]): void {
+    this.#received++;
+    let msg = decoded;
+    if (seq === this.#lastSeq && pubId === this.#lastPubId && this.#lastMsg !== undefined)
+      msg = this.#lastMsg;
+    else {
+      this.#lastPubId = pubId;
+      this.#lastSeq = seq;
+      this.#lastMsg = msg;
     }
-    if (head.pubId !== this.#lastPubId) {
-      this.#lastPubId = head.pubId;
-      this.#lastPubBytes = Buffer.from(head.pubId, 'latin1');
+    let n = 0;
+    try {
+      n = this.#deliverer.deliver(msg, ids);
+    } catch (err) {
+      this.#log.error('deliverer failed', { ids: ids.slice(0, 10), eid: msg.eid, err });
     }
-    this.#lastSeq = head.seq;
-    this.#lastMsg = msg;
-    return msg;
+    if (n > 0) this.#counts.add(pubId, seq, n);
   }
 
   /** The reply payload for a tally request, or `undefined` if the request is not one. */
@@ -171,14 +156,6 @@ export class GatewayReceiver {
   /** Periodic: advances the counts' clock and drops counts of vanished publishers. */
   sweep(now: number): void {
     this.#counts.sweep(now);
-  }
-
-  #remember(msg: Message): void {
-    this.#recent.set(msg.eid, msg);
-    if (this.#recent.size > this.#maxRecent) {
-      const oldest = this.#recent.keys().next();
-      if (oldest.done !== true) this.#recent.delete(oldest.value);
-    }
   }
 }
 

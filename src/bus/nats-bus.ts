@@ -4,12 +4,15 @@
  *
  * Subjects, under a prefix (default `sb`) so several deployments or test runs share a server:
  *
- *     <prefix>.u.<token>       one message per recipient; a gateway subscribes while it holds
- *                              the id (`token` = the id with `.` written `~`, see nats-codec.ts)
+ *     <prefix>.dl.<gw id>      delivery batches: a router's sends of one turn for the ids that
+ *                              gateway holds (see bus-publisher.ts, nats-codec.ts)
  *     <prefix>.gw.hb           gateway heartbeats (`hb <id> <load> <delta seq>`) and `bye <id>`
  *     <prefix>.gw.int          gateways' interest deltas (ids gained and lost), to every router
- *     <prefix>.gw.who          `who <router> [<gateway>]`: gateways answer with a heartbeat and
- *                              a snapshot of their ids to <prefix>.snap.<router>
+ *     <prefix>.ia.<gw id>      `ia <router> <seq>`: a router has applied that gateway's deltas
+ *                              up to seq (a resume reads the history after every router has)
+ *     <prefix>.gw.who          `who <router> [<gateway> [lost]]`: gateways answer with a heartbeat
+ *                              and a snapshot of their ids to <prefix>.snap.<router>; `lost`: that
+ *                              router lost track of the gateway's ids and may have missed it
  *     <prefix>.rt.hb           router heartbeats (the lowest live router id reports presence)
  *     <prefix>.tally.<gw id>   tally requests to one gateway, replies to <prefix>.tr.<router id>
  *     <prefix>.ctl.<gw id>     control requests to one gateway (presence counts, disconnect)
@@ -24,10 +27,9 @@
  * order across subjects"). That test runs on a single server; through a cluster the order also
  * depends on the route between the two servers, which this code has not been tested on.
  *
- * Two hot paths use the client's own protocol handler (exported by @nats-io/transport-node) rather
- * than its public API, each with a public-API fallback: lean interest subscriptions
- * (interests.ts, 210 instead of 1,220 heap bytes per interest) and framed publishing
- * (bus-publisher.ts, one buffer of PUB frames per send instead of one `publish()` per recipient).
+ * Routing by the directory: no gateway subscribes per id (a NATS interest costs the server about
+ * 900 bytes, a million of them 0.9 GB), and a router's sends of one turn reach a gateway as one
+ * NATS message. What that asks of the directory is in bus-publisher.ts and interest-acks.ts.
  */
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import {
@@ -53,8 +55,8 @@ import type {
 import { BusPublisher } from './bus-publisher.js';
 import { Directory } from './directory.js';
 import { GatewayReceiver } from './gateway-receiver.js';
+import { InterestAcks } from './interest-acks.js';
 import { InterestFeed } from './interest-feed.js';
-import { createInterests, type InterestTable } from './interests.js';
 import { Membership } from './membership.js';
 import * as codec from './nats-codec.js';
 import { type NatsBusOptions, type ResolvedNatsBusOptions, resolveNatsOptions } from './nats-options.js';
@@ -67,6 +69,12 @@ export type { PublishResult } from './tally.js';
 export interface NatsBusStats extends BusStats {
   /** Ids this bus holds interest in (gateway side). */
   readonly interests: number;
+  /** Delivery batches sent (router side) and received (gateway side). */
+  readonly batchesSent: number;
+  readonly batchesReceived: number;
+  /** Resumes waiting now for routers to ack this gateway's interests, and waits that timed out. */
+  readonly ackWaits: number;
+  readonly ackTimeouts: number;
   /** Tally rounds sent (router side). */
   readonly tallyRounds: number;
   /** Rounds that ended at `tallyTimeoutMs` without every live gateway's answer. */
@@ -148,7 +156,8 @@ export class NatsBus implements Bus {
   readonly #o: ResolvedNatsBusOptions;
   readonly #log: Logger;
   readonly #subjects: {
-    user: string;
+    deliveries: string;
+    acks: string;
     hb: string;
     routerHb: string;
     who: string;
@@ -165,7 +174,9 @@ export class NatsBus implements Bus {
   /** The router half, unless the role is `gateway`. */
   readonly #publisher: BusPublisher | undefined;
   readonly #directory: Directory;
-  readonly #interests: InterestTable;
+  /** Gateway side: ids with a local connection (what the deltas have told routers). */
+  readonly #interests = new Set<string>();
+  readonly #acks: InterestAcks;
   readonly #feed: InterestFeed;
   readonly #listeners: BusStatusListener[] = [];
   readonly #presenceListeners: ((changes: readonly PresenceChange[]) => void)[] = [];
@@ -192,6 +203,13 @@ export class NatsBus implements Bus {
   readonly #routerBeats = new Map<string, number>();
   /** Gateway side: when connections were last told to resume (at most once a heartbeat period). */
   #missedAt = 0;
+  /** Router side: gateways whose deltas were lost, not acked until their snapshot is in. */
+  readonly #unsure = new Set<string>();
+  /**
+   * Gateway side: until then (ms) not every live router has had a heartbeat period to be heard
+   * from (after connecting or reconnecting), so a resume waits that long before asking for acks.
+   */
+  #routersKnownAt = 0;
 
   /** Connects to NATS; rejects with {@link UnavailableError} when no server answers in time. */
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
@@ -230,7 +248,8 @@ export class NatsBus implements Bus {
     this.id = randomId();
     const p = o.prefix;
     this.#subjects = {
-      user: `${p}.u.`,
+      deliveries: `${p}.dl.`,
+      acks: `${p}.ia.`,
       hb: `${p}.gw.hb`,
       routerHb: `${p}.rt.hb`,
       who: `${p}.gw.who`,
@@ -245,6 +264,7 @@ export class NatsBus implements Bus {
       this.#publisher?.gatewayGone(id, expired);
       this.#directory.dropGateway(id);
       this.#askedAt.delete(id);
+      this.#unsure.delete(id);
     });
     this.#routers = new Membership(
       3 * o.gatewayHeartbeatMs,
@@ -252,16 +272,21 @@ export class NatsBus implements Bus {
       (id, expired) => {
         this.#readyRouters.delete(id);
         this.#routerBeats.delete(id);
+        this.#acks.gone(id);
         // Its sends may have stopped reaching us without its stopping (a partition), or it died
         // between recording a send in the history and publishing it.
         if (expired) this.#missed('a router went silent', { router: id });
       },
       'router',
     );
-    this.#interests = createInterests(
-      nc,
-      (subject, data) => this.#receiver?.onUserMessage(subject, data),
-      o.leanInterests,
+    this.#acks = new InterestAcks(3 * o.gatewayHeartbeatMs, (routers, seq) =>
+      this.#log.warn(
+        "routers did not ack this gateway's interests in time; a resume reads its history anyway",
+        {
+          routers,
+          seq,
+        },
+      ),
     );
     this.#feed = new InterestFeed(this.id, this.#subjects.deltas, (subject, payload) =>
       this.#send(subject, payload),
@@ -274,7 +299,7 @@ export class NatsBus implements Bus {
       this.#publisher = new BusPublisher({
         nc,
         id: this.id,
-        userSubjectPrefix: this.#subjects.user,
+        deliverySubjectPrefix: this.#subjects.deliveries,
         tallySubjectPrefix: this.#subjects.tallyPrefix,
         controlSubjectPrefix: this.#subjects.controlPrefix,
         replySubject: this.#subjects.replies,
@@ -285,7 +310,6 @@ export class NatsBus implements Bus {
         discoveryMs: o.discoveryMs,
         log: this.#log,
         bad: (subject, err) => this.#bad(subject, err),
-        framedPublish: o.framedPublish,
       });
       nc.subscribe(this.#subjects.deltas, { callback: ok((m) => this.#onDelta(m)) });
       nc.subscribe(this.#subjects.snapshots + this.id, { callback: ok((m) => this.#onSnapshot(m)) });
@@ -315,12 +339,15 @@ export class NatsBus implements Bus {
     this.#receiver = new GatewayReceiver({
       deliverer,
       gatewayId: this.id,
-      userSubjectPrefix: this.#subjects.user,
-      recentMessages: this.#o.recentMessages,
       countsIdleMs: Math.max(30_000, 4 * this.#o.tallyTimeoutMs),
       log: this.#log,
       bad: (subject, err) => this.#bad(subject, err),
     });
+    this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
+    this.#nc.subscribe(this.#subjects.deliveries + this.id, {
+      callback: ok((m) => this.#receiver?.onDeliveries(m.subject, m.data)),
+    });
+    this.#nc.subscribe(this.#subjects.acks + this.id, { callback: ok((m) => this.#onInterestAck(m)) });
     this.#nc.subscribe(this.#subjects.tallyPrefix + this.id, {
       callback: ok((m) => this.#onTallyRequest(m)),
     });
@@ -335,16 +362,33 @@ export class NatsBus implements Bus {
     this.#announce('hb');
   }
 
-  /** Subscribes the subject of `id` and tells routers. Idempotent; ignored once the bus is closed. */
+  /** Tells routers this gateway holds `id`. Idempotent; ignored once the bus is closed. */
   interest(id: string): void {
-    if (this.#closed) return;
-    if (this.#interests.add(id, this.#subjects.user + codec.idToToken(id))) this.#feed.gained(id);
+    if (this.#closed || this.#interests.has(id)) return;
+    this.#interests.add(id);
+    this.#feed.gained(id);
   }
 
-  /** Unsubscribes the subject of `id` and tells routers. Idempotent; ignored once the bus is closed. */
+  /** Tells routers this gateway no longer holds `id`. Idempotent; ignored once the bus is closed. */
   disinterest(id: string): void {
-    if (this.#closed) return;
-    if (this.#interests.remove(id)) this.#feed.lost(id);
+    if (this.#closed || !this.#interests.delete(id)) return;
+    this.#feed.lost(id);
+  }
+
+  /**
+   * Gateway side: resolves when every live router has applied the interests announced so far
+   * (see interest-acks.ts): from then on every send to those ids reaches this gateway, and what
+   * was sent before is in the history. A router that does not ack within 3 heartbeat periods is
+   * not waited for (logged).
+   */
+  async settled(): Promise<void> {
+    if (this.#receiver === undefined || this.#closed || !this.#up) return;
+    this.#feed.flush();
+    const early = this.#routersKnownAt - Date.now();
+    if (early > 0) await new Promise((resolve) => setTimeout(resolve, early));
+    const routers = new Set(this.#routers.ids());
+    if (this.#publisher !== undefined) routers.add(this.id);
+    await this.#acks.wait(this.#feed.seq, routers);
   }
 
   /**
@@ -400,6 +444,10 @@ export class NatsBus implements Bus {
       cluster: this.#gateways.load(),
       perGateway: this.#gateways.loads(),
       interests: this.#interests.size,
+      batchesSent: this.#publisher?.batches ?? 0,
+      batchesReceived: this.#receiver?.batches ?? 0,
+      ackWaits: this.#acks.waiting,
+      ackTimeouts: this.#acks.timeouts,
       tallyRounds: this.#publisher?.tallyRounds ?? 0,
       tallyTimeouts: this.#publisher?.tallyTimeouts ?? 0,
       partialPublishes: this.#publisher?.partialPublishes ?? 0,
@@ -447,16 +495,6 @@ export class NatsBus implements Bus {
   /** The gateways this router's directory says hold `id`. */
   holders(id: string): string[] {
     return this.#directory.holders(id);
-  }
-
-  /** True when interests use the lean subscription objects (see interests.ts). */
-  get leanInterests(): boolean {
-    return this.#interests.lean;
-  }
-
-  /** True when sends go out as one PUB-frame buffer each (see bus-publisher.ts). */
-  get framedPublish(): boolean {
-    return this.#publisher?.framed ?? false;
   }
 
   /**
@@ -620,10 +658,10 @@ export class NatsBus implements Bus {
     if (
       this.#publisher !== undefined &&
       a.kind === 'hb' &&
-      a.seq > this.#directory.seqOf(a.gatewayId) &&
+      (a.seq > this.#directory.seqOf(a.gatewayId) || this.#unsure.has(a.gatewayId)) &&
       !this.#directory.snapshotting(a.gatewayId)
     ) {
-      this.#resync(a.gatewayId);
+      this.#resync(a.gatewayId, a.seq > 0);
     }
   }
 
@@ -649,14 +687,37 @@ export class NatsBus implements Bus {
     }
   }
 
-  /** Asks `gateway` for a snapshot of its ids, at most once per heartbeat period. */
-  #resync(gateway: string): void {
+  /**
+   * Asks `gateway` for a snapshot of its ids, at most once per heartbeat period. Its deltas are
+   * not acked until the snapshot is in. When this router was routing sends meanwhile (not
+   * learning) and the gateway had announced ids, some may have missed it: the request says
+   * `lost`, and the gateway tells its resumable connections to come back.
+   */
+  #resync(gateway: string, lost: boolean): void {
+    this.#unsure.add(gateway);
     const now = Date.now();
     if (now - (this.#askedAt.get(gateway) ?? 0) < this.#o.gatewayHeartbeatMs) return;
     this.#askedAt.set(gateway, now);
     this.#resyncs++;
-    this.#log.debug('asking a gateway for its interests', { gateway });
-    this.#send(this.#subjects.who, `who ${this.id} ${gateway}`);
+    const flag = lost && this.#publisher?.learning === false ? ' lost' : '';
+    this.#log.debug('asking a gateway for its interests', { gateway, lost: flag !== '' });
+    this.#send(this.#subjects.who, `who ${this.id} ${gateway}${flag}`);
+  }
+
+  /** Tells `gateway` which of its deltas this router has applied, unless it is unsure of them. */
+  #ackInterests(gateway: string): void {
+    if (this.#unsure.has(gateway) || this.#directory.snapshotting(gateway)) return;
+    const seq = this.#directory.seqOf(gateway);
+    if (seq > 0) this.#send(this.#subjects.acks + gateway, codec.encodeInterestAck(this.id, seq));
+  }
+
+  #onInterestAck(m: Msg): void {
+    try {
+      const a = codec.decodeInterestAck(m.data);
+      this.#acks.heard(a.routerId, a.seq);
+    } catch (err) {
+      this.#bad(m.subject, err);
+    }
   }
 
   #onDelta(m: Msg): void {
@@ -667,7 +728,8 @@ export class NatsBus implements Bus {
       this.#bad(m.subject, err);
       return;
     }
-    if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) this.#resync(d.gatewayId);
+    if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) this.#resync(d.gatewayId, true);
+    else this.#ackInterests(d.gatewayId);
   }
 
   #onSnapshot(m: Msg): void {
@@ -679,14 +741,23 @@ export class NatsBus implements Bus {
       return;
     }
     this.#directory.applySnapshot(snap.gatewayId, snap.seq, snap.part, snap.last, snap.ids);
+    if (snap.last && !this.#directory.snapshotting(snap.gatewayId)) {
+      this.#unsure.delete(snap.gatewayId);
+      this.#ackInterests(snap.gatewayId);
+    }
   }
 
-  /** A router asks who is there (`who <router> [<gateway>]`): heartbeat, and a snapshot for it. */
+  /**
+   * A router asks who is there (`who <router> [<gateway> [lost]]`): heartbeat, and a snapshot for
+   * it. From now on a resume here waits for that router's acks too.
+   */
   #onWho(m: Msg): void {
-    const [, router, target] = m.string().split(' ');
+    const [, router, target, flag] = m.string().split(' ');
     if (target !== undefined && target !== this.id) return;
     this.#announce('hb');
     if (router === undefined || this.#receiver === undefined) return;
+    this.#routers.seen(router, Date.now());
+    if (flag === 'lost') this.#missed('a router lost track of the ids held here', { router });
     try {
       this.#feed.snapshot(this.#subjects.snapshots + router, this.#receiver.heldIds());
     } catch (err) {
@@ -774,11 +845,16 @@ export class NatsBus implements Bus {
     if (this.#closed) return;
     // Nothing reaches this gateway until it is back, and NATS keeps nothing for it meanwhile.
     if (!up) this.#missed('the NATS connection dropped', { server: this.#nc.getServer() }, true);
+    // Waits for routers' acks end: the routers relearn this gateway, its resumes were told to resume.
+    this.#acks.clear();
     if (up) {
       this.#gateways.clear();
       this.#routers.clear();
       this.#routerBeats.clear();
       this.#readyRouters.clear();
+      this.#unsure.clear();
+      if (this.#receiver !== undefined)
+        this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
       if (this.#receiver !== undefined) this.#announce('hb');
       if (this.#publisher !== undefined) {
         // Deltas may have been lost while away: relearn every gateway's interests.

@@ -2,18 +2,18 @@
  * Wire formats of the NATS bus: how a user id becomes a subject token, how a {@link Message}
  * travels, and the tally request/reply that turns "published" into an exact delivered count.
  *
- * Binary rather than JSON: the receiving gateway reads the publisher id, sequence number and
- * event id first and skips the rest when it already holds the Message for that event id (several
- * recipients of one send on the same gateway), and one encode serves every recipient of a send.
- * `bench/bus.ts` measures both encodings.
+ * Binary rather than JSON: a router encodes a send once for all the gateways it goes to, and a
+ * gateway reads many sends out of one NATS message. `bench/bus.ts` measures the encodings.
  *
- * All numbers are little-endian. Strings are UTF-8 with a length prefix, except the body, which
- * runs to the end of the payload.
+ * All numbers are little-endian. Strings are UTF-8 or ASCII with a length prefix.
  *
- * Message (router → `<prefix>.u.<token>`, one per recipient, same bytes for all):
+ * Delivery batch (router → `<prefix>.dl.<gateway id>`): the sends of one event-loop turn for
+ * the recipients that gateway holds, in send order; a send too wide for one record (many ids)
+ * comes as several records with the same seq, back to back:
  *
- *     u8 format=1 | u8 P | P bytes publisher id | f64 seq | f64 ts
- *     | u16 E | E bytes eid | u16 S | S bytes subject | body …
+ *     u8 format=6 | u8 P | P bytes publisher id | records to the end:
+ *       f64 seq | f64 ts | u16 E | eid | u16 S | subject | u32 B | body
+ *       | u32 k | k × (u8 L | L bytes id)
  *
  * Tally request (router → `<prefix>.tally`, reply subject `<prefix>.tr.<router id>`):
  *
@@ -38,11 +38,11 @@ import { InvalidInputError, WireFormatError } from '../errors.js';
 import { Message } from '../message.js';
 import type { GatewayLoad } from './bus.js';
 
-const FORMAT_MESSAGE = 1;
 const FORMAT_TALLY_REQUEST = 2;
 const FORMAT_TALLY_REPLY = 3;
 const FORMAT_DELTA = 4;
 const FORMAT_SNAPSHOT = 5;
+const FORMAT_DELIVERIES = 6;
 
 /**
  * A user id as one NATS subject token. `.` separates tokens in NATS, so it becomes `~`, which
@@ -69,113 +69,133 @@ function need(buf: Buffer, end: number, what: string): void {
   if (end > buf.length) throw new WireFormatError(`truncated ${what}: needs ${end} bytes, has ${buf.length}`);
 }
 
-/** Encodes `msg` once for all recipients of one send by publisher `pubId`, send number `seq`. */
-export function encodeMessage(pubId: string, seq: number, msg: Message): Buffer {
-  const p = Buffer.byteLength(pubId, 'latin1');
+/**
+ * The part of a delivery record that is the same for every gateway a send goes to:
+ * `f64 seq | f64 ts | u16 E | eid | u16 S | subject | u32 B | body`. Encoded once per send.
+ */
+export function encodeSendRecord(seq: number, msg: Message): Buffer {
   const e = Buffer.byteLength(msg.eid);
   const s = Buffer.byteLength(msg.subject);
   const b = Buffer.byteLength(msg.body);
-  if (p > 255) throw new InvalidInputError(`publisher id is ${p} bytes, the limit is 255`);
   if (e > 0xffff || s > 0xffff) throw new InvalidInputError('event id or subject longer than 65535 bytes');
-  const buf = Buffer.allocUnsafe(1 + 1 + p + 8 + 8 + 2 + e + 2 + s + b);
-  let o = buf.writeUInt8(FORMAT_MESSAGE, 0);
-  o = buf.writeUInt8(p, o);
-  o += buf.write(pubId, o, 'latin1');
-  o = buf.writeDoubleLE(seq, o);
+  const buf = Buffer.allocUnsafe(8 + 8 + 2 + e + 2 + s + 4 + b);
+  let o = buf.writeDoubleLE(seq, 0);
   o = buf.writeDoubleLE(msg.ts, o);
   o = buf.writeUInt16LE(e, o);
   o += buf.write(msg.eid, o, 'utf8');
   o = buf.writeUInt16LE(s, o);
   o += buf.write(msg.subject, o, 'utf8');
+  o = buf.writeUInt32LE(b, o);
   buf.write(msg.body, o, 'utf8');
   return buf;
 }
 
-/**
- * The head of a message payload: enough to count the delivery and to find a cached Message.
- * `rest` is where the subject starts, for {@link decodeMessageRest}.
- */
-export interface MessageHead {
-  readonly pubId: string;
-  readonly seq: number;
-  readonly ts: number;
-  readonly eid: string;
-  readonly rest: number;
+/** Bytes of a delivery batch's head for publisher `pubId`. */
+export function deliveriesHeadBytes(pubId: string): number {
+  return 2 + Buffer.byteLength(pubId, 'latin1');
 }
 
-/** Reads the head of a message payload; throws {@link WireFormatError} on a foreign payload. */
-export function decodeMessageHead(data: Uint8Array): MessageHead {
+/** Bytes one record of `send` (from {@link encodeSendRecord}) for `ids` takes in a batch. */
+export function recordBytes(send: Uint8Array, ids: readonly string[]): number {
+  return send.length + 4 + idsBytes(ids);
+}
+
+/**
+ * A delivery batch being built for one gateway: the records of the sends of one event-loop turn
+ * (or until it is big enough to go), written into one growing buffer.
+ */
+export class DeliveryBatch {
+  readonly #head: Buffer;
+  #buf: Buffer;
+  #o: number;
+  /** Records written since the last {@link take}. */
+  records = 0;
+
+  constructor(pubId: string, capacity = 4096) {
+    const p = Buffer.byteLength(pubId, 'latin1');
+    if (p > 255) throw new InvalidInputError(`publisher id is ${p} bytes, the limit is 255`);
+    this.#head = Buffer.allocUnsafe(2 + p);
+    this.#head[0] = FORMAT_DELIVERIES;
+    this.#head[1] = p;
+    this.#head.write(pubId, 2, 'latin1');
+    this.#buf = Buffer.allocUnsafe(Math.max(capacity, this.#head.length));
+    this.#o = this.#head.copy(this.#buf, 0);
+  }
+
+  /** Bytes the batch would be on the wire now. */
+  get size(): number {
+    return this.#o;
+  }
+
+  /** Appends one record: `send` (see {@link encodeSendRecord}) for `ids`. */
+  add(send: Uint8Array, ids: readonly string[]): void {
+    const need = recordBytes(send, ids);
+    if (this.#o + need > this.#buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(2 * this.#buf.length, this.#o + need));
+      this.#buf.copy(bigger, 0, 0, this.#o);
+      this.#buf = bigger;
+    }
+    const buf = this.#buf;
+    buf.set(send, this.#o);
+    let o = buf.writeUInt32LE(ids.length, this.#o + send.length);
+    o = writeIds(buf, o, ids);
+    this.#o = o;
+    this.records++;
+  }
+
+  /** The batch as a payload; the builder starts a new one (the payload is not reused). */
+  take(): Buffer {
+    const payload = this.#buf.subarray(0, this.#o);
+    // The next batch is likely about as big as this one.
+    this.#buf = Buffer.allocUnsafe(Math.max(4096, Math.min(2 * this.#o, 1 << 20)));
+    this.#o = this.#head.copy(this.#buf, 0);
+    this.records = 0;
+    return payload;
+  }
+}
+
+/** Called for each record of a delivery batch. */
+export type DeliveryVisitor = (pubId: string, seq: number, msg: Message, ids: readonly string[]) => void;
+
+/**
+ * Reads a delivery batch, calling `visit` per record in order. Throws {@link WireFormatError} on a
+ * foreign or truncated payload (records before the bad one have been visited).
+ */
+export function decodeDeliveries(data: Uint8Array, visit: DeliveryVisitor): number {
   const buf = view(data);
-  need(buf, 2, 'message');
-  if (buf[0] !== FORMAT_MESSAGE) throw new WireFormatError(`not a bus message (format byte ${buf[0]})`);
-  const p = buf.readUInt8(1);
-  need(buf, 2 + p + 18, 'message head');
+  need(buf, 2, 'delivery batch');
+  if (buf[0] !== FORMAT_DELIVERIES) throw new WireFormatError(`not a delivery batch (format byte ${buf[0]})`);
+  const p = buf[1]!;
+  need(buf, 2 + p, 'delivery batch head');
   const pubId = buf.toString('latin1', 2, 2 + p);
   let o = 2 + p;
-  const seq = buf.readDoubleLE(o);
-  const ts = buf.readDoubleLE(o + 8);
-  o += 16;
-  const e = buf.readUInt16LE(o);
-  o += 2;
-  need(buf, o + e + 2, 'event id');
-  const eid = buf.toString('utf8', o, o + e);
-  return { pubId, seq, ts, eid, rest: o + e };
-}
-
-/**
- * True when `buf` is a message of the send identified by publisher id bytes `pubId` and `seq`,
- * read without decoding any string: the receiver's fast path for the several recipients of one
- * send that arrive back to back.
- */
-export function isSameSend(buf: Buffer, pubId: Uint8Array, seq: number): boolean {
-  const p = pubId.length;
-  if (buf[0] !== FORMAT_MESSAGE || buf[1] !== p || buf.length < 2 + p + 16) return false;
-  for (let i = 0; i < p; i++) if (buf[2 + i] !== pubId[i]) return false;
-  return buf.readDoubleLE(2 + p) === seq;
-}
-
-/** Builds the Message of a payload whose head is `head`. */
-export function decodeMessageRest(data: Uint8Array, head: MessageHead): Message {
-  const buf = view(data);
-  const s = buf.readUInt16LE(head.rest);
-  const o = head.rest + 2;
-  need(buf, o + s, 'subject');
-  return new Message(
-    head.eid,
-    buf.toString('utf8', o, o + s),
-    buf.toString('utf8', o + s, buf.length),
-    head.ts,
-  );
-}
-
-/**
- * NATS protocol frames publishing `payload` once per recipient, as one buffer:
- * `PUB <subjectPrefix><token> <length>\r\n<payload>\r\n` per recipient. Subjects are ASCII (ids and
- * prefix are validated), so their length in characters is their length in bytes.
- */
-export function encodePubFrames(
-  subjectPrefix: string,
-  recipients: readonly string[],
-  payload: Uint8Array,
-): Buffer {
-  const tail = ` ${payload.length}\r\n`;
-  const heads = new Array<string>(recipients.length);
-  let size = 0;
-  for (let i = 0; i < recipients.length; i++) {
-    const head = `PUB ${subjectPrefix}${idToToken(recipients[i] as string)}${tail}`;
-    heads[i] = head;
-    size += head.length + payload.length + 2;
+  let records = 0;
+  while (o < buf.length) {
+    need(buf, o + 18, 'delivery record');
+    const seq = buf.readDoubleLE(o);
+    const ts = buf.readDoubleLE(o + 8);
+    const e = buf.readUInt16LE(o + 16);
+    o += 18;
+    need(buf, o + e + 2, 'delivery record event id');
+    const eid = buf.toString('utf8', o, o + e);
+    o += e;
+    const s = buf.readUInt16LE(o);
+    o += 2;
+    need(buf, o + s + 4, 'delivery record subject');
+    const subject = buf.toString('utf8', o, o + s);
+    o += s;
+    const b = buf.readUInt32LE(o);
+    o += 4;
+    need(buf, o + b + 4, 'delivery record body');
+    const body = buf.toString('utf8', o, o + b);
+    o += b;
+    const k = buf.readUInt32LE(o);
+    const [ids, end] = readIds(buf, o + 4, k, 'delivery record ids');
+    o = end;
+    records++;
+    visit(pubId, seq, new Message(eid, subject, body, ts), ids);
   }
-  const buf = Buffer.allocUnsafe(size);
-  let o = 0;
-  for (const head of heads) {
-    o += buf.write(head, o, 'latin1');
-    buf.set(payload, o);
-    o += payload.length;
-    buf[o++] = 13;
-    buf[o++] = 10;
-  }
-  return buf;
+  return records;
 }
 
 /** A tally request as a gateway reads it. */
@@ -422,4 +442,29 @@ export function decodeAnnouncement(data: Uint8Array): Announcement {
     throw new WireFormatError(`not a gateway announcement: ${JSON.stringify(text.slice(0, 40))}`);
   }
   return { kind, gatewayId, connections: c, ids: i, seq, beat };
+}
+
+/**
+ * A router's word to a gateway (`<prefix>.ia.<gateway id>`) that it has applied that gateway's
+ * interest deltas up to `seq`: `ia <router id> <seq>`. Text, like the announcements.
+ */
+export function encodeInterestAck(routerId: string, seq: number): string {
+  return `ia ${routerId} ${seq}`;
+}
+
+/** Reads an interest ack; throws {@link WireFormatError} on anything else. */
+export function decodeInterestAck(data: Uint8Array): { readonly routerId: string; readonly seq: number } {
+  const text = view(data).toString('latin1');
+  const [kind, routerId, seqText, ...extra] = text.split(' ');
+  const seq = Number(seqText);
+  if (
+    kind !== 'ia' ||
+    routerId === undefined ||
+    routerId === '' ||
+    extra.length > 0 ||
+    !Number.isSafeInteger(seq) ||
+    seq < 0
+  )
+    throw new WireFormatError(`not an interest ack: ${JSON.stringify(text.slice(0, 40))}`);
+  return { routerId, seq };
 }

@@ -21,8 +21,6 @@ export const DEFAULT_RECONNECT_TIME_WAIT_MS = 250;
 export const DEFAULT_MAX_RECONNECT_ATTEMPTS = -1;
 /** Client PING period: a silently dead server is noticed after about 2 periods. */
 export const DEFAULT_PING_INTERVAL_MS = 10_000;
-/** Received Messages kept by eid so recipients of one send share one object. */
-export const DEFAULT_RECENT_MESSAGES = 1024;
 
 /** Which half of the bus an instance plays. */
 export type NatsBusRole = 'all' | 'gateway' | 'router';
@@ -51,12 +49,6 @@ export interface NatsBusOptions {
   maxReconnectAttempts?: number;
   /** {@link DEFAULT_PING_INTERVAL_MS}: client PINGs, to notice a silently dead server. */
   pingIntervalMs?: number;
-  /** {@link DEFAULT_RECENT_MESSAGES}: received Messages kept by eid (gateway side). */
-  recentMessages?: number;
-  /** Lean interest subscriptions (see interests.ts). Default true. */
-  leanInterests?: boolean;
-  /** One PUB-frame buffer per send instead of one `publish()` per recipient (see bus-publisher.ts). Default true. */
-  framedPublish?: boolean;
   logger?: Logger;
 }
 
@@ -73,9 +65,6 @@ export interface ResolvedNatsBusOptions {
   readonly reconnectTimeWaitMs: number;
   readonly maxReconnectAttempts: number;
   readonly pingIntervalMs: number;
-  readonly recentMessages: number;
-  readonly leanInterests: boolean;
-  readonly framedPublish: boolean;
   readonly logger: Logger | undefined;
 }
 
@@ -147,9 +136,6 @@ export function resolveNatsOptions(options: NatsBusOptions): ResolvedNatsBusOpti
       1_000_000,
     ),
     pingIntervalMs: int('pingIntervalMs', options.pingIntervalMs, DEFAULT_PING_INTERVAL_MS, 100, 3_600_000),
-    recentMessages: int('recentMessages', options.recentMessages, DEFAULT_RECENT_MESSAGES, 1, 1_000_000),
-    leanInterests: options.leanInterests ?? true,
-    framedPublish: options.framedPublish ?? true,
     logger: options.logger,
   };
 }

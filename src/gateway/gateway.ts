@@ -152,11 +152,6 @@ export class Gateway implements GatewayContext, Deliverer {
     return out;
   }
 
-  /** Connections logged in as two ids or more (the bus's receiver asks). */
-  get multiIdReceivers(): number {
-    return this.hub.multiIdReceivers;
-  }
-
   /** Delivers `msg` to this gateway's connections of `recipients` (the bus calls this). */
   deliver(msg: Message, recipients: readonly string[]): number {
     return this.hub.deliver(msg, recipients);

@@ -47,7 +47,6 @@ export class Hub implements Deliverer {
   readonly #listener: InterestListener | undefined;
   #logins = 0;
   #receivers = 0;
-  #multi = 0;
 
   constructor(listener?: InterestListener) {
     this.#listener = listener;
@@ -68,11 +67,6 @@ export class Hub implements Deliverer {
     return this.#receivers;
   }
 
-  /** Receivers logged in as two ids or more. */
-  get multiIdReceivers(): number {
-    return this.#multi;
-  }
-
   /** What this hub holds (the gateway reports its open sockets instead of receivers). */
   load(): GatewayLoad {
     return { connections: this.#receivers, ids: this.#byId.size };
@@ -87,7 +81,6 @@ export class Hub implements Deliverer {
       this.#receivers++;
     } else if (typeof ids === 'string') {
       r.ids = [ids, id];
-      this.#multi++;
     } else {
       r.ids = [...ids, id];
     }
@@ -110,10 +103,7 @@ export class Hub implements Deliverer {
     r.ids = null;
     this.#receivers--;
     if (typeof ids === 'string') this.#remove(ids, r);
-    else {
-      this.#multi--;
-      for (const id of ids) this.#remove(id, r);
-    }
+    else for (const id of ids) this.#remove(id, r);
   }
 
   #remove(id: string, r: Receiver): void {

@@ -305,6 +305,8 @@ export class Router {
    */
   async replay(ids: readonly string[], lastEid: string): Promise<Replay> {
     if (this.#log.kind === 'off') return { ok: false, reason: 'expired' };
+    // The routers must know this gateway holds `ids` first, or a send between the read and then is lost.
+    await this.#bus.settled?.();
     const subjects = new Set<string>(ids);
     for (const id of ids) for (const s of await this.#store.getSubscriptions(id)) subjects.add(s);
     return this.#log.since(lastEid, subjects);
