@@ -655,13 +655,14 @@ export class NatsBus implements Bus {
       return;
     }
     // A heartbeat names the gateway's last delta: behind it, deltas were lost. Ask for a snapshot.
+    // (A gateway that has announced no id yet, seq 0, has nothing to teach.)
     if (
       this.#publisher !== undefined &&
       a.kind === 'hb' &&
-      (a.seq > this.#directory.seqOf(a.gatewayId) || this.#unsure.has(a.gatewayId)) &&
+      ((a.seq > 0 && a.seq > this.#directory.seqOf(a.gatewayId)) || this.#unsure.has(a.gatewayId)) &&
       !this.#directory.snapshotting(a.gatewayId)
     ) {
-      this.#resync(a.gatewayId, a.seq > 0);
+      this.#resync(a.gatewayId, true);
     }
   }
 
