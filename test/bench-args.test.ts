@@ -65,11 +65,7 @@ describe('bench scripts', () => {
     ['scale-out.js', ['--gateways', '0'], /--gateways must be at least 1, got "0"/],
     ['scale-out.js', ['--duration', '60x'], /--duration must be a duration/],
     ['bus.js', ['--seconds', 'ten'], /bench\/bus\.js: --seconds must be a number, got "ten"/],
-    [
-      'bus.js',
-      ['--parts', 'load,speed'],
-      /--parts must list some of load, codec, heap, got "load,speed"/,
-    ],
+    ['bus.js', ['--parts', 'load,speed'], /--parts must list some of load, codec, heap, got "load,speed"/],
     ['fanout.js', ['--batch', 'lots'], /--batch must be auto or a whole number up to 10000, got "lots"/],
     [
       'fanout-stall.js',

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { JetStreamLog, REPLICA_HEARD_MS, staleness } from '../src/bus/jetstream-log.js';
+import { fastAckSeq, JetStreamLog, REPLICA_HEARD_MS, staleness } from '../src/bus/jetstream-log.js';
 import { UnavailableError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { deleteHistory, NATS_URL } from './support/nats.js';
@@ -184,4 +184,24 @@ test('an append answered as failed that the server stores after all is removed, 
     await kill(server);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('an ack read from its bytes gives the seq JSON would, and anything else is left to JSON', () => {
+  const b = (s: string): Buffer => Buffer.from(s);
+  assert.equal(fastAckSeq(b('{"stream":"sb_history","seq":42}')), 42);
+  assert.equal(fastAckSeq(b('{"stream":"a-b_c","seq":9007199254740,"domain":"hub"}')), 9007199254740);
+  assert.equal(fastAckSeq(b('{"stream":"s","seq":7,"duplicate":true}')), 7);
+  // Not the shape it knows: -1, and parseAck reads it as JSON.
+  for (const other of [
+    '{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"s","seq":0}',
+    '{"seq":3,"stream":"s"}',
+    '{"stream":"s","seq":}',
+    '{"stream":"s","seq":12',
+    '{"stream":"s","seq":1.5}',
+    '{"stream":"s", "seq":4}',
+    '{"stream":"s","seq":1234567890123456}',
+    '{"stream":"s',
+    '',
+  ])
+    assert.equal(fastAckSeq(b(other)), -1, other);
 });

@@ -68,12 +68,13 @@ const LATE_REMOVE_RETRIES = 5;
  * late is handed to `onLate` (the log removes that message).
  */
 class Acks {
+  /** By token: a number, written in decimal at the end of the reply subject. */
   readonly #pending = new Map<
-    string,
+    number,
     { at: number; resolve: (seq: number) => void; reject: (e: Error) => void }
   >();
   /** Tokens of appends answered as failed, with when: oldest first. */
-  readonly #late = new Map<string, number>();
+  readonly #late = new Map<number, number>();
   readonly #timeoutMs: number;
   readonly #prefix: string;
   readonly #sub: Subscription;
@@ -93,7 +94,7 @@ class Acks {
 
   /** A reply subject for one append, and the promise of its stream seq. */
   expect(): { reply: string; seq: Promise<number> } {
-    const token = (this.#next++).toString(36);
+    const token = this.#next++;
     const seq = new Promise<number>((resolve, reject) => {
       this.#pending.set(token, { at: performance.now(), resolve, reject });
     });
@@ -102,7 +103,7 @@ class Acks {
   }
 
   #ack(m: Msg): void {
-    const token = m.subject.slice(this.#prefix.length);
+    const token = tokenOf(m.subject, this.#prefix.length);
     const p = this.#pending.get(token);
     if (p === undefined) {
       if (this.#late.delete(token)) {
@@ -136,7 +137,7 @@ class Acks {
     }
   }
 
-  #watch(token: string, now: number): void {
+  #watch(token: number, now: number): void {
     this.#late.set(token, now);
     if (this.#late.size > LATE_WATCH_MAX) this.#late.delete(this.#late.keys().next().value!);
   }
@@ -159,12 +160,58 @@ class Acks {
   }
 }
 
+/** The decimal token at the end of `subject` from `from` on (-1 when it is not one). */
+function tokenOf(subject: string, from: number): number {
+  let n = 0;
+  if (from >= subject.length) return -1;
+  for (let i = from; i < subject.length; i++) {
+    const d = subject.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+const ACK_HEAD = Buffer.from('{"stream":"');
+const SEQ_KEY = Buffer.from('"seq":');
+
+/**
+ * The seq of a success ack read from its bytes, `{"stream":"<name>","seq":<n>…}` (what JetStream
+ * sends, with `domain` or `duplicate` after it at times); -1 for anything else, which
+ * {@link parseAck} then reads as JSON. A router reads one ack per send: JSON.parse and a
+ * TextDecoder each time were 3% of its CPU in bench/throughput.
+ */
+export function fastAckSeq(data: Uint8Array): number {
+  const buf = data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.length < ACK_HEAD.length || buf.compare(ACK_HEAD, 0, ACK_HEAD.length, 0, ACK_HEAD.length) !== 0)
+    return -1;
+  const end = buf.indexOf(34, ACK_HEAD.length); // the stream name's closing quote
+  if (
+    end === -1 ||
+    buf.compare(SEQ_KEY, 0, SEQ_KEY.length, end + 2, end + 2 + SEQ_KEY.length) !== 0 ||
+    buf[end + 1] !== 44
+  )
+    return -1;
+  let i = end + 2 + SEQ_KEY.length;
+  let n = 0;
+  const start = i;
+  for (; i < buf.length; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+  }
+  if (i === start || i - start > 15 || (buf[i] !== 44 && buf[i] !== 125)) return -1;
+  return n;
+}
+
 /** The stream seq an ack carries, or why there is none. */
 function parseAck(m: Msg): number | Error {
   // No JetStream behind the subject: the server answers "no responders" (status 503, no data).
   if (m.data.length === 0) {
     return new Error(m.headers?.code === 503 ? 'no responders: is JetStream on?' : 'empty ack');
   }
+  const fast = fastAckSeq(m.data);
+  if (fast >= 0) return fast;
   let ack: { seq?: unknown; error?: { description?: unknown } };
   try {
     ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;

@@ -203,8 +203,11 @@ export class NatsBus implements Bus {
   readonly #routerBeats = new Map<string, number>();
   /** Gateway side: when connections were last told to resume (at most once a heartbeat period). */
   #missedAt = 0;
-  /** Router side: gateways whose deltas were lost, not acked until their snapshot is in. */
-  readonly #unsure = new Set<string>();
+  /**
+   * Router side: gateways whose deltas were lost, not acked until their snapshot is in; true while
+   * the gateway is still to be told (once) that this router may have missed it.
+   */
+  readonly #unsure = new Map<string, boolean>();
   /**
    * Gateway side: until then (ms) not every live router has had a heartbeat period to be heard
    * from (after connecting or reconnecting), so a resume waits that long before asking for acks.
@@ -695,12 +698,14 @@ export class NatsBus implements Bus {
    * `lost`, and the gateway tells its resumable connections to come back.
    */
   #resync(gateway: string, lost: boolean): void {
-    this.#unsure.add(gateway);
+    const tell = lost && this.#publisher?.learning === false;
+    this.#unsure.set(gateway, tell || this.#unsure.get(gateway) === true);
     const now = Date.now();
     if (now - (this.#askedAt.get(gateway) ?? 0) < this.#o.gatewayHeartbeatMs) return;
     this.#askedAt.set(gateway, now);
     this.#resyncs++;
-    const flag = lost && this.#publisher?.learning === false ? ' lost' : '';
+    const flag = this.#unsure.get(gateway) === true ? ' lost' : '';
+    this.#unsure.set(gateway, false);
     this.#log.debug('asking a gateway for its interests', { gateway, lost: flag !== '' });
     this.#send(this.#subjects.who, `who ${this.id} ${gateway}${flag}`);
   }
