@@ -615,6 +615,47 @@ describe('routing by the interest directory', () => {
     assert.equal(both.got.length, 1);
   });
 
+  test('a router does not ack deltas it may have missed some of, asks with `lost`, and acks after the snapshot', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });
+    const nc = await connect({ servers: SERVER });
+    try {
+      const acks = nc.subscribe(`${p}.ia.ghost`);
+      const who = nc.subscribe(`${p}.gw.who`);
+      const heard: string[] = [];
+      void (async () => {
+        for await (const m of acks) heard.push(m.string());
+      })();
+      const asked: string[] = [];
+      void (async () => {
+        for await (const m of who) asked.push(m.string());
+      })();
+      await nc.flush();
+      // Past the router's discovery (50 ms): it routes, so a loss is news for the gateway.
+      await new Promise((r) => setTimeout(r, 150));
+      nc.publish(`${p}.gw.int`, codec.encodeDelta('ghost', 1, ['alice'], []));
+      await until('delta 1 acked', () => heard.includes(`ia ${router.id} 1`));
+      // Delta 2 is lost: 3 arrives out of order.
+      nc.publish(`${p}.gw.int`, codec.encodeDelta('ghost', 3, ['carol'], []));
+      await until('a snapshot asked for', () => asked.includes(`who ${router.id} ghost lost`));
+      nc.publish(`${p}.gw.hb`, 'hb ghost 2 3 3');
+      nc.publish(`${p}.gw.int`, codec.encodeDelta('ghost', 4, ['dave'], []));
+      await nc.flush();
+      await new Promise((r) => setTimeout(r, 150));
+      assert.deepEqual(heard, [`ia ${router.id} 1`], 'nothing acked while the router is unsure');
+      nc.publish(
+        `${p}.snap.${router.id}`,
+        codec.encodeSnapshot('ghost', 4, 0, true, ['alice', 'bob', 'carol', 'dave']),
+      );
+      await until('acked after the snapshot', () => heard.includes(`ia ${router.id} 4`));
+      assert.deepEqual(router.holders('bob'), ['ghost']);
+      // Asked again while still unsure, `lost` was said only once.
+      assert.equal(asked.filter((a) => a.endsWith(' lost')).length, 1);
+    } finally {
+      await nc.close();
+    }
+  });
+
   test('a router that lost track of a gateway asks it again with `lost`: its clients are told to resume', async () => {
     const p = freshPrefix();
     const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });

@@ -208,6 +208,8 @@ export class NatsBus implements Bus {
    * the gateway is still to be told (once) that this router may have missed it.
    */
   readonly #unsure = new Map<string, boolean>();
+  /** Router side: gateways whose applied deltas are acked at the end of this turn. */
+  readonly #toAck = new Set<string>();
   /**
    * Gateway side: until then (ms) not every live router has had a heartbeat period to be heard
    * from (after connecting or reconnecting), so a resume waits that long before asking for acks.
@@ -710,11 +712,22 @@ export class NatsBus implements Bus {
     this.#send(this.#subjects.who, `who ${this.id} ${gateway}${flag}`);
   }
 
-  /** Tells `gateway` which of its deltas this router has applied, unless it is unsure of them. */
+  /**
+   * Tells `gateway` which of its deltas this router has applied, unless it is unsure of them: at
+   * the end of the turn, once per gateway however many of its deltas the turn applied.
+   */
   #ackInterests(gateway: string): void {
-    if (this.#unsure.has(gateway) || this.#directory.snapshotting(gateway)) return;
-    const seq = this.#directory.seqOf(gateway);
-    if (seq > 0) this.#send(this.#subjects.acks + gateway, codec.encodeInterestAck(this.id, seq));
+    if (this.#toAck.size === 0) setImmediate(() => this.#sendAcks());
+    this.#toAck.add(gateway);
+  }
+
+  #sendAcks(): void {
+    for (const gateway of this.#toAck) {
+      if (this.#unsure.has(gateway) || this.#directory.snapshotting(gateway)) continue;
+      const seq = this.#directory.seqOf(gateway);
+      if (seq > 0) this.#send(this.#subjects.acks + gateway, codec.encodeInterestAck(this.id, seq));
+    }
+    this.#toAck.clear();
   }
 
   #onInterestAck(m: Msg): void {

@@ -6,7 +6,7 @@
  *          client port │ round-robin accept          │ API port
  *        ┌─────────────┼───────────┐           ┌─────┴──────┐
  *    gateway 1 … gateway N                   router 1 … router M
- *        └──── NATS bus (interest per id, tally) ────┘   + shared subscription store
+ *        └─── NATS bus (interest directory, tally) ──┘   + shared subscription store
  * ```
  *
  * Built on `node:cluster`. Clients see one address, as behind a load balancer. With `--accept

@@ -2,8 +2,8 @@
  * The router: the article's `router.erl` with `router.erl.2`'s pub/sub fan-out.
  *
  * - `send(id, msg)` resolves the recipients — `id` itself plus every subscriber of `id` from the
- *   {@link SubscriptionStore} — and publishes the message once per recipient id on the bus, which
- *   delivers only where there is interest. It answers how many connections were reached.
+ *   {@link SubscriptionStore} — and hands the message and its recipients to the bus, which
+ *   delivers it only where a recipient is logged in. It answers how many connections were reached.
  *
  * - `replay(ids, last)`: what a resuming client missed, from the message log (in-process ring
  *   embedded, JetStream over NATS); `presence(ids)` and `disconnect(id)` across the cluster.

@@ -123,7 +123,7 @@ export interface C1mReport {
     /** Growth of the gateways' PSS since the empty cluster, per connection. */
     readonly gatewayPssBytes: number;
     readonly gatewayPrivateBytes: number;
-    /** NATS growth per connection (one interest per id). */
+    /** NATS growth per connection (none is held per id since the directory routes sends). */
     readonly natsPssBytes: number;
     /** Kernel slab + TCP buffer growth per connection, both ends. */
     readonly kernelBothEndsBytes: number;
