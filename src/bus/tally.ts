@@ -3,8 +3,7 @@
  * connections sit on gateways it never talks to directly.
  *
  *     router                         NATS                       gateway (each holding a recipient)
- *     publish m1 → sb.u.alice  ─────────────────────────────▶  deliver, counts[pub][seq1] += n
- *     publish m1 → sb.u.bob    ─────────────────────────────▶  deliver, counts[pub][seq1] += n
+ *     batch [m1 → alice, bob; m2 → …] → sb.dl.<gw>  ─────────▶  deliver, counts[pub][seq1] += n
  *     … every publish since the last round …
  *     tally r [seq1, …] → sb.tally.<gw>  ────────────────────▶  reply {r, [index, count]…}
  *     wait for those gateways ◀──────────────────────────────  (counts for seq1… deleted)
