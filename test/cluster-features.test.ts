@@ -251,6 +251,41 @@ describe('a router and two gateways over NATS with JetStream', () => {
     await until(() => events().some((e) => e.id === 'hooked' && !e.online), 'the offline event', 10_000);
   });
 
+  test('a gateway stopped past three heartbeats: sends meanwhile reach no one there, and its SSE stream resumes them', async () => {
+    const gateways = async (): Promise<number> =>
+      ((await call(api, '/api/stats')).body.cluster as { gateways: number }).gateways;
+    const g3 = await serve('gw3', ['--role', 'gateway', '--no-api']);
+    try {
+      await until(async () => (await gateways()) === 3, 'a third gateway', 10_000);
+      const a = sse(portOf(g3.client!), 'stalled');
+      await a.waitFor('welcomes you');
+      await until(async () => (await call(api, '/api/presence/stalled')).body.online === true, 'online');
+      assert.deepEqual((await call(api, '/api/send', { id: 'stalled', msg: 'before' })).body, {
+        delivered: 1,
+      });
+      await a.waitFor('data: before');
+      g3.p.child.kill('SIGSTOP');
+      await until(async () => (await gateways()) === 2, 'the router to expire the stopped gateway', 10_000);
+      // The directory dropped it: the send is routed nowhere (with NATS interests it went there uncounted).
+      assert.deepEqual((await call(api, '/api/send', { id: 'stalled', msg: 'while stopped' })).body, {
+        delivered: 0,
+      });
+      g3.p.child.kill('SIGCONT');
+      // Heard again, it is relearned, and its resumable stream is told to come back.
+      await a.waitFor('"code":3007');
+      const last = eidsOf(a.text).at(-1)!;
+      a.close();
+      const b = sse(portOf(g3.client!), 'stalled', last);
+      await b.waitFor('data: while stopped');
+      assert.doesNotMatch(b.text, /event: gap/);
+      assert.doesNotMatch(b.text, /data: before/);
+      b.close();
+    } finally {
+      g3.p.child.kill('SIGCONT');
+      await g3.p.stop('SIGTERM');
+    }
+  });
+
   test('a SIGKILLed gateway: its users go offline within the heartbeat timeout', async () => {
     const c = sse(portOf(g2.client!), 'doomed');
     await c.waitFor('welcomes you');
