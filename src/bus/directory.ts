@@ -188,9 +188,18 @@ export class Directory {
     this.#freeSlots.push(e.slot);
   }
 
-  /** Forgets every gateway (after this router lost its NATS connection). */
+  /**
+   * Forgets every gateway (after this router lost its NATS connection), reporting every id
+   * offline unless quiet. One pass: dropping the gateways one by one scanned every id once per
+   * gateway (56 scans of a million ids, seconds of a blocked router).
+   */
   clear(): void {
-    for (const id of [...this.#gateways.keys()]) this.dropGateway(id);
+    if (!this.quiet) for (const id of this.#byId.keys()) this.#report(id, false);
+    this.#byId.clear();
+    this.#pairs = 0;
+    this.#gateways.clear();
+    this.#bySlot.length = 0;
+    this.#freeSlots.length = 0;
   }
 
   /** Removes `e` from every id (a scan: rare, on gateway loss or resync); returns ids left unheld. */

@@ -1,0 +1,39 @@
+/** The router's interest directory (src/bus/directory.ts) on its own. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Directory } from '../src/bus/directory.js';
+
+test('deltas, groups by gateway, and clear() forgets everything in one pass, reporting each id once', () => {
+  const changes: [string, boolean][] = [];
+  const d = new Directory((id, online) => changes.push([id, online]));
+  assert.equal(d.applyDelta('g1', 1, ['a', 'b'], []), true);
+  assert.equal(d.applyDelta('g2', 1, ['b', 'c'], []), true);
+  assert.equal(d.applyDelta('g2', 3, ['d'], []), false, 'seq 2 was lost');
+  assert.deepEqual(
+    [...d.groups(['a', 'b', 'c', 'x'])],
+    [
+      ['g1', ['a', 'b']],
+      ['g2', ['b', 'c']],
+    ],
+  );
+  assert.deepEqual(d.holders('b').sort(), ['g1', 'g2']);
+  assert.equal(d.pairs, 5);
+  changes.length = 0;
+  d.clear();
+  assert.deepEqual(changes.map(([id, online]) => `${id}:${online}`).sort(), [
+    'a:false',
+    'b:false',
+    'c:false',
+    'd:false',
+  ]);
+  assert.equal(d.ids, 0);
+  assert.equal(d.pairs, 0);
+  assert.equal(d.seqOf('g1'), -1);
+  // Slots are reused from scratch: a gateway after clear() is as new.
+  assert.equal(d.applyDelta('g3', 1, ['a'], []), true);
+  assert.deepEqual(d.holders('a'), ['g3']);
+  changes.length = 0;
+  d.quiet = true;
+  d.clear();
+  assert.deepEqual(changes, [], 'quiet: nothing reported');
+});
