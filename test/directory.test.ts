@@ -37,3 +37,17 @@ test('deltas, groups by gateway, and clear() forgets everything in one pass, rep
   d.clear();
   assert.deepEqual(changes, [], 'quiet: nothing reported');
 });
+
+test('a snapshot that ends with a part missing, or whose start was lost, is reported as not whole', () => {
+  const d = new Directory();
+  assert.equal(d.applySnapshot('g1', 5, 0, false, ['a']), true);
+  assert.equal(d.applySnapshot('g1', 5, 1, false, ['b']), true);
+  assert.equal(d.snapshotting('g1'), true);
+  assert.equal(d.applySnapshot('g1', 5, 2, true, ['c']), true, 'parts 0, 1, 2: whole');
+  assert.equal(d.seqOf('g1'), 5);
+  assert.equal(d.applySnapshot('g1', 6, 0, false, ['a']), true);
+  assert.equal(d.applySnapshot('g1', 6, 2, true, ['c']), false, 'part 1 missing');
+  assert.deepEqual(d.holders('b'), [], 'what part 1 held is not there');
+  assert.equal(d.applySnapshot('g2', 3, 1, true, ['x']), false, 'its part 0 never came');
+  assert.deepEqual(d.holders('x'), []);
+});

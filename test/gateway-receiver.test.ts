@@ -53,20 +53,21 @@ test('a connection logged in as two recipients of a send gets it once, and is co
   assert.deepEqual(bad, []);
 });
 
-test('a wide send split over records and batches reaches a two-id connection once', () => {
+test('one message in several records (a wide send, fan-out pages) reaches a two-id connection once, whatever comes between', () => {
   const { hub, arrive, counts } = setUp();
   const both = receiver();
   hub.login('a', both);
   hub.login('z', both);
+  hub.login('y', both);
   const m = new Message('r1-5', 'a', 'wide', 1);
-  // Same seq, back to back: the second record (here in the next batch) shares the first's Message.
+  // A wide send's records share seq 5; a fan-out's next page is send 6 with the same event id.
   arrive('r1', [[5, m, ['a']]]);
-  arrive('r1', [[5, m, ['z']]]);
-  assert.deepEqual(bodies(both), ['wide']);
-  assert.deepEqual(counts('r1', [5]), [0, 1]);
-  // Another router's send with the same seq number is another send.
   arrive('r2', [[5, new Message('r2-5', 'z', 'other router', 1), ['z']]]);
+  arrive('r1', [[5, m, ['z']]]);
+  arrive('r1', [[6, m, ['y']]]);
   assert.deepEqual(bodies(both), ['wide', 'other router']);
+  assert.deepEqual(counts('r1', [5, 6]), [0, 1]);
+  assert.deepEqual(counts('r2', [5]), [0, 1]);
 });
 
 test('a batch cut short: the records before the cut are delivered, the payload is reported', () => {

@@ -201,6 +201,8 @@ test('an ack read from its bytes gives the seq JSON would, and anything else is 
     '{"stream":"s", "seq":4}',
     '{"stream":"s","seq":1234567890123456}',
     '{"stream":"s',
+    '{"stream":"s"}',
+    '{"stream":"s","seq":0}',
     '',
   ])
     assert.equal(fastAckSeq(b(other)), -1, other);

@@ -190,14 +190,16 @@ export class BusPublisher {
     }
     this.#published += ids.length;
     const bytes = codec.recordBytes(record, ids);
-    if (this.#headBytes + bytes <= BATCH_BYTES) {
-      if (batch.size + bytes > BATCH_BYTES) this.#send(gateway, batch);
+    // A server with a max_payload below BATCH_BYTES gets batches that fit it.
+    const most = Math.min(BATCH_BYTES, this.#o.nc.info?.max_payload ?? BATCH_BYTES);
+    if (this.#headBytes + bytes <= most) {
+      if (batch.size + bytes > most) this.#send(gateway, batch);
       batch.add(record, ids);
     } else {
-      // A wide send: its ids in records of about BATCH_BYTES each, one NATS message per record.
+      // A wide send: its ids in records of about `most` bytes each, one NATS message per record.
       // (A send with a big body gets records up to max_payload, checked to leave ID_ROOM.)
       const fixed = this.#headBytes + record.length + 4;
-      const limit = fixed <= BATCH_BYTES / 2 ? BATCH_BYTES : (this.#o.nc.info?.max_payload ?? 2 * fixed);
+      const limit = fixed <= most / 2 ? most : (this.#o.nc.info?.max_payload ?? 2 * fixed);
       const room = Math.max(256, limit - fixed);
       let from = 0;
       let used = 0;
@@ -239,8 +241,9 @@ export class BusPublisher {
     try {
       this.#o.nc.publish(this.#o.deliverySubjectPrefix + gateway, payload);
     } catch (err) {
-      // The connection is closing or gone: the tally rejects these sends (delivery unknown).
-      this.#o.log.debug('delivery batch not sent', { gateway, err });
+      // The connection is closing or gone (the tally then rejects these sends), or the batch was
+      // refused: its sends are counted short of what was asked, and an operator should know.
+      this.#o.log.warn('delivery batch not sent', { gateway, bytes: payload.length, err });
     }
   }
 
@@ -329,7 +332,9 @@ export class BusPublisher {
 
   /** Rejects every publish still waiting for its count, and drops what was not sent yet. */
   failAll(err: unknown): void {
-    for (const batch of this.#batches.values()) batch.take();
+    // Unsent batches go (delivery unknown, the sends are rejected), and so do the gateways'
+    // builders: after a reconnect the cluster is relearned, some of them may be gone.
+    this.#batches.clear();
     const held = this.#held;
     this.#held = [];
     for (const h of held) h.reject(err);

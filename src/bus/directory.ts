@@ -34,6 +34,9 @@ class GatewayEntry {
   snapshotting = false;
   /** Ids that lost this gateway when the snapshot began and are not back in it yet. */
   dropped: Set<string> | undefined = undefined;
+  /** The part of the snapshot expected next, and whether one was missed. */
+  nextPart = 0;
+  partMissed = false;
 
   constructor(id: string, slot: number) {
     this.id = id;
@@ -157,15 +160,20 @@ export class Directory {
   /**
    * One part of a snapshot of `gateway` at delta seq `seq`: part 0 first forgets what it held
    * before (without reporting those ids offline unless the snapshot leaves them out), the last
-   * part ends it.
+   * part ends it. Returns false when the snapshot ended with a part missing (or its start was
+   * lost): the caller asks again.
    */
-  applySnapshot(gateway: string, seq: number, part: number, last: boolean, ids: readonly string[]): void {
+  applySnapshot(gateway: string, seq: number, part: number, last: boolean, ids: readonly string[]): boolean {
     const e = this.#entry(gateway);
     if (part === 0) {
       e.dropped = this.#forget(e, false);
       e.snapshotting = true;
+      e.partMissed = false;
+    } else if (part !== e.nextPart) {
+      e.partMissed = true;
     }
-    if (!e.snapshotting) return; // a part of a snapshot whose start was lost
+    e.nextPart = part + 1;
+    if (!e.snapshotting) return !last; // a part of a snapshot whose start was lost
     for (const id of ids) {
       this.#add(e, id);
       e.dropped?.delete(id);
@@ -175,7 +183,9 @@ export class Directory {
       e.seq = Math.max(e.seq, seq);
       for (const id of e.dropped ?? []) if (!this.#byId.has(id)) this.#report(id, false);
       e.dropped = undefined;
+      return !e.partMissed;
     }
+    return true;
   }
 
   /** A gateway left (bye) or expired: its ids go with it. */

@@ -5,8 +5,10 @@
  *
  * A send reaches a gateway as one record of a batch naming every recipient the gateway holds, so
  * a connection logged in as two of them gets it once (the hub delivers to each connection at
- * most once per Message). A send too wide for one record comes as several records with the same
- * seq, back to back: they share one Message object, so the same holds.
+ * most once per Message). One message can also come as several records: a send too wide for one
+ * record, or the pages of a big fan-out (router.ts), each page its own send with the same event
+ * id, maybe with another router's sends between them. The receiver keeps each publisher's last
+ * Message and reuses it for a record with the same event id, so the same holds.
  */
 import { Disconnect, type DisconnectReason, WireFormatError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -14,6 +16,9 @@ import type { Message } from '../message.js';
 import type { Deliverer, GatewayLoad } from './bus.js';
 import * as codec from './nats-codec.js';
 import { DeliveryCounts } from './tally.js';
+
+/** Publishers whose last Message is kept (the routers of a cluster; beyond that, old ones gone). */
+const MAX_PUBLISHERS = 256;
 
 /** Where the receiver reports payloads it cannot decode. */
 export type BadPayloadHandler = (subject: string, err: unknown) => void;
@@ -39,10 +44,8 @@ export class GatewayReceiver {
   readonly #visit: codec.DeliveryVisitor;
   #received = 0;
   #batches = 0;
-  /** The last send seen (publisher, seq, Message): the records of one wide send share it. */
-  #lastPubId = '';
-  #lastSeq = -1;
-  #lastMsg: Message | undefined = undefined;
+  /** Each publisher's last Message: the records of one message share it. */
+  readonly #lastByPub = new Map<string, Message>();
 
   constructor(o: GatewayReceiverOptions) {
     this.#deliverer = o.deliverer;
@@ -91,12 +94,14 @@ export class GatewayReceiver {
   #deliver(pubId: string, seq: number, decoded: Message, ids: readonly string[]): void {
     this.#received++;
     let msg = decoded;
-    if (seq === this.#lastSeq && pubId === this.#lastPubId && this.#lastMsg !== undefined)
-      msg = this.#lastMsg;
+    const last = this.#lastByPub.get(pubId);
+    if (last !== undefined && last.eid === decoded.eid) msg = last;
     else {
-      this.#lastPubId = pubId;
-      this.#lastSeq = seq;
-      this.#lastMsg = msg;
+      if (last === undefined && this.#lastByPub.size >= MAX_PUBLISHERS) {
+        // A publisher long gone; routers are few.
+        this.#lastByPub.delete(this.#lastByPub.keys().next().value as string);
+      }
+      this.#lastByPub.set(pubId, msg);
     }
     let n = 0;
     try {

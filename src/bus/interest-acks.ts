@@ -81,6 +81,14 @@ export class InterestAcks {
     }
   }
 
+  /**
+   * Router `router` is relearning this gateway (it asked for a snapshot): what it acked before no
+   * longer holds, so later waits wait for its next ack.
+   */
+  forget(router: string): void {
+    this.#acked.delete(router);
+  }
+
   /** Router `router` left or expired: nobody waits for it. */
   gone(router: string): void {
     this.#acked.delete(router);

@@ -188,6 +188,7 @@ export function fastAckSeq(data: Uint8Array): number {
   const end = buf.indexOf(34, ACK_HEAD.length); // the stream name's closing quote
   if (
     end === -1 ||
+    end + 2 + SEQ_KEY.length > buf.length ||
     buf.compare(SEQ_KEY, 0, SEQ_KEY.length, end + 2, end + 2 + SEQ_KEY.length) !== 0 ||
     buf[end + 1] !== 44
   )
@@ -200,7 +201,8 @@ export function fastAckSeq(data: Uint8Array): number {
     if (d < 0 || d > 9) break;
     n = n * 10 + d;
   }
-  if (i === start || i - start > 15 || (buf[i] !== 44 && buf[i] !== 125)) return -1;
+  // (JetStream numbers from 1: a 0 is no success either.)
+  if (i === start || i - start > 15 || (buf[i] !== 44 && buf[i] !== 125) || n === 0) return -1;
   return n;
 }
 

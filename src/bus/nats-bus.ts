@@ -208,6 +208,8 @@ export class NatsBus implements Bus {
    * the gateway is still to be told (once) that this router may have missed it.
    */
   readonly #unsure = new Map<string, boolean>();
+  /** Router side: gateways whose first snapshot is arriving after this router began routing. */
+  readonly #lateSnapshots = new Set<string>();
   /** Router side: gateways whose applied deltas are acked at the end of this turn. */
   readonly #toAck = new Set<string>();
   /**
@@ -270,6 +272,7 @@ export class NatsBus implements Bus {
       this.#directory.dropGateway(id);
       this.#askedAt.delete(id);
       this.#unsure.delete(id);
+      this.#lateSnapshots.delete(id);
     });
     this.#routers = new Membership(
       3 * o.gatewayHeartbeatMs,
@@ -759,8 +762,24 @@ export class NatsBus implements Bus {
       this.#bad(m.subject, err);
       return;
     }
-    this.#directory.applySnapshot(snap.gatewayId, snap.seq, snap.part, snap.last, snap.ids);
-    if (snap.last && !this.#directory.snapshotting(snap.gatewayId)) {
+    const gw = snap.gatewayId;
+    // The answer to this router's `who` at (re)start, arriving after it stopped holding sends: the
+    // sends routed meanwhile missed that gateway's ids. It is told so (asked again, `lost`).
+    const late =
+      snap.part === 0 &&
+      snap.seq > 0 &&
+      this.#publisher?.learning === false &&
+      this.#directory.seqOf(gw) === -1 &&
+      !this.#directory.snapshotting(gw) &&
+      !this.#unsure.has(gw);
+    if (late) this.#lateSnapshots.add(gw);
+    const whole = this.#directory.applySnapshot(gw, snap.seq, snap.part, snap.last, snap.ids);
+    if (snap.last && this.#lateSnapshots.delete(gw)) {
+      this.#resync(gw, true);
+    } else if (!whole) {
+      // A part was lost: ids of it may be missing, so neither acked nor trusted; ask again.
+      this.#resync(snap.gatewayId, true);
+    } else if (snap.last && !this.#directory.snapshotting(snap.gatewayId)) {
       this.#unsure.delete(snap.gatewayId);
       this.#ackInterests(snap.gatewayId);
     }
@@ -776,6 +795,7 @@ export class NatsBus implements Bus {
     this.#announce('hb');
     if (router === undefined || this.#receiver === undefined) return;
     this.#routers.seen(router, Date.now());
+    this.#acks.forget(router);
     if (flag === 'lost') this.#missed('a router lost track of the ids held here', { router });
     try {
       this.#feed.snapshot(this.#subjects.snapshots + router, this.#receiver.heldIds());
@@ -872,6 +892,7 @@ export class NatsBus implements Bus {
       this.#routerBeats.clear();
       this.#readyRouters.clear();
       this.#unsure.clear();
+      this.#lateSnapshots.clear();
       if (this.#receiver !== undefined)
         this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
       if (this.#receiver !== undefined) this.#announce('hb');

@@ -291,6 +291,7 @@ function writeIds(buf: Buffer, o: number, ids: readonly string[]): number {
 }
 
 function readIds(buf: Buffer, o: number, n: number, what: string): [string[], number] {
+  need(buf, o + n, what); // every id takes a byte at least: no array bigger than the payload
   const ids = new Array<string>(n);
   for (let i = 0; i < n; i++) {
     need(buf, o + 1, what);

@@ -62,6 +62,14 @@ export const command: Command = {
         min: 0,
         placeholder: 'PER_SECOND',
       },
+      'flood-nice': {
+        type: 'int',
+        description:
+          'Nice value of the flood workers: 0 competes with the server for the CPU, 10 lets the server go first (the load generator is not what is measured)',
+        default: d.floodNice,
+        min: 0,
+        max: 19,
+      },
       hold: { type: 'duration', description: 'Idle time at full connections', default: d.holdMs, min: 0 },
       'msg-rate': {
         type: 'number',
@@ -166,6 +174,7 @@ export const command: Command = {
         gateways: num(v, 'gateways'),
         routers: num(v, 'routers'),
         rampRate: num(v, 'ramp-rate'),
+        floodNice: num(v, 'flood-nice'),
         holdMs: num(v, 'hold'),
         msgRate: num(v, 'msg-rate'),
         durationMs: num(v, 'duration'),

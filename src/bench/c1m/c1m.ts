@@ -408,6 +408,16 @@ class C1mRun {
     // The flood workers are this process's children that are not the cluster or NATS.
     await sleep(500);
     this.#pids.flood = (await childPids([process.pid])).filter((p) => !known.has(p));
+    if (o.floodNice !== 0) {
+      for (const pid of this.#pids.flood) {
+        try {
+          os.setPriority(pid, o.floodNice);
+        } catch (err) {
+          this.#say(`flood: nice ${o.floodNice} not set on ${pid}: ${errorMessage(err)}`);
+        }
+      }
+      this.#say(`flood: ${this.#pids.flood.length} workers at nice ${o.floodNice}`);
+    }
     const stopped = new Promise<'stopped'>((resolve) => {
       if (this.#stopped) resolve('stopped');
       this.#stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true });

@@ -19,6 +19,7 @@ export const C1M_DEFAULTS = {
   connections: 1_000_000,
   routers: 1,
   rampRate: 3000,
+  floodNice: 0,
   holdMs: 30_000,
   msgRate: 1000,
   durationMs: 60_000,
@@ -38,6 +39,8 @@ export interface C1mOptions {
   readonly gateways?: number;
   readonly routers?: number;
   readonly rampRate?: number;
+  /** Nice value of the flood workers (0: the server's; 10: they yield the CPU to the server). */
+  readonly floodNice?: number;
   readonly holdMs?: number;
   readonly msgRate?: number;
   readonly durationMs?: number;
@@ -96,6 +99,7 @@ export function resolveC1mOptions(o: C1mOptions): ResolvedC1mOptions {
     gateways,
     routers: o.routers ?? d.routers,
     rampRate: o.rampRate ?? d.rampRate,
+    floodNice: o.floodNice ?? d.floodNice,
     holdMs: o.holdMs ?? d.holdMs,
     msgRate: o.msgRate ?? d.msgRate,
     durationMs: o.durationMs ?? d.durationMs,
