@@ -4,8 +4,8 @@
  *
  * Changes of one event-loop turn go out together, at the end of the turn (a read of many
  * sockets logs many ids in), and an id that comes and goes within one turn is never announced.
- * The subscription for an id is taken before its delta is published on the same connection, so
- * by the time a router hears of the id, messages it sends there are delivered.
+ * Routers route sends by what these deltas tell them and ack each one (interest-acks.ts), so a
+ * resume reads its history only once every router knows the gateway holds its ids.
  */
 import * as codec from './nats-codec.js';
 
