@@ -105,21 +105,6 @@ export class Directory {
     return this.#byId.has(id);
   }
 
-  /** The gateways holding any of `recipients`, each once. */
-  candidates(recipients: readonly string[]): string[] {
-    if (recipients.length === 1) return this.holders(recipients[0]!);
-    const slots = new Set<number>();
-    for (let i = 0; i < recipients.length; i++) {
-      const v = this.#byId.get(recipients[i]!);
-      if (v === undefined) continue;
-      if (typeof v === 'number') slots.add(v);
-      else for (const s of v) slots.add(s);
-    }
-    const out: string[] = [];
-    for (const s of slots) out.push(this.#bySlot[s]!.id);
-    return out;
-  }
-
   /**
    * The recipients each gateway holds, by gateway id, in recipient order; a gateway holding none
    * is absent.

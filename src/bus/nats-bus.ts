@@ -351,7 +351,7 @@ export class NatsBus implements Bus {
       log: this.#log,
       bad: (subject, err) => this.#bad(subject, err),
     });
-    this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
+    this.#hearRoutersAgain();
     this.#nc.subscribe(this.#subjects.deliveries + this.id, {
       callback: ok((m) => this.#receiver?.onDeliveries(m.subject, m.data)),
     });
@@ -389,6 +389,11 @@ export class NatsBus implements Bus {
    * was sent before is in the history. A router that does not ack within 3 heartbeat periods is
    * not waited for (logged).
    */
+  /** Gateway side, after connecting: every live router heartbeats within 1.5 periods. */
+  #hearRoutersAgain(): void {
+    this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
+  }
+
   async settled(): Promise<void> {
     if (this.#receiver === undefined || this.#closed || !this.#up) return;
     this.#feed.flush();
@@ -703,13 +708,13 @@ export class NatsBus implements Bus {
    * `lost`, and the gateway tells its resumable connections to come back.
    */
   #resync(gateway: string, lost: boolean): void {
-    const tell = lost && this.#publisher?.learning === false;
-    this.#unsure.set(gateway, tell || this.#unsure.get(gateway) === true);
+    const tell = (lost && this.#publisher?.learning === false) || this.#unsure.get(gateway) === true;
+    this.#unsure.set(gateway, tell);
     const now = Date.now();
     if (now - (this.#askedAt.get(gateway) ?? 0) < this.#o.gatewayHeartbeatMs) return;
     this.#askedAt.set(gateway, now);
     this.#resyncs++;
-    const flag = this.#unsure.get(gateway) === true ? ' lost' : '';
+    const flag = tell ? ' lost' : '';
     this.#unsure.set(gateway, false);
     this.#log.debug('asking a gateway for its interests', { gateway, lost: flag !== '' });
     this.#send(this.#subjects.who, `who ${this.id} ${gateway}${flag}`);
@@ -778,10 +783,10 @@ export class NatsBus implements Bus {
       this.#resync(gw, true);
     } else if (!whole) {
       // A part was lost: ids of it may be missing, so neither acked nor trusted; ask again.
-      this.#resync(snap.gatewayId, true);
-    } else if (snap.last && !this.#directory.snapshotting(snap.gatewayId)) {
-      this.#unsure.delete(snap.gatewayId);
-      this.#ackInterests(snap.gatewayId);
+      this.#resync(gw, true);
+    } else if (snap.last && !this.#directory.snapshotting(gw)) {
+      this.#unsure.delete(gw);
+      this.#ackInterests(gw);
     }
   }
 
@@ -893,8 +898,7 @@ export class NatsBus implements Bus {
       this.#readyRouters.clear();
       this.#unsure.clear();
       this.#lateSnapshots.clear();
-      if (this.#receiver !== undefined)
-        this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
+      if (this.#receiver !== undefined) this.#hearRoutersAgain();
       if (this.#receiver !== undefined) this.#announce('hb');
       if (this.#publisher !== undefined) {
         // Deltas may have been lost while away: relearn every gateway's interests.
