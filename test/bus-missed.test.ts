@@ -77,6 +77,9 @@ describe('a gateway that may have lost messages tells its clients to resume', ()
       );
       assert.equal(t.closed, false);
       assert.equal(told(), 1);
+      // It leaves on purpose, or its expiry three beats from now would end the next test's streams.
+      nc.publish(`${PREFIX}.rt.hb`, 'bye r-hole');
+      await nc.flush();
     } finally {
       sse.close();
       t.close();
