@@ -23,7 +23,7 @@
  * `Authorization: Bearer <key>` (or `X-Api-Key`).
  */
 import { once } from 'node:events';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
@@ -39,6 +39,7 @@ import {
 } from '../errors.js';
 import { validateId } from '../ids.js';
 import type { Logger } from '../log.js';
+import { http } from '../node-http.js';
 import { type Outgoing, type Router, SLICE_MS } from '../router/router.js';
 import type { LoopLag } from '../stall-watch.js';
 import type { Subscription, SubscriptionStore } from '../store/store.js';
@@ -91,7 +92,7 @@ export interface BatchAnswer extends SendAnswer {
 type Handler = (req: IncomingMessage, res: ServerResponse, param: string) => Promise<void>;
 
 export class ApiServer {
-  readonly #server: http.Server;
+  readonly #server: Server;
   readonly #backend: ApiBackend;
   readonly #opts: ApiOptions;
   readonly #log: Logger;

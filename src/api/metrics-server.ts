@@ -4,10 +4,11 @@
  * share one API port, so a scrape of it reaches one of them at random). Same key rules as the API.
  */
 import { once } from 'node:events';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isSwitchboardError, MethodNotAllowedError, NotFoundError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { http } from '../node-http.js';
 import type { LoopLag } from '../stall-watch.js';
 import { ApiKey } from './api-key.js';
 import { Metrics, type StatsSnapshot } from './metrics.js';
@@ -20,7 +21,7 @@ export interface MetricsServerOptions {
 }
 
 export class MetricsServer {
-  readonly #server: http.Server;
+  readonly #server: Server;
   readonly #metrics = new Metrics();
   readonly #key: ApiKey;
   readonly #opts: MetricsServerOptions;

@@ -20,10 +20,11 @@
  * `latency` (the mergeable latency histogram flood and bench c10k also report with) and `random`
  * (the seeded generator behind msggen's ids and `friends generate`'s graph).
  */
-import http from 'node:http';
+import type { Agent } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_PREFIX } from '../../bus/nats-options.js';
 import { ConfigError, errorMessage, UnavailableError } from '../../errors.js';
+import { http } from '../../node-http.js';
 import { formatMs, LatencyHistogram, type LatencySummary } from './latency.js';
 import { Xoshiro128 } from './random.js';
 
@@ -202,7 +203,7 @@ function answerOf(
 
 /** Sends through the HTTP API: /api/send, /api/send/batch. */
 class HttpSender extends Sender {
-  readonly #agent: http.Agent;
+  readonly #agent: Agent;
   readonly #host: string;
   readonly #port: number;
   readonly #base: string;
