@@ -10,11 +10,12 @@
  *   api, gateway            the two ports
  *   router                  resolve recipients, publish, replay
  *   bus, store              the two seams
- *   options, stall-watch, limits, args   shared leaves …
+ *   options, stall-watch, limits, args, node-http   shared leaves …
  *   message, ids · log · errors          … down to the bottom
  * ```
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -29,7 +30,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['api', 'gateway'],
   ['router'],
   ['bus', 'store'],
-  ['options', 'stall-watch', 'limits', 'args'],
+  ['options', 'stall-watch', 'limits', 'args', 'node-http'],
   ['message', 'ids', 'client'],
   ['log'],
   ['errors'],
@@ -124,4 +125,15 @@ test('each folder says what it is for in its first file', () => {
       `src/${dir}/${first} opens with a comment`,
     );
   }
+});
+
+test("a server process does not load Node's bundled undici (2 MB each; 53 gateways at a million)", () => {
+  // On Node 22+ an ESM import of node:http reads its lazy WebSocket getters, which load undici
+  // (see src/node-http.ts). Node 20 has no such getters, so there this holds either way.
+  const server = new URL('../src/server.js', import.meta.url).href;
+  const msggen = new URL('../src/tools/msggen/msggen.js', import.meta.url).href;
+  const script = `await import(${JSON.stringify(server)}); await import(${JSON.stringify(msggen)});
+    process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => /undici/.test(m))));`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out), []);
 });

@@ -50,7 +50,7 @@ export const command: Command = {
       },
       gateways: {
         type: 'int',
-        description: 'Gateway processes (default: one per 18,000 connections, under the open-files limit)',
+        description: 'Gateway processes (default: one per 19,000 connections, under the open-files limit)',
         min: 1,
         max: 512,
       },
@@ -68,6 +68,14 @@ export const command: Command = {
           'Nice value of the flood workers: 0 competes with the server for the CPU, 10 lets the server go first (the load generator is not what is measured)',
         default: d.floodNice,
         min: 0,
+        max: 19,
+      },
+      'router-nice': {
+        type: 'int',
+        description:
+          'Nice value of the router processes: below 0 (root only) they go ahead of the 50-odd gateways, as a router with a core of its own would',
+        default: d.routerNice,
+        min: -20,
         max: 19,
       },
       hold: { type: 'duration', description: 'Idle time at full connections', default: d.holdMs, min: 0 },
@@ -175,6 +183,7 @@ export const command: Command = {
         routers: num(v, 'routers'),
         rampRate: num(v, 'ramp-rate'),
         floodNice: num(v, 'flood-nice'),
+        routerNice: num(v, 'router-nice'),
         holdMs: num(v, 'hold'),
         msgRate: num(v, 'msg-rate'),
         durationMs: num(v, 'duration'),

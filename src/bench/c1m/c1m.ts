@@ -364,6 +364,16 @@ class C1mRun {
       (name.startsWith('gateway') ? this.#pids.gateways : this.#pids.routers).push(pid);
     }
     this.#say(`cluster: clients ${ready.clients}, API ${ready.api}, primary pid ${this.#cluster.pid}`);
+    if (o.routerNice !== 0) {
+      for (const pid of this.#pids.routers) {
+        try {
+          os.setPriority(pid, o.routerNice);
+        } catch (err) {
+          this.#say(`router: nice ${o.routerNice} not set on ${pid}: ${errorMessage(err)}`);
+        }
+      }
+      this.#say(`cluster: ${this.#pids.routers.length} routers at nice ${o.routerNice}`);
+    }
   }
 
   async #ramp(): Promise<void> {
