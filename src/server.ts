@@ -3,7 +3,8 @@
  *
  * ```
  *   role all (default) : store + bus + router + gateway (client port, hub) + API
- *   role gateway       : bus + router + gateway + API   (routes via the shared store)
+ *   role gateway       : bus + router + gateway + API   (routes via the shared store; with no API
+ *                        the store is opened at the first resume, which reads subscriptions)
  *   role router        : store + bus + router + API                 (no client port)
  * ```
  *
@@ -31,7 +32,8 @@ import { History } from './router/history.js';
 import { PresenceEvents } from './router/presence-events.js';
 import { Router } from './router/router.js';
 import { StallWatch } from './stall-watch.js';
-import { defaultStoreUrl, openStore } from './store/open-store.js';
+import { LazyStore } from './store/lazy-store.js';
+import { defaultStoreUrl, openStore, openStoreLazily } from './store/open-store.js';
 import type { SubscriptionStore } from './store/store.js';
 
 /** {@link Switchboard.start} input: any subset of the options, plus an optional logger. */
@@ -109,7 +111,12 @@ export class Switchboard {
     const options = resolveOptions(given);
     const log = logger ?? createLogger(options.logLevel, process.stderr, '', options.logFormat);
     const storeUrl = options.store || defaultStoreUrl(options.data);
-    const store = await openStore(storeUrl, { dataDir: options.data, logger: log.child('store') });
+    const storeOptions = { dataDir: options.data, logger: log.child('store') };
+    // A gateway with no API reads the store only for a resuming client: it opens it then.
+    const store =
+      options.role === 'gateway' && !options.api
+        ? openStoreLazily(storeUrl, storeOptions)
+        : await openStore(storeUrl, storeOptions);
     let bus: Bus | undefined;
     let log_: MessageLog | undefined;
     let sb: Switchboard | undefined;
@@ -193,7 +200,9 @@ export class Switchboard {
     const mem = process.memoryUsage();
     let subscriptions: number | null = null;
     try {
-      subscriptions = (await this.store.stats()).subscriptions;
+      // A gateway's store not opened yet stays closed for a count the routers report anyway.
+      const unopened = this.store instanceof LazyStore && !this.store.opened;
+      if (!unopened) subscriptions = (await this.store.stats()).subscriptions;
     } catch {
       // Store down: report it as unknown rather than fail the stats.
     }

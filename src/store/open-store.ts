@@ -10,7 +10,9 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import type { Store } from './store.js';
+import { LazyStore } from './lazy-store.js';
+import type { Store, SubscriptionStore } from './store.js';
+import { redactUrl } from './store-url.js';
 
 /** Options for {@link openStore}. */
 export interface OpenStoreOptions {
@@ -33,20 +35,38 @@ export function defaultStoreUrl(dataDir: string): string {
  */
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
   const logger = options.logger ?? silentLogger;
+  const target = parseStoreUrl(url);
+  if (target.kind === 'sqlite') {
+    const { SqliteStore } = await import('./sqlite-store.js');
+    if (target.file === ':memory:') return SqliteStore.open(':memory:', { logger });
+    makeDirectory(path.dirname(target.file));
+    return SqliteStore.open(target.file, { logger });
+  }
+  const { PostgresStore } = await import('./postgres-store.js');
+  return PostgresStore.open(url, { logger });
+}
+
+/**
+ * The store named by `url`, opened at its first use ({@link LazyStore}); the URL's form is checked
+ * now (ConfigError). For a process that may never read it: a cluster's gateway.
+ */
+export function openStoreLazily(url: string, options: OpenStoreOptions = {}): SubscriptionStore {
+  const target = parseStoreUrl(url);
+  return new LazyStore(target.kind, target.location, () => openStore(url, options));
+}
+
+/** A store URL's kind and where it points, checked for its form (ConfigError), nothing opened. */
+function parseStoreUrl(url: string): { kind: 'sqlite' | 'postgres'; file: string; location: string } {
   if (url.startsWith('sqlite:')) {
     // `sqlite://PATH` is accepted as well: `sqlite:///abs/file.db` is the absolute path.
     const rest = url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : url.slice('sqlite:'.length);
     if (rest === '')
       throw new ConfigError(`store URL ${JSON.stringify(url)} has no path; accepted: ${STORE_URL_FORMS}`);
-    const { SqliteStore } = await import('./sqlite-store.js');
-    if (rest === ':memory:') return SqliteStore.open(':memory:', { logger });
-    const file = path.resolve(rest);
-    makeDirectory(path.dirname(file));
-    return SqliteStore.open(file, { logger });
+    const file = rest === ':memory:' ? rest : path.resolve(rest);
+    return { kind: 'sqlite', file, location: file };
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    const { PostgresStore } = await import('./postgres-store.js');
-    return PostgresStore.open(url, { logger });
+    return { kind: 'postgres', file: '', location: redactUrl(url) };
   }
   throw new ConfigError(`store URL ${JSON.stringify(url)} is not supported; accepted: ${STORE_URL_FORMS}`);
 }

@@ -25,6 +25,7 @@ import { validateId } from '../ids.js';
 import { type Logger, silentLogger } from '../log.js';
 import { mergeStage, migrate } from './postgres-schema.js';
 import type { BulkLoader, StoreStats, Subscription, SubscriptionStore } from './store.js';
+import { redactUrl } from './store-url.js';
 import { validatePageSize, validateSubscriptions, validateUser } from './subscription-input.js';
 
 /** Options for {@link PostgresStore.open}. */
@@ -79,18 +80,6 @@ export function isUnreachable(err: unknown): boolean {
   return UNREACHABLE_CODES.has(code) || code.startsWith('08') || code.startsWith('57P');
 }
 
-/** `url` with any password removed, safe to log. */
-function redact(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch (err) {
-    throw new ConfigError(`store URL ${JSON.stringify(url)} is not a valid postgres:// URL`, { cause: err });
-  }
-  parsed.password = '';
-  return parsed.toString();
-}
-
 /** {@link SubscriptionStore} on PostgreSQL. Open with {@link PostgresStore.open}. */
 export class PostgresStore implements SubscriptionStore, BulkLoader {
   readonly kind = 'postgres';
@@ -129,7 +118,7 @@ export class PostgresStore implements SubscriptionStore, BulkLoader {
    * the schema. Rejects with {@link UnavailableError} when the server cannot be reached.
    */
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
-    const location = redact(url);
+    const location = redactUrl(url);
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     if (!Number.isInteger(maxConnections) || maxConnections < 1) {
       throw new ConfigError(`maxConnections must be a whole number ≥ 1, got ${maxConnections}`);
