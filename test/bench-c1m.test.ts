@@ -18,7 +18,7 @@ import {
   slabGrowth,
   tuneCommands,
 } from '../src/bench/c1m/kernel.js';
-import type { C1mSample, Role, RoleMemory } from '../src/bench/c1m/memory.js';
+import { type C1mSample, gatewaySpread, type Role, type RoleMemory } from '../src/bench/c1m/memory.js';
 import { buildC1mReport, type C1mInput, type C1mReport, formatC1mSummary } from '../src/bench/c1m/report.js';
 import { CliProcess, NATS_SERVER } from './support/processes.js';
 
@@ -108,6 +108,7 @@ function sample(
     },
     clientConnections: connections,
     serverConnections: connections,
+    gatewaySpread: { gateways: 2, min: connections / 2, max: connections / 2 },
     received: 0,
     sent: 0,
     machineBusySeconds: elapsedMs / 1000,
@@ -181,6 +182,20 @@ describe('bench c1m: report', () => {
     assert.equal(r.memAvailableDropBytes, 2000 * MB);
     assert.deepEqual(r.cpuCores.ramp, null);
     assert.match(formatC1mSummary(r), /SERVER RAM .* per million users \(extrapolated/);
+    assert.deepEqual(r.gatewaySpread, { gateways: 2, min: 50_000, max: 50_000 });
+    assert.match(
+      formatC1mSummary(r),
+      /100,000 connections counted by the router, 50,000 to 50,000 on each of 2/,
+    );
+  });
+
+  test("the gateways' spread is read from /api/stats' perGateway", () => {
+    assert.equal(gatewaySpread(undefined), null);
+    assert.equal(gatewaySpread({}), null);
+    assert.deepEqual(
+      gatewaySpread({ a: { connections: 18_563 }, b: { connections: 19_236 }, c: { connections: 19_000 } }),
+      { gateways: 3, min: 18_563, max: 19_236 },
+    );
   });
 
   test("the slab's /proc inodes are reported but left out of the sockets' kernel memory", () => {
@@ -256,6 +271,12 @@ describe('bench c1m: scaled down, for real', () => {
     const r = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as C1mReport;
     assert.equal(r.connections, 3000);
     assert.equal(r.serverConnections, 3000);
+    // The flood's ids are spread over the 2 gateways; each holds some, and together all.
+    const g = r.gatewaySpread;
+    assert.ok(
+      g !== null && g.gateways === 2 && g.min > 0 && g.min <= g.max && g.min + g.max === 3000,
+      JSON.stringify(g),
+    );
     assert.ok(r.countsMatch);
     assert.ok(r.sent >= 290 && r.sent <= 300, `sent ${r.sent}`);
     // Every user of a Barabási–Albert graph with m = 15 has at least 15 friends, all online.

@@ -45,7 +45,15 @@ import {
   slabGrowth,
   tuneCommands,
 } from './kernel.js';
-import { type C1mSample, ROLES, type Role, SERVER_ROLES, sampleRoles } from './memory.js';
+import {
+  type C1mSample,
+  type GatewaySpread,
+  gatewaySpread,
+  ROLES,
+  type Role,
+  SERVER_ROLES,
+  sampleRoles,
+} from './memory.js';
 import { type C1mOptions, type ResolvedC1mOptions, resolveC1mOptions } from './options.js';
 import { buildC1mReport, type C1mMark, type C1mMarkName, type C1mReport } from './report.js';
 
@@ -364,16 +372,20 @@ class C1mRun {
       (name.startsWith('gateway') ? this.#pids.gateways : this.#pids.routers).push(pid);
     }
     this.#say(`cluster: clients ${ready.clients}, API ${ready.api}, primary pid ${this.#cluster.pid}`);
-    if (o.routerNice !== 0) {
-      for (const pid of this.#pids.routers) {
-        try {
-          os.setPriority(pid, o.routerNice);
-        } catch (err) {
-          this.#say(`router: nice ${o.routerNice} not set on ${pid}: ${errorMessage(err)}`);
-        }
+    this.#renice('router', this.#pids.routers, o.routerNice);
+  }
+
+  /** Sets `nice` on `pids` (0: left as they are), saying which could not be set. */
+  #renice(what: string, pids: readonly number[], nice: number): void {
+    if (nice === 0) return;
+    for (const pid of pids) {
+      try {
+        os.setPriority(pid, nice);
+      } catch (err) {
+        this.#say(`${what}: nice ${nice} not set on ${pid}: ${errorMessage(err)}`);
       }
-      this.#say(`cluster: ${this.#pids.routers.length} routers at nice ${o.routerNice}`);
     }
+    this.#say(`${pids.length} ${what}s at nice ${nice}`);
   }
 
   async #ramp(): Promise<void> {
@@ -418,16 +430,7 @@ class C1mRun {
     // The flood workers are this process's children that are not the cluster or NATS.
     await sleep(500);
     this.#pids.flood = (await childPids([process.pid])).filter((p) => !known.has(p));
-    if (o.floodNice !== 0) {
-      for (const pid of this.#pids.flood) {
-        try {
-          os.setPriority(pid, o.floodNice);
-        } catch (err) {
-          this.#say(`flood: nice ${o.floodNice} not set on ${pid}: ${errorMessage(err)}`);
-        }
-      }
-      this.#say(`flood: ${this.#pids.flood.length} workers at nice ${o.floodNice}`);
-    }
+    this.#renice('flood worker', this.#pids.flood, o.floodNice);
     const stopped = new Promise<'stopped'>((resolve) => {
       if (this.#stopped) resolve('stopped');
       this.#stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true });
@@ -491,13 +494,15 @@ class C1mRun {
   async #sample(): Promise<C1mSample> {
     const kernel = readKernelMemory();
     this.#memMin = Math.min(this.#memMin, kernel.memAvailableBytes);
+    const server = await this.#serverConnections();
     const s: C1mSample = {
       elapsedMs: this.#elapsed(),
       phase: this.#phase,
       roles: sampleRoles(this.#pids),
       kernel,
       clientConnections: this.#floodLatest?.open ?? 0,
-      serverConnections: await this.#serverConnections(),
+      serverConnections: server.total,
+      gatewaySpread: server.spread,
       received: this.#floodLatest?.chunks ?? 0,
       sent: this.#msggenLatest?.sent ?? 0,
       machineBusySeconds: Math.round(machineCpu().busy * 100) / 100,
@@ -512,15 +517,18 @@ class C1mRun {
     if (mark === 'empty' || mark === 'full' || mark === 'messages') this.#slab.set(mark, readSlabCaches());
   }
 
-  /** The gateways' connections as the router sums them, or null (no answer in 3 s). */
-  async #serverConnections(): Promise<number | null> {
-    if (this.#apiUrl === '') return null;
+  /** The gateways' connections as the router sums them and their spread, or nulls (no answer in 3 s). */
+  async #serverConnections(): Promise<{ total: number | null; spread: GatewaySpread | null }> {
+    const none = { total: null, spread: null };
+    if (this.#apiUrl === '') return none;
     try {
       const res = await fetch(`${this.#apiUrl}/api/stats`, { signal: AbortSignal.timeout(3000) });
-      const body = (await res.json()) as { cluster?: { connections?: number } };
-      return body.cluster?.connections ?? null;
+      const body = (await res.json()) as {
+        cluster?: { connections?: number; perGateway?: Record<string, { connections: number }> };
+      };
+      return { total: body.cluster?.connections ?? null, spread: gatewaySpread(body.cluster?.perGateway) };
     } catch {
-      return null;
+      return none;
     }
   }
 

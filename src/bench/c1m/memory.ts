@@ -28,6 +28,13 @@ export interface RoleMemory {
   readonly cpuSeconds: number;
 }
 
+/** The fewest and most connections on one gateway, over the gateways the router counts. */
+export interface GatewaySpread {
+  readonly gateways: number;
+  readonly min: number;
+  readonly max: number;
+}
+
 /** One sample of the whole run. */
 export interface C1mSample {
   /** Milliseconds since the run started. */
@@ -39,6 +46,8 @@ export interface C1mSample {
   readonly clientConnections: number;
   /** Connections the cluster's gateways report, when the router answered in time. */
   readonly serverConnections: number | null;
+  /** How evenly the gateways share them (from the same answer), or null. */
+  readonly gatewaySpread: GatewaySpread | null;
   /** Messages received by the flood so far. */
   readonly received: number;
   readonly sent: number;
@@ -83,4 +92,13 @@ export function sampleRoles(pids: Readonly<Record<Role, readonly number[]>>): Re
 /** The roles' figures added up. */
 export function addRoles(roles: Readonly<Record<Role, RoleMemory>>, which: readonly Role[]): RoleMemory {
   return which.reduce((sum, r) => plus(sum, roles[r]), NONE);
+}
+
+/** The spread of `/api/stats`' `cluster.perGateway` connections, or null without gateways. */
+export function gatewaySpread(
+  perGateway: Readonly<Record<string, { readonly connections: number }>> | undefined,
+): GatewaySpread | null {
+  const counts = Object.values(perGateway ?? {}).map((g) => g.connections);
+  if (counts.length === 0) return null;
+  return { gateways: counts.length, min: Math.min(...counts), max: Math.max(...counts) };
 }

@@ -12,7 +12,15 @@
  * and is left out of it, but reported.
  */
 import type { LatencySummary } from '../../tools/msggen/latency.js';
-import { addRoles, type C1mSample, ROLES, type Role, type RoleMemory, SERVER_ROLES } from './memory.js';
+import {
+  addRoles,
+  type C1mSample,
+  type GatewaySpread,
+  ROLES,
+  type Role,
+  type RoleMemory,
+  SERVER_ROLES,
+} from './memory.js';
 
 /** The slab cache of /proc inodes, left out of the sockets' kernel memory (see buildC1mReport). */
 const PROC_INODES = 'proc_inode_cache';
@@ -79,6 +87,8 @@ export interface C1mReport {
   /** Streams open at the headline mark (the flood's count). */
   readonly connections: number;
   readonly serverConnections: number | null;
+  /** The fewest and most connections on one gateway at the headline mark. */
+  readonly gatewaySpread: GatewaySpread | null;
   /** Streams open at the last sample (the most a run stopped early reached, about). */
   readonly lastConnections: number;
   /** Which mark the memory figures are from: the end of the messages, else the full hold. */
@@ -236,6 +246,7 @@ export function buildC1mReport(input: C1mInput): C1mReport {
     settings: input.settings,
     connections,
     serverConnections: head?.serverConnections ?? null,
+    gatewaySpread: head?.gatewaySpread ?? null,
     lastConnections: lastSample?.clientConnections ?? 0,
     at: headName,
     roles: head?.roles ?? null,
@@ -282,6 +293,12 @@ export function formatC1mSummary(r: C1mReport): string {
   if (r.ramp !== null) {
     lines.push(
       `  ramp         ${r.ramp.opened} opened, ${r.ramp.failed} failed, at ${r.ramp.reached ?? '?'}/s (asked ${r.ramp.asked}/s)${r.ramp.failed > 0 ? ` ${JSON.stringify(r.ramp.errors)}` : ''}`,
+    );
+  }
+  if (r.gatewaySpread !== null) {
+    const g = r.gatewaySpread;
+    lines.push(
+      `  gateways     ${(r.serverConnections ?? 0).toLocaleString('en-US')} connections counted by the router, ${g.min.toLocaleString('en-US')} to ${g.max.toLocaleString('en-US')} on each of ${g.gateways}`,
     );
   }
   if (r.roles !== null) {
