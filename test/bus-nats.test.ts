@@ -656,6 +656,26 @@ describe('routing by the interest directory', () => {
     }
   });
 
+  test('a gateway heard only through its deltas expires like a silent one, and its ids go with it', async () => {
+    const p = freshPrefix();
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });
+    const nc = await connect({ servers: SERVER });
+    try {
+      await new Promise((r) => setTimeout(r, 150));
+      // No heartbeat ever: its heartbeats were lost, or this is a late delta after its bye.
+      nc.publish(`${p}.gw.int`, codec.encodeDelta('mute', 1, ['alice', 'bob'], []));
+      nc.publish(`${p}.gw.hb`, 'bye late');
+      nc.publish(`${p}.gw.int`, codec.encodeDelta('late', 7, ['carol'], []));
+      await until('the deltas applied', () => router.holders('alice').length === 1);
+      assert.equal(router.stats().gateways, 2, 'a delta is a sign of life');
+      await until('both expired', () => router.stats().gateways === 0, 3000);
+      assert.deepEqual(router.holders('alice'), []);
+      assert.deepEqual(router.stats().directory, { ids: 0, pairs: 0 });
+    } finally {
+      await nc.close();
+    }
+  });
+
   test('a router that lost track of a gateway asks it again with `lost`: its clients are told to resume', async () => {
     const p = freshPrefix();
     const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });

@@ -755,6 +755,9 @@ export class NatsBus implements Bus {
       this.#bad(m.subject, err);
       return;
     }
+    // A sign of life: a gateway heard only through its deltas (one whose heartbeats are lost, or a
+    // late delta after its bye) still expires, and its ids with it.
+    this.#gateways.seen(d.gatewayId, Date.now());
     if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) this.#resync(d.gatewayId, true);
     else this.#ackInterests(d.gatewayId);
   }
@@ -768,6 +771,7 @@ export class NatsBus implements Bus {
       return;
     }
     const gw = snap.gatewayId;
+    this.#gateways.seen(gw, Date.now());
     // The answer to this router's `who` at (re)start, arriving after it stopped holding sends: the
     // sends routed meanwhile missed that gateway's ids. It is told so (asked again, `lost`).
     const late =
