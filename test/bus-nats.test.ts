@@ -590,6 +590,46 @@ describe('routing by the interest directory', () => {
     );
   });
 
+  test('discovery waits past discoveryMs for the snapshot of every gateway that answered', async () => {
+    const p = freshPrefix();
+    const nc = await connect({ servers: SERVER });
+    try {
+      let batchAt = 0;
+      let snapshotAt = 0;
+      const batches = nc.subscribe(`${p}.dl.slow`);
+      void (async () => {
+        for await (const _ of batches) batchAt ||= Date.now();
+      })();
+      // A gateway that answers a router's `who` at once, and sends its snapshot 400 ms later.
+      const who = nc.subscribe(`${p}.gw.who`);
+      void (async () => {
+        for await (const m of who) {
+          const [, router, target] = m.string().split(' ');
+          if (target !== undefined) continue;
+          nc.publish(`${p}.gw.hb`, 'hb slow 1 1 1');
+          setTimeout(() => {
+            snapshotAt = Date.now();
+            nc.publish(`${p}.snap.${router}`, codec.encodeSnapshot('slow', 1, 0, true, ['alice']));
+          }, 400);
+        }
+      })();
+      await nc.flush();
+      const router = await bus(p, {
+        role: 'router',
+        gatewayHeartbeatMs: 1000,
+        discoveryMs: 50,
+        tallyTimeoutMs: 200,
+      });
+      const sent = router.publish(message('early'), ['alice']);
+      await until('the send reaches the slow gateway', () => batchAt > 0, 5000);
+      assert.ok(snapshotAt > 0 && batchAt >= snapshotAt, 'routed once the snapshot was in');
+      // The fake gateway answers no tally: the count is partial, and says so.
+      assert.equal((await sent).complete, false);
+    } finally {
+      await nc.close();
+    }
+  });
+
   test('a wide send goes in several batches and reaches every connection once', async () => {
     const p = freshPrefix();
     const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });

@@ -44,6 +44,11 @@ export interface BusPublisherOptions {
   readonly directory: Directory;
   readonly tallyTimeoutMs: number;
   readonly discoveryMs: number;
+  /**
+   * Discovery's longest wait, past `discoveryMs`, for the snapshots of the gateways heard from:
+   * a gateway silent that long would have expired anyway.
+   */
+  readonly discoveryCapMs: number;
   readonly log: Logger;
   readonly bad: (subject: string, err: unknown) => void;
 }
@@ -76,6 +81,8 @@ export class BusPublisher {
   #held: HeldSend[] = [];
   #seq = 0;
   #discovery: NodeJS.Timeout | undefined = undefined;
+  /** Past `discoveryMs`: discovery ends at the next whole snapshot that leaves none missing. */
+  #discoveryWaiting = false;
   #published = 0;
   #batchesSent = 0;
   #timeouts = 0;
@@ -303,21 +310,56 @@ export class BusPublisher {
 
   /**
    * Learns the live gateways after (re)connecting: asks who is there, holds sends (they wait,
-   * unrouted) and tally rounds for `discoveryMs`, so no send is routed on a directory that lacks
-   * a gateway whose snapshot has not arrived yet.
+   * unrouted) and tally rounds, so no send is routed on a directory that lacks a gateway whose
+   * snapshot has not arrived yet. Discovery lasts `discoveryMs` and then until every gateway heard
+   * from has its ids in the directory ({@link snapshotIn}), `discoveryCapMs` at most: at a million
+   * ids a cluster's snapshots can take longer than `discoveryMs`, and a send routed before one is
+   * in would miss that gateway's clients.
    */
   discover(): void {
     this.#tally.hold();
     this.#learning = true;
+    this.#discoveryWaiting = false;
     this.#o.nc.publish(this.#o.whoSubject, `who ${this.#o.id}`);
     clearTimeout(this.#discovery);
-    this.#discovery = setTimeout(() => this.#learned(), this.#o.discoveryMs);
+    this.#discovery = setTimeout(() => {
+      if (this.#knowsEveryGateway()) {
+        this.#learned();
+        return;
+      }
+      this.#discoveryWaiting = true;
+      this.#discovery = setTimeout(() => {
+        const missing = [...this.#o.gateways.ids()].filter((g) => !this.#knows(g));
+        if (missing.length > 0) {
+          this.#o.log.warn('discovery ended without the snapshots of some gateways', {
+            missing: missing.length,
+            waitedMs: this.#o.discoveryMs + this.#o.discoveryCapMs,
+          });
+        }
+        this.#learned();
+      }, this.#o.discoveryCapMs);
+    }, this.#o.discoveryMs);
+  }
+
+  /** A gateway's snapshot is whole (or it left): discovery may be over. */
+  snapshotIn(): void {
+    if (this.#discoveryWaiting && this.#knowsEveryGateway()) this.#learned();
+  }
+
+  #knows(gateway: string): boolean {
+    return this.#o.directory.seqOf(gateway) >= 0 && !this.#o.directory.snapshotting(gateway);
+  }
+
+  #knowsEveryGateway(): boolean {
+    for (const g of this.#o.gateways.ids()) if (!this.#knows(g)) return false;
+    return true;
   }
 
   /** Discovery is over: the held sends are routed, in order, and rounds go as usual. */
   #learned(): void {
     clearTimeout(this.#discovery);
     this.#learning = false;
+    this.#discoveryWaiting = false;
     const held = this.#held;
     this.#held = [];
     for (const h of held) this.#route(h.seq, h.record, h.recipients).then(h.resolve, h.reject);
@@ -328,6 +370,8 @@ export class BusPublisher {
   gatewayGone(id: string, expired: boolean): void {
     this.#batches.delete(id);
     this.#tally.gatewayGone(id, expired);
+    // The membership has forgotten `id` already: discovery need not wait for it.
+    this.snapshotIn();
   }
 
   /** Rejects every publish still waiting for its count, and drops what was not sent yet. */
@@ -344,6 +388,7 @@ export class BusPublisher {
   /** For abort: no more discovery, every waiting publish rejects with `err`. */
   stop(err: unknown): void {
     clearTimeout(this.#discovery);
+    this.#discoveryWaiting = false;
     this.failAll(err);
   }
 
