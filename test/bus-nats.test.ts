@@ -590,6 +590,28 @@ describe('routing by the interest directory', () => {
     );
   });
 
+  test('a router acks nothing while learning: its held sends reach the gateway before a resume reads the history', async () => {
+    const p = freshPrefix();
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+    const reg = new FakeRegistry(gw);
+    await gw.flush();
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 400 });
+    // Sent (and so in the history) while the router learns; held by it.
+    const sent = router.publish(message('early'), ['alice']);
+    const alice = new FakeConn('alice');
+    reg.login('alice', alice);
+    const started = Date.now();
+    await gw.settled();
+    // A resume would read the history now, and hold live sends until its replay is written: the
+    // held send must be here already, or it would come after the replay, a second time.
+    assert.deepEqual(
+      alice.got.map((m) => m.body),
+      ['early'],
+    );
+    assert.ok(Date.now() - started >= 200, 'settled() waited for the router to learn');
+    assert.deepEqual(await sent, { delivered: 1, complete: true, missing: [] });
+  });
+
   test('discovery waits past discoveryMs for the snapshot of every gateway that answered', async () => {
     const p = freshPrefix();
     const nc = await connect({ servers: SERVER });

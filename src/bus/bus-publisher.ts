@@ -49,6 +49,8 @@ export interface BusPublisherOptions {
    * a gateway silent that long would have expired anyway.
    */
   readonly discoveryCapMs: number;
+  /** Called when discovery is over, after the held sends went into their batches. */
+  readonly learned?: () => void;
   readonly log: Logger;
   readonly bad: (subject: string, err: unknown) => void;
 }
@@ -364,6 +366,7 @@ export class BusPublisher {
     this.#held = [];
     for (const h of held) this.#route(h.seq, h.record, h.recipients).then(h.resolve, h.reject);
     this.#tally.release();
+    this.#o.learned?.();
   }
 
   /** Stops waiting for `id` (bye or expiry); what was batched for it is dropped. */

@@ -318,6 +318,11 @@ export class NatsBus implements Bus {
         tallyTimeoutMs: o.tallyTimeoutMs,
         discoveryMs: o.discoveryMs,
         discoveryCapMs: 3 * o.gatewayHeartbeatMs,
+        // The acks held back while learning go after the held sends' batches (both at the end of
+        // this turn, in that order).
+        learned: () => {
+          if (this.#toAck.size > 0) setImmediate(() => this.#sendAcks());
+        },
         log: this.#log,
         bad: (subject, err) => this.#bad(subject, err),
       });
@@ -724,7 +729,8 @@ export class NatsBus implements Bus {
 
   /**
    * Tells `gateway` which of its deltas this router has applied, unless it is unsure of them: at
-   * the end of the turn, once per gateway however many of its deltas the turn applied.
+   * the end of the turn, once per gateway however many of its deltas the turn applied, and not
+   * before this router has learned the cluster.
    */
   #ackInterests(gateway: string): void {
     if (this.#toAck.size === 0) setImmediate(() => this.#sendAcks());
@@ -732,6 +738,9 @@ export class NatsBus implements Bus {
   }
 
   #sendAcks(): void {
+    // A router still learning acks nothing: a resume that read the history now would also get the
+    // sends it holds, routed once it has learned; held back, they reach the gateway before the ack.
+    if (this.#publisher?.learning === true) return;
     for (const gateway of this.#toAck) {
       if (this.#unsure.has(gateway) || this.#directory.snapshotting(gateway)) continue;
       const seq = this.#directory.seqOf(gateway);
