@@ -112,6 +112,14 @@ function sample(
     received: 0,
     sent: 0,
     machineBusySeconds: elapsedMs / 1000,
+    machineCpu: {
+      user: elapsedMs / 2000,
+      system: elapsedMs / 4000,
+      irq: 0,
+      steal: elapsedMs / 4000,
+      idle: 0,
+    },
+    otherCpuSeconds: { '[kdamond.0]': elapsedMs / 5000, 'this process': elapsedMs / 100_000, sshd: 0 },
   };
 }
 
@@ -187,6 +195,39 @@ describe('bench c1m: report', () => {
       formatC1mSummary(r),
       /100,000 connections counted by the router, 50,000 to 50,000 on each of 2/,
     );
+  });
+
+  test('the cores of a phase: by role, the machine by kind, and the other processes that took them', () => {
+    const done = sample(
+      20_000,
+      {
+        gateways: role(300, 4, 11),
+        routers: role(50),
+        primary: role(30),
+        nats: role(120),
+        flood: role(400, 4),
+      },
+      1200,
+      100_000,
+    );
+    const messages = { ...done, otherCpuSeconds: { ...done.otherCpuSeconds, newcomer: 3 } };
+    const r = buildC1mReport({
+      ...base,
+      marks: [...base.marks, { mark: 'messages', sample: messages }],
+      samples: [empty, full, messages],
+    });
+    const c = r.cpuCores.messages;
+    assert.ok(c !== null);
+    assert.equal(c.machine, 1);
+    assert.deepEqual(c.machineSplit, { user: 0.5, system: 0.25, irq: 0, steal: 0.25 });
+    // kdamond 2 s in 10 s; a process born in the phase from 0; this one 0.1 s; sshd nothing.
+    assert.deepEqual(c.others, [
+      { name: 'newcomer', cores: 0.3 },
+      { name: '[kdamond.0]', cores: 0.2 },
+      { name: 'this process', cores: 0.01 },
+    ]);
+    assert.match(formatC1mSummary(r), /whole machine 1 \(user 0\.5, system 0\.25, irq 0, steal 0\.25\)/);
+    assert.match(formatC1mSummary(r), /besides: newcomer 0\.3, \[kdamond\.0\] 0\.2, this process 0\.01/);
   });
 
   test("the gateways' spread is read from /api/stats' perGateway", () => {

@@ -1,7 +1,7 @@
 /** The shared bench harness (src/bench/harness): the /proc readers, the CLI child and the server child. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -11,7 +11,9 @@ import { ServerProcess } from '../src/bench/harness/server-process.js';
 import { ConfigError } from '../src/errors.js';
 import {
   clockTicks,
+  cpuByProcessName,
   machineCpu,
+  machineCpuSplit,
   readCpuSeconds,
   readCpuTimes,
   readRssKb,
@@ -58,6 +60,31 @@ describe('/proc readers', () => {
   test('the machine has been busy for less time than it has been up', () => {
     const m = machineCpu();
     assert.ok(m.busy > 0 && m.busy < m.total, JSON.stringify(m));
+  });
+
+  test("the machine's CPU by kind adds up to its busy and total time", () => {
+    const m = machineCpu();
+    const s = machineCpuSplit();
+    const busy = s.user + s.system + s.irq + s.steal;
+    // Read a moment apart: within a second of each other (two cores, ticks of 10 ms).
+    assert.ok(Math.abs(busy - m.busy) < 1, `${busy} vs ${m.busy}`);
+    assert.ok(Math.abs(busy + s.idle - m.total) < 2, `${busy + s.idle} vs ${m.total}`);
+    assert.ok(s.user > 0 && s.system > 0 && s.steal >= 0 && s.irq >= 0);
+  });
+
+  test("the other processes' CPU by name: kernel threads in brackets, this one named, an excluded pid left out", () => {
+    const until = Date.now() + 50;
+    while (Date.now() < until); // some CPU of our own
+    const all = cpuByProcessName(new Set());
+    assert.ok((all.get('this process') ?? 0) > 0, JSON.stringify([...all]));
+    if (existsSync('/proc/2/stat')) {
+      // Where the kernel's threads are visible (not in a pid namespace of its own).
+      assert.ok(
+        [...all.keys()].some((k) => /^\[[^/]+\]$/.test(k)),
+        'kernel threads, without their /N',
+      );
+    }
+    assert.equal(cpuByProcessName(new Set([process.pid])).has('this process'), false);
   });
 });
 

@@ -100,6 +100,67 @@ export function machineCpu(): { busy: number; total: number } {
   return { busy: (total - idle) / hz, total: total / hz };
 }
 
+/** The whole machine's CPU seconds since boot (all cores) by what they were spent on. */
+export interface MachineCpuSplit {
+  /** User mode, niced included. */
+  readonly user: number;
+  readonly system: number;
+  /** Interrupts and softirqs (the loopback's receive path runs there in part). */
+  readonly irq: number;
+  /** Taken by the hypervisor for other guests: busy to this machine, work for nobody here. */
+  readonly steal: number;
+  /** Idle and waiting for I/O. */
+  readonly idle: number;
+}
+
+/** {@link MachineCpuSplit} from the `cpu` line of `/proc/stat`. */
+export function machineCpuSplit(): MachineCpuSplit {
+  const f = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const at = (i: number): number => (Number.isFinite(f[i]) ? f[i]! : 0);
+  const hz = clockTicks();
+  return {
+    user: (at(0) + at(1)) / hz,
+    system: at(2) / hz,
+    irq: (at(5) + at(6)) / hz,
+    steal: at(7) / hz,
+    idle: (at(3) + at(4)) / hz,
+  };
+}
+
+/**
+ * CPU seconds used so far by every process on the machine but `exclude`, summed by name: kernel
+ * threads as `[name]` (`[kworker]`, `[ksoftirqd]`, `[kdamond.0]`: the part before any `/`), this
+ * process as `this process`, the rest by their `comm`. What the machine spent beside the processes
+ * a bench watches; a process that ended since is missing from it.
+ */
+export function cpuByProcessName(exclude: ReadonlySet<number>): Map<string, number> {
+  const out = new Map<string, number>();
+  const hz = clockTicks();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || exclude.has(pid)) continue;
+    const stat = readProcFile(`/proc/${pid}/stat`);
+    if (stat === undefined) continue;
+    const open = stat.indexOf('(');
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(open + 1, close);
+    const rest = stat.slice(close + 2).split(' ');
+    const ppid = Number(rest[1]);
+    const seconds = (Number(rest[11]) + Number(rest[12])) / hz;
+    if (!Number.isFinite(seconds) || seconds === 0) continue;
+    const name =
+      pid === process.pid ? 'this process' : pid === 2 || ppid === 2 ? `[${comm.split('/')[0]}]` : comm;
+    out.set(name, (out.get(name) ?? 0) + seconds);
+  }
+  return out;
+}
+
 /**
  * Resident set size of `pid` in KB (`VmRSS` in `/proc/<pid>/status`, the figure `ps -o rss=`
  * prints), or `undefined` when the process is gone or is a zombie.

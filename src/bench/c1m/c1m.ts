@@ -30,7 +30,7 @@ import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { childPids } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
-import { machineCpu } from '../../tools/proc.js';
+import { cpuByProcessName, machineCpu, machineCpuSplit } from '../../tools/proc.js';
 import { CliProcess } from '../harness/cli-process.js';
 import { untilCountSettles } from '../harness/drain.js';
 import { deleteHistoryStream, natsServerPids } from '../harness/nats.js';
@@ -506,6 +506,8 @@ class C1mRun {
       received: this.#floodLatest?.chunks ?? 0,
       sent: this.#msggenLatest?.sent ?? 0,
       machineBusySeconds: Math.round(machineCpu().busy * 100) / 100,
+      machineCpu: machineCpuSplit(),
+      otherCpuSeconds: Object.fromEntries(cpuByProcessName(new Set(ROLES.flatMap((r) => this.#pids[r])))),
     };
     this.#samples.push(s);
     return s;

@@ -76,6 +76,19 @@ export interface C1mInput {
   readonly files: Readonly<Record<string, string | null>>;
 }
 
+/** Cores kept busy over one phase: by each role, the whole machine, and what else took them. */
+export type C1mCores = Readonly<Record<Role | 'machine', number>> & {
+  /** The whole machine's busy cores by kind (`/proc/stat`). */
+  readonly machineSplit: {
+    readonly user: number;
+    readonly system: number;
+    readonly irq: number;
+    readonly steal: number;
+  };
+  /** The other processes that kept the most of a core busy (0.01 or more), most first. */
+  readonly others: readonly { readonly name: string; readonly cores: number }[];
+};
+
 export interface C1mReport {
   readonly ok: boolean;
   readonly problems: readonly string[];
@@ -114,8 +127,8 @@ export interface C1mReport {
    * the messages (full → messages). Two cores is all this machine has.
    */
   readonly cpuCores: {
-    readonly ramp: Readonly<Record<Role | 'machine', number>> | null;
-    readonly messages: Readonly<Record<Role | 'machine', number>> | null;
+    readonly ramp: C1mCores | null;
+    readonly messages: C1mCores | null;
   };
   readonly sent: number;
   readonly delivered: number;
@@ -222,19 +235,30 @@ export function buildC1mReport(input: C1mInput): C1mReport {
   }
   const lat = input.latency;
   const api = input.apiLatency;
-  const cores = (
-    from: C1mSample | undefined,
-    to: C1mSample | undefined,
-  ): Record<Role | 'machine', number> | null => {
+  const cores = (from: C1mSample | undefined, to: C1mSample | undefined): C1mCores | null => {
     if (from === undefined || to === undefined || to.elapsedMs <= from.elapsedMs) return null;
     const seconds = (to.elapsedMs - from.elapsedMs) / 1000;
     const rate = (a: number, b: number): number => Math.round(((b - a) / seconds) * 100) / 100;
-    const out = { machine: rate(from.machineBusySeconds, to.machineBusySeconds) } as Record<
-      Role | 'machine',
-      number
-    >;
-    for (const role of ROLES) out[role] = rate(from.roles[role].cpuSeconds, to.roles[role].cpuSeconds);
-    return out;
+    const byRole = {} as Record<Role, number>;
+    for (const role of ROLES) byRole[role] = rate(from.roles[role].cpuSeconds, to.roles[role].cpuSeconds);
+    const a = from.machineCpu;
+    const b = to.machineCpu;
+    // A process born during the phase counts from 0; one that ended is missing (never negative).
+    const others = Object.entries(to.otherCpuSeconds)
+      .map(([name, s]) => ({ name, cores: Math.max(0, rate(from.otherCpuSeconds[name] ?? 0, s)) }))
+      .filter((o) => o.cores >= 0.01)
+      .sort((x, y) => y.cores - x.cores);
+    return {
+      ...byRole,
+      machine: rate(from.machineBusySeconds, to.machineBusySeconds),
+      machineSplit: {
+        user: rate(a.user, b.user),
+        system: rate(a.system, b.system),
+        irq: rate(a.irq, b.irq),
+        steal: rate(a.steal, b.steal),
+      },
+      others,
+    };
   };
   return {
     ok: problems.length === 0 && input.abortedBy === null,
@@ -315,10 +339,17 @@ export function formatC1mSummary(r: C1mReport): string {
       `  kernel       slab ${gb(r.kernel.slabBytes)} (+${gb(r.kernel.slabGrowthBytes)}, of which /proc inodes ${gb(r.kernel.procInodeGrowthBytes)}), TCP buffers ${mb(r.kernel.tcpMemBytes)}, ${r.kernel.tcpSockets} TCP sockets; MemAvailable fell ${gb(r.memAvailableDropBytes)}`,
     );
   }
-  const cpu = (label: string, c: Readonly<Record<Role | 'machine', number>> | null): void => {
+  const cpu = (label: string, c: C1mCores | null): void => {
     if (c === null) return;
     const roles = ROLES.map((role) => `${role} ${c[role]}`).join(', ');
-    lines.push(`  cores ${label.padEnd(8)} ${roles}; whole machine ${c.machine}`);
+    const m = c.machineSplit;
+    lines.push(
+      `  cores ${label.padEnd(8)} ${roles}; whole machine ${c.machine} (user ${m.user}, system ${m.system}, irq ${m.irq}, steal ${m.steal})`,
+    );
+    if (c.others.length > 0) {
+      const top = c.others.slice(0, 6).map((o) => `${o.name} ${o.cores}`);
+      lines.push(`               besides: ${top.join(', ')}`);
+    }
   };
   cpu('ramp', r.cpuCores.ramp);
   cpu('messages', r.cpuCores.messages);
