@@ -19,6 +19,7 @@ import {
   tuneCommands,
 } from '../src/bench/c1m/kernel.js';
 import { type C1mSample, gatewaySpread, type Role, type RoleMemory } from '../src/bench/c1m/memory.js';
+import { acceptWarning } from '../src/bench/c1m/options.js';
 import { buildC1mReport, type C1mInput, type C1mReport, formatC1mSummary } from '../src/bench/c1m/report.js';
 import { CliProcess, NATS_SERVER } from './support/processes.js';
 
@@ -44,6 +45,15 @@ describe('bench c1m: kernel', () => {
       memAvailableBytes: 20000000 * 1024,
       memTotalBytes: 24683628 * 1024,
     });
+  });
+
+  test('a run past 200,000 connections on a Node without SO_REUSEPORT is warned about', () => {
+    assert.equal(acceptWarning(1_000_000, true, '24.22.3'), undefined);
+    assert.equal(acceptWarning(200_000, false, '20.20.2'), undefined);
+    assert.match(
+      acceptWarning(1_000_000, false, '20.20.2') ?? '',
+      /^Node 20\.20\.2 cannot bind SO_REUSEPORT.*Node ≥ 22\.12/,
+    );
   });
 
   test('what a run needs grows with its connections', () => {

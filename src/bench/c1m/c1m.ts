@@ -26,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, errorMessage } from '../../errors.js';
+import { reusePortSupported } from '../../limits.js';
 import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { childPids } from '../../tools/memlog/sockets.js';
@@ -54,7 +55,7 @@ import {
   SERVER_ROLES,
   sampleRoles,
 } from './memory.js';
-import { type C1mOptions, type ResolvedC1mOptions, resolveC1mOptions } from './options.js';
+import { acceptWarning, type C1mOptions, type ResolvedC1mOptions, resolveC1mOptions } from './options.js';
 import { buildC1mReport, type C1mMark, type C1mMarkName, type C1mReport } from './report.js';
 
 export { C1M_DEFAULTS, type C1mOptions } from './options.js';
@@ -358,6 +359,8 @@ class C1mRun {
       .concat(o.nodeArgs === undefined ? [] : [`--node-args=${o.nodeArgs.join(' ')}`])
       .concat(o.serverArgs.length > 0 ? ['--', ...o.serverArgs] : []);
     this.#enter('cluster', `${o.gateways} gateways, ${o.routers} routers, bus ${this.#busUrl}`);
+    const warning = acceptWarning(o.connections, reusePortSupported(), process.versions.node);
+    if (warning !== undefined) this.#say(`warning: ${warning}`);
     this.#cluster = new CliProcess(args, {
       detached: true,
       logFile: path.join(o.outDir, 'cluster.log'),

@@ -126,3 +126,20 @@ export function resolveC1mOptions(o: C1mOptions): ResolvedC1mOptions {
     floodWorkers: Math.max(1, Math.ceil(connections / CONNECTIONS_PER_FLOOD_WORKER)),
   };
 }
+
+/** Above this many connections, a cluster whose primary accepts them all is the bottleneck. */
+export const PRIMARY_ACCEPT_CEILING = 200_000;
+
+/**
+ * The warning for a run on a Node that cannot bind SO_REUSEPORT (below 22.12): the cluster's
+ * primary accepts every connection and hands it to a gateway, and at a few hundred thousand it
+ * falls behind and connections are reset. `undefined` when there is nothing to say.
+ */
+export function acceptWarning(connections: number, reusePort: boolean, node: string): string | undefined {
+  if (reusePort || connections <= PRIMARY_ACCEPT_CEILING) return undefined;
+  return (
+    `Node ${node} cannot bind SO_REUSEPORT: the cluster's primary accepts all ${connections} connections ` +
+    'and hands each to a gateway, and at a few hundred thousand it falls behind (on Node 20 here, ' +
+    '299,830 of a million opened, the rest reset). Run it on Node ≥ 22.12.'
+  );
+}
