@@ -592,15 +592,20 @@ describe('routing by the interest directory', () => {
 
   test('a router acks nothing while learning: its held sends reach the gateway before a resume reads the history', async () => {
     const p = freshPrefix();
-    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+    // Heartbeats of 300 ms: a gateway waits 900 ms for a router's ack, longer than its discovery.
+    const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 300 });
     const reg = new FakeRegistry(gw);
     await gw.flush();
-    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 400 });
+    // Past the gateway's first 1.5 heartbeats, in which settled() waits in any case.
+    await new Promise((r) => setTimeout(r, 500));
+    const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 300, discoveryMs: 500 });
     // Sent (and so in the history) while the router learns; held by it.
     const sent = router.publish(message('early'), ['alice']);
+    // The gateway waits for the acks of the routers it has heard of.
+    await until('the gateway hears the router', () => gw.stats().routers === 1);
+    assert.equal(router.learning, true, 'still learning (discoveryMs 500)');
     const alice = new FakeConn('alice');
     reg.login('alice', alice);
-    const started = Date.now();
     await gw.settled();
     // A resume would read the history now, and hold live sends until its replay is written: the
     // held send must be here already, or it would come after the replay, a second time.
@@ -608,7 +613,6 @@ describe('routing by the interest directory', () => {
       alice.got.map((m) => m.body),
       ['early'],
     );
-    assert.ok(Date.now() - started >= 200, 'settled() waited for the router to learn');
     assert.deepEqual(await sent, { delivered: 1, complete: true, missing: [] });
   });
 
@@ -647,6 +651,58 @@ describe('routing by the interest directory', () => {
       assert.ok(snapshotAt > 0 && batchAt >= snapshotAt, 'routed once the snapshot was in');
       // The fake gateway answers no tally: the count is partial, and says so.
       assert.equal((await sent).complete, false);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test('a gateway that never held an id (heartbeat seq 0) is known at once: discovery does not wait for it', async () => {
+    const p = freshPrefix();
+    const nc = await connect({ servers: SERVER });
+    try {
+      const who = nc.subscribe(`${p}.gw.who`);
+      void (async () => {
+        for await (const _ of who) nc.publish(`${p}.gw.hb`, 'hb empty 0 0 0');
+      })();
+      await nc.flush();
+      // A cap of 2.45 s past discoveryMs: waiting for a snapshot would still be learning at 500 ms.
+      const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 1000, discoveryMs: 50 });
+      await until('the router hears the gateway', () => router.liveGateways().includes('empty'));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(router.learning, false);
+      nc.publish(`${p}.gw.int`, codec.encodeDelta('empty', 1, ['alice'], []));
+      await until('its first delta applies in order', () => router.holders('alice').length === 1);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test('a gateway known only by a delta is waited for; at the cap it is asked again with `lost`', async (t) => {
+    const p = freshPrefix();
+    const nc = await connect({ servers: SERVER });
+    try {
+      const asked: string[] = [];
+      const who = nc.subscribe(`${p}.gw.who`);
+      void (async () => {
+        for await (const m of who) {
+          asked.push(m.string());
+          if (m.string().split(' ').length > 2) continue;
+          // Busy: it heartbeats, a delta of its goes out, and its snapshot never comes.
+          nc.publish(`${p}.gw.hb`, 'hb busy 5 57 57');
+          nc.publish(`${p}.gw.int`, codec.encodeDelta('busy', 58, ['bob'], []));
+        }
+      })();
+      // Alive all along (a silent one would expire, and discovery would stop waiting for it).
+      const beat = setInterval(() => nc.publish(`${p}.gw.hb`, 'hb busy 5 57 58'), 100);
+      t.after(() => clearInterval(beat));
+      await nc.flush();
+      // Heartbeats of 200 ms: the cap is 2.5 × 200 − 50 = 450 ms past discoveryMs.
+      const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 200, discoveryMs: 50 });
+      await until('the delta applied', () => router.holders('bob').length === 1);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(router.learning, true, 'past discoveryMs: one delta is not all of its ids');
+      await until('learned at the cap', () => !router.learning, 3000);
+      await until('asked again, lost', () => asked.includes(`who ${router.id} busy lost`), 3000);
     } finally {
       await nc.close();
     }
@@ -728,8 +784,9 @@ describe('routing by the interest directory', () => {
       nc.publish(`${p}.gw.int`, codec.encodeDelta('mute', 1, ['alice', 'bob'], []));
       nc.publish(`${p}.gw.hb`, 'bye late');
       nc.publish(`${p}.gw.int`, codec.encodeDelta('late', 7, ['carol'], []));
-      await until('the deltas applied', () => router.holders('alice').length === 1);
-      assert.equal(router.stats().gateways, 2, 'a delta is a sign of life');
+      // Both deltas are signs of life (the second, out of order, adds nothing).
+      await until('both deltas heard', () => router.stats().gateways === 2);
+      assert.deepEqual(router.holders('alice'), ['mute']);
       await until('both expired', () => router.stats().gateways === 0, 3000);
       assert.deepEqual(router.holders('alice'), []);
       assert.deepEqual(router.stats().directory, { ids: 0, pairs: 0 });

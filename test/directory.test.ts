@@ -51,3 +51,33 @@ test('a snapshot that ends with a part missing, or whose start was lost, is repo
   assert.equal(d.applySnapshot('g2', 3, 1, true, ['x']), false, 'its part 0 never came');
   assert.deepEqual(d.holders('x'), []);
 });
+
+test('whole: all of a gateway’s ids known — from its first delta, a whole snapshot or an empty start; not after a gap', () => {
+  const d = new Directory();
+  assert.equal(d.whole('g1'), false, 'never heard of');
+  d.applyDelta('g1', 1, ['a'], []);
+  d.applyDelta('g1', 2, ['b'], []);
+  assert.equal(d.whole('g1'), true, 'deltas from its first, none missed');
+  d.applyDelta('g1', 4, ['c'], []);
+  assert.equal(d.whole('g1'), false, 'delta 3 missed');
+  d.applyDelta('g1', 5, ['e'], []);
+  assert.equal(d.whole('g1'), false, 'in order again, but 3 is still missing');
+  d.applySnapshot('g1', 5, 0, false, ['a', 'b']);
+  assert.equal(d.whole('g1'), false, 'a snapshot under way');
+  d.applySnapshot('g1', 5, 1, true, ['c', 'd', 'e']);
+  assert.equal(d.whole('g1'), true, 'the snapshot is in');
+  d.behind('g1');
+  assert.equal(d.whole('g1'), false, 'a heartbeat named a delta not applied');
+
+  d.applyDelta('g2', 57, ['x'], []);
+  assert.equal(d.whole('g2'), false, 'joined in the middle: only one delta of it known');
+  assert.equal(d.seqOf('g2'), 57);
+
+  d.knowEmpty('g3');
+  assert.equal(d.whole('g3'), true, 'announced seq 0: it never held an id');
+  assert.equal(d.seqOf('g3'), 0);
+  assert.equal(d.applyDelta('g3', 1, ['y'], []), true, 'its first delta is the next');
+  assert.equal(d.whole('g3'), true);
+  d.knowEmpty('g2');
+  assert.equal(d.seqOf('g2'), 57, 'not for a gateway already heard of');
+});

@@ -49,8 +49,11 @@ export interface BusPublisherOptions {
    * a gateway silent that long would have expired anyway.
    */
   readonly discoveryCapMs: number;
-  /** Called when discovery is over, after the held sends went into their batches. */
-  readonly learned?: () => void;
+  /**
+   * Called when discovery is over, after the held sends went into their batches, with the
+   * gateways it ended without (heard from, but their ids not all known: the cap was reached).
+   */
+  readonly learned?: (missing: readonly string[]) => void;
   readonly log: Logger;
   readonly bad: (subject: string, err: unknown) => void;
 }
@@ -333,12 +336,12 @@ export class BusPublisher {
       this.#discovery = setTimeout(() => {
         const missing = [...this.#o.gateways.ids()].filter((g) => !this.#knows(g));
         if (missing.length > 0) {
-          this.#o.log.warn('discovery ended without the snapshots of some gateways', {
+          this.#o.log.warn('discovery ended without the snapshots of some gateways; they are asked again', {
             missing: missing.length,
             waitedMs: this.#o.discoveryMs + this.#o.discoveryCapMs,
           });
         }
-        this.#learned();
+        this.#learned(missing);
       }, this.#o.discoveryCapMs);
     }, this.#o.discoveryMs);
   }
@@ -349,7 +352,7 @@ export class BusPublisher {
   }
 
   #knows(gateway: string): boolean {
-    return this.#o.directory.seqOf(gateway) >= 0 && !this.#o.directory.snapshotting(gateway);
+    return this.#o.directory.whole(gateway);
   }
 
   #knowsEveryGateway(): boolean {
@@ -358,7 +361,7 @@ export class BusPublisher {
   }
 
   /** Discovery is over: the held sends are routed, in order, and rounds go as usual. */
-  #learned(): void {
+  #learned(missing: readonly string[] = []): void {
     clearTimeout(this.#discovery);
     this.#learning = false;
     this.#discoveryWaiting = false;
@@ -366,7 +369,7 @@ export class BusPublisher {
     this.#held = [];
     for (const h of held) this.#route(h.seq, h.record, h.recipients).then(h.resolve, h.reject);
     this.#tally.release();
-    this.#o.learned?.();
+    this.#o.learned?.(missing);
   }
 
   /** Stops waiting for `id` (bye or expiry); what was batched for it is dropped. */

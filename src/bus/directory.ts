@@ -37,6 +37,11 @@ class GatewayEntry {
   /** The part of the snapshot expected next, and whether one was missed. */
   nextPart = 0;
   partMissed = false;
+  /**
+   * Every id it holds is known: a whole snapshot, or deltas from its first with none missed
+   * since. False until then, and after a gap until the next whole snapshot.
+   */
+  whole = false;
 
   constructor(id: string, slot: number) {
     this.id = id;
@@ -138,8 +143,32 @@ export class Directory {
     for (const id of adds) this.#add(e, id);
     for (const id of removes) this.#remove(e, id);
     const inOrder = e.seq === -1 ? !e.snapshotting && seq === 1 : seq === e.seq + 1;
+    e.whole = inOrder && (e.whole || e.seq === -1);
     e.seq = seq;
     return inOrder;
+  }
+
+  /**
+   * A gateway that announced delta seq 0 (it never held an id) and that this directory has not
+   * heard of: known, and empty. Its first delta will be seq 1.
+   */
+  knowEmpty(gateway: string): void {
+    const e = this.#entry(gateway);
+    if (e.seq !== -1 || e.snapshotting) return;
+    e.seq = 0;
+    e.whole = true;
+  }
+
+  /** `gateway` announced a delta this directory has not applied: some of its ids may be missing. */
+  behind(gateway: string): void {
+    const e = this.#gateways.get(gateway);
+    if (e !== undefined) e.whole = false;
+  }
+
+  /** True when every id `gateway` holds is known here (see {@link GatewayEntry.whole}). */
+  whole(gateway: string): boolean {
+    const e = this.#gateways.get(gateway);
+    return e?.whole === true && !e.snapshotting;
   }
 
   /**
@@ -158,7 +187,11 @@ export class Directory {
       e.partMissed = true;
     }
     e.nextPart = part + 1;
-    if (!e.snapshotting) return !last; // a part of a snapshot whose start was lost
+    if (!e.snapshotting) {
+      // A part of a snapshot whose start was lost.
+      if (last) e.whole = false;
+      return !last;
+    }
     for (const id of ids) {
       this.#add(e, id);
       e.dropped?.delete(id);
@@ -168,6 +201,7 @@ export class Directory {
       e.seq = Math.max(e.seq, seq);
       for (const id of e.dropped ?? []) if (!this.#byId.has(id)) this.#report(id, false);
       e.dropped = undefined;
+      e.whole = !e.partMissed;
       return !e.partMissed;
     }
     return true;

@@ -198,6 +198,10 @@ export class NatsBus implements Bus {
   readonly #askedAt = new Map<string, number>();
   /** Until then (ms), presence changes are not reported: the directory is being learned. */
   #learningUntil = 0;
+  /** When this router last began learning the cluster (its `who` to every gateway). */
+  #discoveryAt = 0;
+  /** The end-of-turn send of {@link #toAck} is scheduled. */
+  #acksScheduled = false;
   /** Router side: heartbeats sent (numbered, so a gateway can tell it lost some). */
   #beats = 0;
   /** Gateway side: the last heartbeat number heard from each live router. */
@@ -317,11 +321,17 @@ export class NatsBus implements Bus {
         directory: this.#directory,
         tallyTimeoutMs: o.tallyTimeoutMs,
         discoveryMs: o.discoveryMs,
-        discoveryCapMs: 3 * o.gatewayHeartbeatMs,
-        // The acks held back while learning go after the held sends' batches (both at the end of
-        // this turn, in that order).
-        learned: () => {
-          if (this.#toAck.size > 0) setImmediate(() => this.#sendAcks());
+        // Under a gateway's 3-heartbeat wait for acks, with room for the last snapshot's ack.
+        discoveryCapMs: Math.max(0, 2.5 * o.gatewayHeartbeatMs - o.discoveryMs),
+        learned: (missing) => {
+          // The acks held back while learning go after the held sends' batches (both at the end
+          // of this turn, in that order).
+          this.#scheduleAcks();
+          // Routed without their ids: asked again, `lost`, so their clients come back to the history.
+          for (const gateway of missing) {
+            this.#askedAt.delete(gateway);
+            this.#resync(gateway, true);
+          }
         },
         log: this.#log,
         bad: (subject, err) => this.#bad(subject, err),
@@ -390,17 +400,17 @@ export class NatsBus implements Bus {
     this.#feed.lost(id);
   }
 
-  /**
-   * Gateway side: resolves when every live router has applied the interests announced so far
-   * (see interest-acks.ts): from then on every send to those ids reaches this gateway, and what
-   * was sent before is in the history. A router that does not ack within 3 heartbeat periods is
-   * not waited for (logged).
-   */
   /** Gateway side, after connecting: every live router heartbeats within 1.5 periods. */
   #hearRoutersAgain(): void {
     this.#routersKnownAt = Date.now() + Math.ceil(1.5 * this.#o.gatewayHeartbeatMs);
   }
 
+  /**
+   * Gateway side: resolves when every live router has applied the interests announced so far
+   * (see interest-acks.ts): from then on every send to those ids reaches this gateway, and what
+   * was sent before is in the history. A router that does not ack within 3 heartbeat periods is
+   * not waited for (logged); a router learning the cluster acks within 2.5.
+   */
   async settled(): Promise<void> {
     if (this.#receiver === undefined || this.#closed || !this.#up) return;
     this.#feed.flush();
@@ -492,6 +502,11 @@ export class NatsBus implements Bus {
     return this.#nc.flush();
   }
 
+  /** True while this router learns the cluster (after it starts or reconnects): sends are held. */
+  get learning(): boolean {
+    return this.#publisher?.learning ?? false;
+  }
+
   /** Ids of the gateways this bus currently knows to be alive (itself included if attached). */
   liveGateways(): string[] {
     return [...this.#gateways.ids()];
@@ -578,6 +593,9 @@ export class NatsBus implements Bus {
     this.#stopTimers();
     if (this.#nc.isClosed()) return;
     if (this.#up) {
+      // Deltas still waiting for the end of the turn go first: after the bye they would bring this
+      // gateway back to the routers for three heartbeats.
+      if (this.#receiver !== undefined) this.#feed.flush();
       if (this.#receiver !== undefined) this.#announce('bye');
       if (this.#publisher !== undefined) this.#announceRouter('bye');
     }
@@ -643,7 +661,8 @@ export class NatsBus implements Bus {
   /** A router (re)joins: ask every gateway who it is and what it holds; presence stays quiet meanwhile. */
   #learn(): void {
     this.#directory.quiet = true;
-    this.#learningUntil = Date.now() + Math.max(2000, 2 * this.#o.discoveryMs);
+    this.#discoveryAt = Date.now();
+    this.#learningUntil = this.#discoveryAt + Math.max(2000, 2 * this.#o.discoveryMs);
     this.#publisher?.discover();
   }
 
@@ -674,15 +693,26 @@ export class NatsBus implements Bus {
       this.#bad(m.subject, err);
       return;
     }
+    if (this.#publisher === undefined || a.kind !== 'hb') return;
+    const gw = a.gatewayId;
+    // A gateway that has announced no id yet (seq 0) has nothing to teach: known, and empty.
+    if (a.seq === 0 && this.#directory.seqOf(gw) === -1 && !this.#directory.snapshotting(gw)) {
+      this.#directory.knowEmpty(gw);
+      this.#publisher.snapshotIn();
+      return;
+    }
     // A heartbeat names the gateway's last delta: behind it, deltas were lost. Ask for a snapshot.
-    // (A gateway that has announced no id yet, seq 0, has nothing to teach.)
     if (
-      this.#publisher !== undefined &&
-      a.kind === 'hb' &&
-      ((a.seq > 0 && a.seq > this.#directory.seqOf(a.gatewayId)) || this.#unsure.has(a.gatewayId)) &&
-      !this.#directory.snapshotting(a.gatewayId)
+      ((a.seq > 0 && a.seq > this.#directory.seqOf(gw)) || this.#unsure.has(gw)) &&
+      !this.#directory.snapshotting(gw)
     ) {
-      this.#resync(a.gatewayId, true);
+      this.#directory.behind(gw);
+      // Not while its answer to this router's `who` is on its way (a second snapshot for nothing).
+      const answering =
+        this.#publisher.learning &&
+        this.#directory.seqOf(gw) === -1 &&
+        Date.now() - this.#discoveryAt < this.#o.discoveryMs;
+      if (!answering) this.#resync(gw, true);
     }
   }
 
@@ -733,13 +763,26 @@ export class NatsBus implements Bus {
    * before this router has learned the cluster.
    */
   #ackInterests(gateway: string): void {
-    if (this.#toAck.size === 0) setImmediate(() => this.#sendAcks());
     this.#toAck.add(gateway);
+    this.#scheduleAcks();
+  }
+
+  /**
+   * A router still learning acks nothing: a resume that read the history now would also get the
+   * sends it holds, routed once it has learned. Its acks are scheduled when it has, after those
+   * sends' batches, so they reach the gateway first.
+   */
+  #scheduleAcks(): void {
+    if (this.#acksScheduled || this.#toAck.size === 0 || this.#publisher?.learning === true) return;
+    this.#acksScheduled = true;
+    setImmediate(() => {
+      this.#acksScheduled = false;
+      this.#sendAcks();
+    });
   }
 
   #sendAcks(): void {
-    // A router still learning acks nothing: a resume that read the history now would also get the
-    // sends it holds, routed once it has learned; held back, they reach the gateway before the ack.
+    // Scheduled before this router began learning again (a reconnect): kept for when it has.
     if (this.#publisher?.learning === true) return;
     for (const gateway of this.#toAck) {
       if (this.#unsure.has(gateway) || this.#directory.snapshotting(gateway)) continue;
@@ -769,8 +812,12 @@ export class NatsBus implements Bus {
     // A sign of life: a gateway heard only through its deltas (one whose heartbeats are lost, or a
     // late delta after its bye) still expires, and its ids with it.
     this.#gateways.seen(d.gatewayId, Date.now());
-    if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) this.#resync(d.gatewayId, true);
-    else this.#ackInterests(d.gatewayId);
+    if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) {
+      this.#resync(d.gatewayId, true);
+    } else {
+      this.#publisher?.snapshotIn();
+      this.#ackInterests(d.gatewayId);
+    }
   }
 
   #onSnapshot(m: Msg): void {
@@ -801,8 +848,8 @@ export class NatsBus implements Bus {
       this.#resync(gw, true);
     } else if (snap.last && !this.#directory.snapshotting(gw)) {
       this.#unsure.delete(gw);
-      this.#ackInterests(gw);
       this.#publisher?.snapshotIn();
+      this.#ackInterests(gw);
     }
   }
 
