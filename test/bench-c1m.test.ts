@@ -129,7 +129,11 @@ function sample(
       steal: elapsedMs / 4000,
       idle: 0,
     },
-    otherCpuSeconds: { '[kdamond.0]': elapsedMs / 5000, 'this process': elapsedMs / 100_000, sshd: 0 },
+    otherCpu: {
+      '109@4': { name: '[kdamond.0]', seconds: elapsedMs / 5000 },
+      '700@900': { name: 'this process', seconds: elapsedMs / 100_000 },
+      '800@950': { name: 'sshd', seconds: 0 },
+    },
   };
 }
 
@@ -220,7 +224,15 @@ describe('bench c1m: report', () => {
       1200,
       100_000,
     );
-    const messages = { ...done, otherCpuSeconds: { ...done.otherCpuSeconds, newcomer: 3 } };
+    // Born in the phase (counted from 0), and a pid reused by a new process (likewise).
+    const messages: C1mSample = {
+      ...done,
+      otherCpu: {
+        ...done.otherCpu,
+        '5000@2000': { name: 'newcomer', seconds: 2 },
+        '800@1999': { name: 'newcomer', seconds: 1 },
+      },
+    };
     const r = buildC1mReport({
       ...base,
       marks: [...base.marks, { mark: 'messages', sample: messages }],

@@ -11,7 +11,8 @@ import { ServerProcess } from '../src/bench/harness/server-process.js';
 import { ConfigError } from '../src/errors.js';
 import {
   clockTicks,
-  cpuByProcessName,
+  coresByName,
+  cpuByProcess,
   machineCpu,
   machineCpuSplit,
   readCpuSeconds,
@@ -72,19 +73,42 @@ describe('/proc readers', () => {
     assert.ok(s.user > 0 && s.system > 0 && s.steal >= 0 && s.irq >= 0);
   });
 
-  test("the other processes' CPU by name: kernel threads in brackets, this one named, an excluded pid left out", () => {
+  test("the other processes' CPU: keyed by pid and start time, kernel threads in brackets, this one named, an excluded pid left out", () => {
     const until = Date.now() + 50;
     while (Date.now() < until); // some CPU of our own
-    const all = cpuByProcessName(new Set());
-    assert.ok((all.get('this process') ?? 0) > 0, JSON.stringify([...all]));
+    const all = cpuByProcess(new Set());
+    const own = Object.entries(all).find(([, p]) => p.name === 'this process');
+    assert.ok(
+      own !== undefined && own[1].seconds > 0 && own[0].startsWith(`${process.pid}@`),
+      JSON.stringify(own),
+    );
     if (existsSync('/proc/2/stat')) {
       // Where the kernel's threads are visible (not in a pid namespace of its own).
       assert.ok(
-        [...all.keys()].some((k) => /^\[[^/]+\]$/.test(k)),
+        Object.values(all).some((p) => /^\[[^/]+\]$/.test(p.name)),
         'kernel threads, without their /N',
       );
     }
-    assert.equal(cpuByProcessName(new Set([process.pid])).has('this process'), false);
+    assert.ok(!Object.values(cpuByProcess(new Set([process.pid]))).some((p) => p.name === 'this process'));
+  });
+
+  test('cores by name between two readings: per process, summed by name, most first', () => {
+    const from = {
+      '1@1': { name: 'a', seconds: 10 },
+      '2@1': { name: 'b', seconds: 5 },
+      '3@1': { name: 'gone', seconds: 9 },
+    };
+    // 1 used 2 s, 2 used 1 s, 4 was born and used 1 s (also named b), 3 ended; 2 s apart.
+    const to = {
+      '1@1': { name: 'a', seconds: 12 },
+      '2@1': { name: 'b', seconds: 6 },
+      '4@7': { name: 'b', seconds: 1 },
+    };
+    assert.deepEqual(coresByName(from, to, 2), [
+      { name: 'a', cores: 1 },
+      { name: 'b', cores: 1 },
+    ]);
+    assert.deepEqual(coresByName(from, to, 2, 1.5), []);
   });
 });
 

@@ -127,14 +127,24 @@ export function machineCpuSplit(): MachineCpuSplit {
   };
 }
 
+/** A process's CPU seconds so far, and the name it is summed under. */
+export interface NamedCpu {
+  readonly name: string;
+  readonly seconds: number;
+}
+
+/** `PF_KTHREAD` in the flags of `/proc/<pid>/stat`: a kernel thread. */
+const PF_KTHREAD = 0x200000;
+
 /**
- * CPU seconds used so far by every process on the machine but `exclude`, summed by name: kernel
+ * The CPU seconds used so far by every process on the machine but `exclude`, keyed by
+ * `<pid>@<start time>` (a pid's identity over reuse), each with a name to sum under: kernel
  * threads as `[name]` (`[kworker]`, `[ksoftirqd]`, `[kdamond.0]`: the part before any `/`), this
- * process as `this process`, the rest by their `comm`. What the machine spent beside the processes
- * a bench watches; a process that ended since is missing from it.
+ * process as `this process`, the rest by their `comm`. Two readings subtracted per key say what
+ * each process used in between (one born meanwhile from zero; one that ended is missing).
  */
-export function cpuByProcessName(exclude: ReadonlySet<number>): Map<string, number> {
-  const out = new Map<string, number>();
+export function cpuByProcess(exclude: ReadonlySet<number>): Record<string, NamedCpu> {
+  const out: Record<string, NamedCpu> = {};
   const hz = clockTicks();
   let entries: string[];
   try {
@@ -147,18 +157,38 @@ export function cpuByProcessName(exclude: ReadonlySet<number>): Map<string, numb
     if (!Number.isSafeInteger(pid) || pid <= 0 || exclude.has(pid)) continue;
     const stat = readProcFile(`/proc/${pid}/stat`);
     if (stat === undefined) continue;
-    const open = stat.indexOf('(');
     const close = stat.lastIndexOf(')');
-    const comm = stat.slice(open + 1, close);
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    // After "(comm) ": state, ppid, pgrp, session, tty, tpgid, flags, …, utime (11), stime (12), …, starttime (19).
     const rest = stat.slice(close + 2).split(' ');
-    const ppid = Number(rest[1]);
     const seconds = (Number(rest[11]) + Number(rest[12])) / hz;
-    if (!Number.isFinite(seconds) || seconds === 0) continue;
-    const name =
-      pid === process.pid ? 'this process' : pid === 2 || ppid === 2 ? `[${comm.split('/')[0]}]` : comm;
-    out.set(name, (out.get(name) ?? 0) + seconds);
+    if (!Number.isFinite(seconds)) continue;
+    const kernel = (Number(rest[6]) & PF_KTHREAD) !== 0;
+    const name = pid === process.pid ? 'this process' : kernel ? `[${comm.split('/')[0]}]` : comm;
+    out[`${pid}@${rest[19]}`] = { name, seconds };
   }
   return out;
+}
+
+/**
+ * Cores (CPU seconds per second) each name used between two {@link cpuByProcess} readings
+ * `seconds` apart, most first, those under `least` left out.
+ */
+export function coresByName(
+  from: Readonly<Record<string, NamedCpu>>,
+  to: Readonly<Record<string, NamedCpu>>,
+  seconds: number,
+  least = 0.01,
+): { name: string; cores: number }[] {
+  const byName = new Map<string, number>();
+  for (const [key, p] of Object.entries(to)) {
+    const used = p.seconds - (from[key]?.seconds ?? 0);
+    if (used > 0) byName.set(p.name, (byName.get(p.name) ?? 0) + used);
+  }
+  return [...byName]
+    .map(([name, used]) => ({ name, cores: Math.round((used / seconds) * 100) / 100 }))
+    .filter((o) => o.cores >= least)
+    .sort((a, b) => b.cores - a.cores || a.name.localeCompare(b.name));
 }
 
 /**

@@ -31,7 +31,7 @@ import { runFlood } from '../../tools/flood/flood.js';
 import type { FloodReport, FloodSummary } from '../../tools/flood/report.js';
 import { childPids } from '../../tools/memlog/sockets.js';
 import { type MsggenReport, type MsggenSummary, runMsggen } from '../../tools/msggen/msggen.js';
-import { cpuByProcessName, machineCpu, machineCpuSplit } from '../../tools/proc.js';
+import { cpuByProcess, machineCpu, machineCpuSplit } from '../../tools/proc.js';
 import { CliProcess } from '../harness/cli-process.js';
 import { untilCountSettles } from '../harness/drain.js';
 import { deleteHistoryStream, natsServerPids } from '../harness/nats.js';
@@ -493,8 +493,8 @@ class C1mRun {
     await this.#mark('drained');
   }
 
-  /** Takes a sample now (also into the series). */
-  async #sample(): Promise<C1mSample> {
+  /** Takes a sample now (also into the series); with `others`, the other processes' CPU too. */
+  async #sample(others = false): Promise<C1mSample> {
     const kernel = readKernelMemory();
     this.#memMin = Math.min(this.#memMin, kernel.memAvailableBytes);
     const server = await this.#serverConnections();
@@ -510,14 +510,14 @@ class C1mRun {
       sent: this.#msggenLatest?.sent ?? 0,
       machineBusySeconds: Math.round(machineCpu().busy * 100) / 100,
       machineCpu: machineCpuSplit(),
-      otherCpuSeconds: Object.fromEntries(cpuByProcessName(new Set(ROLES.flatMap((r) => this.#pids[r])))),
+      ...(others ? { otherCpu: cpuByProcess(new Set(ROLES.flatMap((r) => this.#pids[r]))) } : {}),
     };
     this.#samples.push(s);
     return s;
   }
 
   async #mark(mark: C1mMarkName): Promise<void> {
-    const sample = await this.#sample();
+    const sample = await this.#sample(true);
     this.#marks.push({ mark, sample });
     if (mark === 'empty' || mark === 'full' || mark === 'messages') this.#slab.set(mark, readSlabCaches());
   }

@@ -9,7 +9,7 @@
  * - RSS: the article's column (`ps -o rss`); summed over 60 Node processes it counts the node
  *   binary's shared pages 60 times, so it overcounts.
  */
-import { type MachineCpuSplit, readCpuSeconds, readProcessMemory } from '../../tools/proc.js';
+import { type MachineCpuSplit, type NamedCpu, readCpuSeconds, readProcessMemory } from '../../tools/proc.js';
 import type { KernelMemory } from './kernel.js';
 
 export const ROLES = ['gateways', 'routers', 'primary', 'nats', 'flood'] as const;
@@ -59,10 +59,11 @@ export interface C1mSample {
   /** The machine's CPU seconds so far by kind (user, system, interrupts, steal, idle). */
   readonly machineCpu: MachineCpuSplit;
   /**
-   * CPU seconds so far of every other process on the machine, by name (kernel threads in
-   * brackets; `this process` is the bench): where the machine's busy time beside the roles went.
+   * At the marks only: CPU seconds so far of every other process on the machine, by pid and start
+   * time, with its name (kernel threads in brackets; `this process` is the bench): where the
+   * machine's busy time beside the roles went.
    */
-  readonly otherCpuSeconds: Readonly<Record<string, number>>;
+  readonly otherCpu?: Readonly<Record<string, NamedCpu>>;
 }
 
 const NONE: RoleMemory = { processes: 0, pssBytes: 0, privateBytes: 0, rssBytes: 0, cpuSeconds: 0 };

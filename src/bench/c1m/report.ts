@@ -12,6 +12,7 @@
  * and is left out of it, but reported.
  */
 import type { LatencySummary } from '../../tools/msggen/latency.js';
+import { coresByName } from '../../tools/proc.js';
 import {
   addRoles,
   type C1mSample,
@@ -243,11 +244,10 @@ export function buildC1mReport(input: C1mInput): C1mReport {
     for (const role of ROLES) byRole[role] = rate(from.roles[role].cpuSeconds, to.roles[role].cpuSeconds);
     const a = from.machineCpu;
     const b = to.machineCpu;
-    // A process born during the phase counts from 0; one that ended is missing (never negative).
-    const others = Object.entries(to.otherCpuSeconds)
-      .map(([name, s]) => ({ name, cores: Math.max(0, rate(from.otherCpuSeconds[name] ?? 0, s)) }))
-      .filter((o) => o.cores >= 0.01)
-      .sort((x, y) => y.cores - x.cores);
+    const others =
+      from.otherCpu === undefined || to.otherCpu === undefined
+        ? []
+        : coresByName(from.otherCpu, to.otherCpu, seconds);
     return {
       ...byRole,
       machine: rate(from.machineBusySeconds, to.machineBusySeconds),
