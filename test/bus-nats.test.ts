@@ -696,13 +696,54 @@ describe('routing by the interest directory', () => {
       const beat = setInterval(() => nc.publish(`${p}.gw.hb`, 'hb busy 5 57 58'), 100);
       t.after(() => clearInterval(beat));
       await nc.flush();
-      // Heartbeats of 200 ms: the cap is 2.5 × 200 − 50 = 450 ms past discoveryMs.
-      const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 200, discoveryMs: 50 });
+      // Heartbeats of 1 s: the cap is 2.5 × 1000 − 50 = 2,450 ms past discoveryMs.
+      const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 1000, discoveryMs: 50 });
       await until('the delta applied', () => router.holders('bob').length === 1);
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(router.learning, true, 'past discoveryMs: one delta is not all of its ids');
-      await until('learned at the cap', () => !router.learning, 3000);
+      await until('learned at the cap', () => !router.learning, 6000);
       await until('asked again, lost', () => asked.includes(`who ${router.id} busy lost`), 3000);
+      // Its delta came before any part of its snapshot, within discoveryMs: not asked for a
+      // second snapshot then (its answer to the `who` to all was still due).
+      assert.deepEqual(
+        asked.filter((a) => a.startsWith(`who ${router.id} busy`)),
+        [`who ${router.id} busy lost`],
+      );
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test('a gateway that leaves ends the discovery that waited for it, and the held sends are not routed to it', async () => {
+    const p = freshPrefix();
+    const nc = await connect({ servers: SERVER });
+    try {
+      const batches: string[] = [];
+      const sub = nc.subscribe(`${p}.dl.leaving`);
+      void (async () => {
+        for await (const m of sub) batches.push(m.subject);
+      })();
+      const who = nc.subscribe(`${p}.gw.who`);
+      void (async () => {
+        for await (const m of who) {
+          if (m.string().split(' ').length > 2) continue;
+          nc.publish(`${p}.gw.hb`, 'hb leaving 1 5 5');
+          nc.publish(`${p}.gw.int`, codec.encodeDelta('leaving', 6, ['carol'], []));
+        }
+      })();
+      await nc.flush();
+      const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 1000, discoveryMs: 50 });
+      await until('its delta applied', () => router.holders('carol').length === 1);
+      const sent = router.publish(message('held'), ['carol']);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(router.learning, true, 'past discoveryMs, waiting for its ids');
+      nc.publish(`${p}.gw.hb`, 'bye leaving');
+      // Routed on the directory without it: no gateway holds carol, and no count is waited for.
+      assert.deepEqual(await sent, { delivered: 0, complete: true, missing: [] });
+      assert.equal(router.learning, false);
+      await router.flush();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(batches, [], 'no batch to a gateway gone');
     } finally {
       await nc.close();
     }

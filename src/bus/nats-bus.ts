@@ -202,6 +202,9 @@ export class NatsBus implements Bus {
   #discoveryAt = 0;
   /** The end-of-turn send of {@link #toAck} is scheduled. */
   #acksScheduled = false;
+  /** Gateways whose snapshot began arriving since this router's last `who` to all. */
+  readonly #snapshotStarted = new Set<string>();
+  #lastLoad: GatewayLoad = { connections: 0, ids: 0 };
   /** Router side: heartbeats sent (numbered, so a gateway can tell it lost some). */
   #beats = 0;
   /** Gateway side: the last heartbeat number heard from each live router. */
@@ -273,11 +276,13 @@ export class NatsBus implements Bus {
     };
     this.#directory = new Directory((id, online) => this.#presenceChange(id, online));
     this.#gateways = new Membership(3 * o.gatewayHeartbeatMs, this.#log, (id, expired) => {
-      this.#publisher?.gatewayGone(id, expired);
       this.#directory.dropGateway(id);
       this.#askedAt.delete(id);
       this.#unsure.delete(id);
       this.#lateSnapshots.delete(id);
+      this.#snapshotStarted.delete(id);
+      // Last: it may end discovery, and the held sends are routed on the directory without it.
+      this.#publisher?.gatewayGone(id, expired);
     });
     this.#routers = new Membership(
       3 * o.gatewayHeartbeatMs,
@@ -648,20 +653,25 @@ export class NatsBus implements Bus {
     );
   }
 
-  /** The attached gateway's load; a failing load source must not silence the heartbeat. */
-  #load(): GatewayLoad | undefined {
+  /**
+   * The attached gateway's load (none attached: nothing held). A failing load source must not
+   * silence the heartbeat, nor drop its delta seq (read as 0, "never held an id", a router would
+   * take the gateway for empty): the last load read goes instead.
+   */
+  #load(): GatewayLoad {
     try {
-      return this.#receiver?.load();
+      this.#lastLoad = this.#receiver?.load() ?? this.#lastLoad;
     } catch (err) {
       this.#log.warn('gateway load not available for the heartbeat', { err });
-      return undefined;
     }
+    return this.#lastLoad;
   }
 
   /** A router (re)joins: ask every gateway who it is and what it holds; presence stays quiet meanwhile. */
   #learn(): void {
     this.#directory.quiet = true;
     this.#discoveryAt = Date.now();
+    this.#snapshotStarted.clear();
     this.#learningUntil = this.#discoveryAt + Math.max(2000, 2 * this.#o.discoveryMs);
     this.#publisher?.discover();
   }
@@ -707,13 +717,21 @@ export class NatsBus implements Bus {
       !this.#directory.snapshotting(gw)
     ) {
       this.#directory.behind(gw);
-      // Not while its answer to this router's `who` is on its way (a second snapshot for nothing).
-      const answering =
-        this.#publisher.learning &&
-        this.#directory.seqOf(gw) === -1 &&
-        Date.now() - this.#discoveryAt < this.#o.discoveryMs;
-      if (!answering) this.#resync(gw, true);
+      if (!this.#answering(gw)) this.#resync(gw, true);
     }
+  }
+
+  /**
+   * True while `gateway`'s answer to this router's `who` to all may still be on its way (learning,
+   * within discoveryMs, no part of its snapshot yet): asking it again would send a second snapshot
+   * for nothing, whose first part would unlearn the first's ids.
+   */
+  #answering(gateway: string): boolean {
+    return (
+      this.#publisher?.learning === true &&
+      !this.#snapshotStarted.has(gateway) &&
+      Date.now() - this.#discoveryAt < this.#o.discoveryMs
+    );
   }
 
   #onRouterAnnouncement(m: Msg): void {
@@ -813,7 +831,8 @@ export class NatsBus implements Bus {
     // late delta after its bye) still expires, and its ids with it.
     this.#gateways.seen(d.gatewayId, Date.now());
     if (!this.#directory.applyDelta(d.gatewayId, d.seq, d.adds, d.removes)) {
-      this.#resync(d.gatewayId, true);
+      // Out of order, or the first this router hears of it: its snapshot says the rest.
+      if (!this.#answering(d.gatewayId)) this.#resync(d.gatewayId, true);
     } else {
       this.#publisher?.snapshotIn();
       this.#ackInterests(d.gatewayId);
@@ -840,6 +859,7 @@ export class NatsBus implements Bus {
       !this.#directory.snapshotting(gw) &&
       !this.#unsure.has(gw);
     if (late) this.#lateSnapshots.add(gw);
+    if (snap.part === 0) this.#snapshotStarted.add(gw);
     const whole = this.#directory.applySnapshot(gw, snap.seq, snap.part, snap.last, snap.ids);
     if (snap.last && this.#lateSnapshots.delete(gw)) {
       this.#resync(gw, true);
