@@ -749,6 +749,38 @@ describe('routing by the interest directory', () => {
     }
   });
 
+  test('a gateway whose load cannot be read still heartbeats its delta seq, with the last load it read', async () => {
+    const p = freshPrefix();
+    class Failing extends FakeRegistry {
+      fail = false;
+      override load(): { connections: number; ids: number } {
+        if (this.fail) throw new Error('load source down');
+        return super.load();
+      }
+    }
+    const nc = await connect({ servers: SERVER });
+    try {
+      const beats: string[] = [];
+      const sub = nc.subscribe(`${p}.gw.hb`);
+      void (async () => {
+        for await (const m of sub) beats.push(m.string());
+      })();
+      await nc.flush();
+      const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
+      const reg = new Failing(gw);
+      reg.login('alice', new FakeConn('alice'));
+      await gw.flush();
+      await until('a heartbeat with the load', () => beats.includes(`hb ${gw.id} 1 1 1`));
+      reg.fail = true;
+      const from = beats.length;
+      await until('heartbeats while the load fails', () => beats.length >= from + 2);
+      // Not a bare `hb <id>`: a router would read it as seq 0, a gateway that never held an id.
+      assert.deepEqual(beats.slice(from, from + 2), [`hb ${gw.id} 1 1 1`, `hb ${gw.id} 1 1 1`]);
+    } finally {
+      await nc.close();
+    }
+  });
+
   test('a wide send goes in several batches and reaches every connection once', async () => {
     const p = freshPrefix();
     const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });
