@@ -469,7 +469,9 @@ describe('across hosts', { skip: skip ?? false, timeout: 240_000 }, () => {
     const rtt = 2 * 2;
     const grew = delayed - base;
     const seen = `median send ${base.toFixed(2)} ms, ${delayed.toFixed(2)} ms with 2 ms each way; leader ${leader.cluster?.leader}`;
-    assert.ok(grew >= trips * rtt - 1, `${seen}: grew less than ${trips} round trips`);
+    // Half a round trip of slack: still tells `trips` from one fewer, and a median under a full
+    // suite on 2 cores came out 14.98 ms for 4 trips of 4 ms (15 asked with 1 ms of slack).
+    assert.ok(grew >= (trips - 0.5) * rtt, `${seen}: grew less than ${trips} round trips`);
     // Two spare round trips: a loaded CI box is slower in both runs, but not evenly.
     assert.ok(grew <= (trips + 2) * rtt, `${seen}: grew by more than ${trips} round trips and two spare`);
     await onC.waitFor('data: d2-24');
