@@ -144,18 +144,21 @@ describe('bench c1m: report', () => {
     200,
     0,
   );
-  const full = sample(
-    10_000,
-    {
-      gateways: role(300, 4, 11),
-      routers: role(50),
-      primary: role(30),
-      nats: role(120),
-      flood: role(400, 4),
-    },
-    1200,
-    100_000,
-  );
+  /** The cluster full: 100,000 connections, `elapsedMs` into the run. */
+  const fullAt = (elapsedMs: number): C1mSample =>
+    sample(
+      elapsedMs,
+      {
+        gateways: role(300, 4, 11),
+        routers: role(50),
+        primary: role(30),
+        nats: role(120),
+        flood: role(400, 4),
+      },
+      1200,
+      100_000,
+    );
+  const full = fullAt(10_000);
   const base: C1mInput = {
     settings: { connections: 100_000, users: 100_000, m: 15, gateways: 4, routers: 1 },
     commandLine: 'switchboard bench c1m',
@@ -212,18 +215,7 @@ describe('bench c1m: report', () => {
   });
 
   test('the cores of a phase: by role, the machine by kind, and the other processes that took them', () => {
-    const done = sample(
-      20_000,
-      {
-        gateways: role(300, 4, 11),
-        routers: role(50),
-        primary: role(30),
-        nats: role(120),
-        flood: role(400, 4),
-      },
-      1200,
-      100_000,
-    );
+    const done = fullAt(20_000);
     // Born in the phase (counted from 0), and a pid reused by a new process (likewise).
     const messages: C1mSample = {
       ...done,

@@ -127,6 +127,22 @@ export function machineCpuSplit(): MachineCpuSplit {
   };
 }
 
+/** The pids in `/proc`, in its order (none when it cannot be read). */
+export function listPids(): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (Number.isSafeInteger(pid) && pid > 0) out.push(pid);
+  }
+  return out;
+}
+
 /** A process's CPU seconds so far, and the name it is summed under. */
 export interface NamedCpu {
   readonly name: string;
@@ -146,15 +162,8 @@ const PF_KTHREAD = 0x200000;
 export function cpuByProcess(exclude: ReadonlySet<number>): Record<string, NamedCpu> {
   const out: Record<string, NamedCpu> = {};
   const hz = clockTicks();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const entry of entries) {
-    const pid = Number(entry);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || exclude.has(pid)) continue;
+  for (const pid of listPids()) {
+    if (exclude.has(pid)) continue;
     const stat = readProcFile(`/proc/${pid}/stat`);
     if (stat === undefined) continue;
     const close = stat.lastIndexOf(')');

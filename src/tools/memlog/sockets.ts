@@ -20,6 +20,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { listPids } from '../proc.js';
 
 /** TCP states as `/proc/net/tcp` writes them (hex, see include/net/tcp_states.h). */
 const STATE_ESTABLISHED = '01';
@@ -393,15 +394,8 @@ export async function childPids(parents: readonly number[]): Promise<number[]> {
   const out: number[] = [];
   if (parents.length === 0) return out;
   const wanted = new Set(parents);
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const name of entries) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0 || wanted.has(pid)) continue;
+  for (const pid of listPids()) {
+    if (wanted.has(pid)) continue;
     let stat: string;
     try {
       stat = await readFile(`/proc/${pid}/stat`, 'latin1');
