@@ -45,8 +45,8 @@ export interface BusPublisherOptions {
   readonly tallyTimeoutMs: number;
   readonly discoveryMs: number;
   /**
-   * Discovery's longest wait, past `discoveryMs`, for the snapshots of the gateways heard from:
-   * a gateway silent that long would have expired anyway.
+   * Discovery's longest wait, past `discoveryMs`, for the snapshots of the gateways heard from
+   * (kept under a gateway's wait for a router's acks: it acks nothing meanwhile).
    */
   readonly discoveryCapMs: number;
   /**

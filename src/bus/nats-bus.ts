@@ -142,8 +142,8 @@ function randomId(): string {
  *   says so per publish (`complete: false`, `missing`). A gateway that dies without `bye` stops
  *   being waited for once it expires (≤ 3 × gatewayHeartbeatMs).
  * - After connecting (and after every reconnect) the router spends `discoveryMs` learning the
- *   live gateways, and then waits for the snapshot of every gateway it heard from (3 heartbeats at
- *   most); publishes made meanwhile are held, routed once it has.
+ *   live gateways, and then waits for the snapshot of every gateway it heard from (until 2.5
+ *   heartbeats after it began, at most); publishes made meanwhile are held, routed once it has.
  * - A gateway that joined less than a round trip before a publish may answer after the round is
  *   complete; its deliveries are then missing from that count. Likewise a gateway whose event
  *   loop is blocked for longer than 3 × gatewayHeartbeatMs is treated as gone until its next heartbeat.
