@@ -46,15 +46,30 @@ function readProcFile(file: string): string | undefined {
   }
 }
 
-/** The CPU time `pid` has used (`utime`, `stime` of `/proc/<pid>/stat`), or `undefined` when it is gone. */
-export function readCpuTimes(pid: number): CpuTimes | undefined {
+/**
+ * `/proc/<pid>/stat` split: its `comm`, and the fields after it (`rest[0]` is field 3, the state),
+ * or `undefined` when the process is gone. "pid (comm) state ppid …": comm may hold spaces, so the
+ * fields are counted after the last ')'.
+ */
+function readStat(pid: number): { comm: string; rest: string[] } | undefined {
   const stat = readProcFile(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
-  // "pid (comm) state ppid …": comm may hold spaces, so count fields after the last ')'.
-  // Fields 14 and 15 (utime, stime) are the 12th and 13th after it.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
+  const close = stat.lastIndexOf(')');
+  return { comm: stat.slice(stat.indexOf('(') + 1, close), rest: stat.slice(close + 2).split(' ') };
+}
+
+/** Fields of `/proc/<pid>/stat`, as indexes of {@link readStat}'s `rest`. */
+const STAT_FLAGS = 6;
+const STAT_UTIME = 11;
+const STAT_STIME = 12;
+const STAT_STARTTIME = 19;
+
+/** The CPU time `pid` has used (`utime`, `stime` of `/proc/<pid>/stat`), or `undefined` when it is gone. */
+export function readCpuTimes(pid: number): CpuTimes | undefined {
+  const rest = readStat(pid)?.rest;
+  if (rest === undefined) return undefined;
+  const utime = Number(rest[STAT_UTIME]);
+  const stime = Number(rest[STAT_STIME]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
   const hz = clockTicks();
   return { user: utime / hz, sys: stime / hz };
@@ -65,10 +80,9 @@ export function readCpuTimes(pid: number): CpuTimes | undefined {
  * `undefined` once the process is gone or a zombie.
  */
 export function readStartTime(pid: number): string | undefined {
-  const stat = readProcFile(`/proc/${pid}/stat`);
-  if (stat === undefined) return undefined;
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return rest[0] === 'Z' || rest[0] === 'X' ? undefined : rest[19];
+  const rest = readStat(pid)?.rest;
+  if (rest === undefined) return undefined;
+  return rest[0] === 'Z' || rest[0] === 'X' ? undefined : rest[STAT_STARTTIME];
 }
 
 /** User + system CPU seconds `pid` has used, or `undefined` when it is gone. */
@@ -90,9 +104,14 @@ export function sumCpuSeconds(pids: readonly number[]): number | undefined {
   return read === 0 ? undefined : total;
 }
 
+/** The `cpu` line of `/proc/stat`: ticks of the whole machine by kind, in the kernel's order. */
+function readCpuLine(): number[] {
+  return readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+}
+
 /** Busy and total CPU seconds of the whole machine (all cores), from the `cpu` line of `/proc/stat`. */
 export function machineCpu(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = readCpuLine();
   const total = f.reduce((a, b) => a + b, 0);
   // idle + iowait
   const idle = f[3]! + f[4]!;
@@ -115,7 +134,7 @@ export interface MachineCpuSplit {
 
 /** {@link MachineCpuSplit} from the `cpu` line of `/proc/stat`. */
 export function machineCpuSplit(): MachineCpuSplit {
-  const f = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = readCpuLine();
   const at = (i: number): number => (Number.isFinite(f[i]) ? f[i]! : 0);
   const hz = clockTicks();
   return {
@@ -164,17 +183,14 @@ export function cpuByProcess(exclude: ReadonlySet<number>): Record<string, Named
   const hz = clockTicks();
   for (const pid of listPids()) {
     if (exclude.has(pid)) continue;
-    const stat = readProcFile(`/proc/${pid}/stat`);
+    const stat = readStat(pid);
     if (stat === undefined) continue;
-    const close = stat.lastIndexOf(')');
-    const comm = stat.slice(stat.indexOf('(') + 1, close);
-    // After "(comm) ": state, ppid, pgrp, session, tty, tpgid, flags, …, utime (11), stime (12), …, starttime (19).
-    const rest = stat.slice(close + 2).split(' ');
-    const seconds = (Number(rest[11]) + Number(rest[12])) / hz;
+    const { comm, rest } = stat;
+    const seconds = (Number(rest[STAT_UTIME]) + Number(rest[STAT_STIME])) / hz;
     if (!Number.isFinite(seconds)) continue;
-    const kernel = (Number(rest[6]) & PF_KTHREAD) !== 0;
+    const kernel = (Number(rest[STAT_FLAGS]) & PF_KTHREAD) !== 0;
     const name = pid === process.pid ? 'this process' : kernel ? `[${comm.split('/')[0]}]` : comm;
-    out[`${pid}@${rest[19]}`] = { name, seconds };
+    out[`${pid}@${rest[STAT_STARTTIME]}`] = { name, seconds };
   }
   return out;
 }
