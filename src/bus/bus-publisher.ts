@@ -334,7 +334,7 @@ export class BusPublisher {
       }
       this.#discoveryWaiting = true;
       this.#discovery = setTimeout(() => {
-        const missing = [...this.#o.gateways.ids()].filter((g) => !this.#knows(g));
+        const missing = [...this.#o.gateways.ids()].filter((g) => !this.#o.directory.whole(g));
         if (missing.length > 0) {
           this.#o.log.warn('discovery ended without the snapshots of some gateways; they are asked again', {
             missing: missing.length,
@@ -351,12 +351,9 @@ export class BusPublisher {
     if (this.#discoveryWaiting && this.#knowsEveryGateway()) this.#learned();
   }
 
-  #knows(gateway: string): boolean {
-    return this.#o.directory.whole(gateway);
-  }
-
+  /** Every gateway heard from has all its ids in the directory. */
   #knowsEveryGateway(): boolean {
-    for (const g of this.#o.gateways.ids()) if (!this.#knows(g)) return false;
+    for (const g of this.#o.gateways.ids()) if (!this.#o.directory.whole(g)) return false;
     return true;
   }
 

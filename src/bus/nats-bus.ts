@@ -598,10 +598,12 @@ export class NatsBus implements Bus {
     this.#stopTimers();
     if (this.#nc.isClosed()) return;
     if (this.#up) {
-      // Deltas still waiting for the end of the turn go first: after the bye they would bring this
-      // gateway back to the routers for three heartbeats.
-      if (this.#receiver !== undefined) this.#feed.flush();
-      if (this.#receiver !== undefined) this.#announce('bye');
+      if (this.#receiver !== undefined) {
+        // Deltas still waiting for the end of the turn go first: after the bye they would bring
+        // this gateway back to the routers for three heartbeats.
+        this.#feed.flush();
+        this.#announce('bye');
+      }
       if (this.#publisher !== undefined) this.#announceRouter('bye');
     }
     await this.#publisher?.finish();
