@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, describe, test } from 'node:test';
-import { connect } from '@nats-io/transport-node';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '../src/bus/bus.js';
 import { Membership } from '../src/bus/membership.js';
 import { NatsBus, type NatsBusOptions } from '../src/bus/nats-bus.js';
@@ -47,6 +47,17 @@ async function until(what: string, check: () => boolean, limitMs = 10_000): Prom
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Calls `each` for every message on `subject`, for as long as `nc` is open. */
+function onEach(nc: NatsConnection, subject: string, each: (m: Msg) => void): void {
+  const sub = nc.subscribe(subject);
+  void (async () => {
+    for await (const m of sub) each(m);
+  })();
+}
+
+/** True for a router's `who <router>` to every gateway (not one addressed to a gateway). */
+const whoToAll = (m: Msg): boolean => m.string().split(' ').length === 2;
 
 /** Flushes the gateways and waits until `router` knows all of them and every id they hold. */
 async function settle(router: NatsBus, gateways: readonly NatsBus[]): Promise<void> {
@@ -622,23 +633,19 @@ describe('routing by the interest directory', () => {
     try {
       let batchAt = 0;
       let snapshotAt = 0;
-      const batches = nc.subscribe(`${p}.dl.slow`);
-      void (async () => {
-        for await (const _ of batches) batchAt ||= Date.now();
-      })();
+      onEach(nc, `${p}.dl.slow`, () => {
+        batchAt ||= Date.now();
+      });
       // A gateway that answers a router's `who` at once, and sends its snapshot 400 ms later.
-      const who = nc.subscribe(`${p}.gw.who`);
-      void (async () => {
-        for await (const m of who) {
-          const [, router, target] = m.string().split(' ');
-          if (target !== undefined) continue;
-          nc.publish(`${p}.gw.hb`, 'hb slow 1 1 1');
-          setTimeout(() => {
-            snapshotAt = Date.now();
-            nc.publish(`${p}.snap.${router}`, codec.encodeSnapshot('slow', 1, 0, true, ['alice']));
-          }, 400);
-        }
-      })();
+      onEach(nc, `${p}.gw.who`, (m) => {
+        if (!whoToAll(m)) return;
+        const [, router] = m.string().split(' ');
+        nc.publish(`${p}.gw.hb`, 'hb slow 1 1 1');
+        setTimeout(() => {
+          snapshotAt = Date.now();
+          nc.publish(`${p}.snap.${router}`, codec.encodeSnapshot('slow', 1, 0, true, ['alice']));
+        }, 400);
+      });
       await nc.flush();
       const router = await bus(p, {
         role: 'router',
@@ -660,10 +667,9 @@ describe('routing by the interest directory', () => {
     const p = freshPrefix();
     const nc = await connect({ servers: SERVER });
     try {
-      const who = nc.subscribe(`${p}.gw.who`);
-      void (async () => {
-        for await (const _ of who) nc.publish(`${p}.gw.hb`, 'hb empty 0 0 0');
-      })();
+      onEach(nc, `${p}.gw.who`, () => {
+        nc.publish(`${p}.gw.hb`, 'hb empty 0 0 0');
+      });
       await nc.flush();
       // A cap of 2.45 s past discoveryMs: waiting for a snapshot would still be learning at 500 ms.
       const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 1000, discoveryMs: 50 });
@@ -682,16 +688,13 @@ describe('routing by the interest directory', () => {
     const nc = await connect({ servers: SERVER });
     try {
       const asked: string[] = [];
-      const who = nc.subscribe(`${p}.gw.who`);
-      void (async () => {
-        for await (const m of who) {
-          asked.push(m.string());
-          if (m.string().split(' ').length > 2) continue;
-          // Busy: it heartbeats, a delta of its goes out, and its snapshot never comes.
-          nc.publish(`${p}.gw.hb`, 'hb busy 5 57 57');
-          nc.publish(`${p}.gw.int`, codec.encodeDelta('busy', 58, ['bob'], []));
-        }
-      })();
+      onEach(nc, `${p}.gw.who`, (m) => {
+        asked.push(m.string());
+        if (!whoToAll(m)) return;
+        // Busy: it heartbeats, a delta of its goes out, and its snapshot never comes.
+        nc.publish(`${p}.gw.hb`, 'hb busy 5 57 57');
+        nc.publish(`${p}.gw.int`, codec.encodeDelta('busy', 58, ['bob'], []));
+      });
       // Alive all along (a silent one would expire, and discovery would stop waiting for it).
       const beat = setInterval(() => nc.publish(`${p}.gw.hb`, 'hb busy 5 57 58'), 100);
       t.after(() => clearInterval(beat));
@@ -719,18 +722,14 @@ describe('routing by the interest directory', () => {
     const nc = await connect({ servers: SERVER });
     try {
       const batches: string[] = [];
-      const sub = nc.subscribe(`${p}.dl.leaving`);
-      void (async () => {
-        for await (const m of sub) batches.push(m.subject);
-      })();
-      const who = nc.subscribe(`${p}.gw.who`);
-      void (async () => {
-        for await (const m of who) {
-          if (m.string().split(' ').length > 2) continue;
-          nc.publish(`${p}.gw.hb`, 'hb leaving 1 5 5');
-          nc.publish(`${p}.gw.int`, codec.encodeDelta('leaving', 6, ['carol'], []));
-        }
-      })();
+      onEach(nc, `${p}.dl.leaving`, (m) => {
+        batches.push(m.subject);
+      });
+      onEach(nc, `${p}.gw.who`, (m) => {
+        if (!whoToAll(m)) return;
+        nc.publish(`${p}.gw.hb`, 'hb leaving 1 5 5');
+        nc.publish(`${p}.gw.int`, codec.encodeDelta('leaving', 6, ['carol'], []));
+      });
       await nc.flush();
       const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 1000, discoveryMs: 50 });
       await until('its delta applied', () => router.holders('carol').length === 1);
@@ -761,10 +760,9 @@ describe('routing by the interest directory', () => {
     const nc = await connect({ servers: SERVER });
     try {
       const beats: string[] = [];
-      const sub = nc.subscribe(`${p}.gw.hb`);
-      void (async () => {
-        for await (const m of sub) beats.push(m.string());
-      })();
+      onEach(nc, `${p}.gw.hb`, (m) => {
+        beats.push(m.string());
+      });
       await nc.flush();
       const gw = await bus(p, { role: 'gateway', gatewayHeartbeatMs: 100 });
       const reg = new Failing(gw);
@@ -811,16 +809,10 @@ describe('routing by the interest directory', () => {
     const router = await bus(p, { role: 'router', gatewayHeartbeatMs: 100, discoveryMs: 50 });
     const nc = await connect({ servers: SERVER });
     try {
-      const acks = nc.subscribe(`${p}.ia.ghost`);
-      const who = nc.subscribe(`${p}.gw.who`);
       const heard: string[] = [];
-      void (async () => {
-        for await (const m of acks) heard.push(m.string());
-      })();
+      onEach(nc, `${p}.ia.ghost`, (m) => heard.push(m.string()));
       const asked: string[] = [];
-      void (async () => {
-        for await (const m of who) asked.push(m.string());
-      })();
+      onEach(nc, `${p}.gw.who`, (m) => asked.push(m.string()));
       await nc.flush();
       // Past the router's discovery (50 ms): it routes, so a loss is news for the gateway.
       await new Promise((r) => setTimeout(r, 150));
